@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# setup.sh — installs what a fresh Debian 12 machine lacks to build and test
+# tcpspool, quietly, only when something is missing. Sourced or run.
+set -euo pipefail
+
+TCPSPOOL_PACKAGES=(
+	gcc clang libclang-rt-14-dev meson ninja-build pkg-config
+	zlib1g-dev libbsd-dev libcriterion-dev
+	python3 socat procps iproute2
+)
+
+tcpspool_missing_packages() {
+	local p
+	for p in "${TCPSPOOL_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+			grep -q '^install ok installed$' || printf '%s\n' "$p"
+	done
+}
+
+tcpspool_setup() {
+	local missing sudo=()
+	mapfile -t missing < <(tcpspool_missing_packages)
+	[ "${#missing[@]}" -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		if command -v sudo >/dev/null 2>&1; then
+			sudo=(sudo)
+		else
+			echo "setup: missing packages: ${missing[*]}; run as root or install them" >&2
+			return 1
+		fi
+	fi
+	echo "setup: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/tcpspool-apt.log 2>&1; then
+		"${sudo[@]}" apt-get update -qq >>/tmp/tcpspool-apt.log 2>&1
+		"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >>/tmp/tcpspool-apt.log 2>&1 || {
+			echo "setup: apt-get failed; see /tmp/tcpspool-apt.log" >&2
+			return 1
+		}
+	fi
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	tcpspool_setup
+fi
