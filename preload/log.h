@@ -1,0 +1,25 @@
+/*
+ * log.h — the library's only voice: one line per event, never on stdout.
+ *
+ * Lines look like "tcpspool[PID]: LEVEL: message" and go to stderr (fd 2,
+ * with the real write, never through our own hooks), to syslog, or appended
+ * to a file opened O_APPEND|O_CLOEXEC|O_NOFOLLOW. A write failure is
+ * ignored. errno is preserved across every call. Safe from any thread.
+ */
+#ifndef TCPSPOOL_LOG_H
+#define TCPSPOOL_LOG_H
+
+#include "config.h"
+
+/* Applies the destination and level (before config: stderr, warn). */
+void log_configure(const struct tcpspool_config *c);
+
+void log_msg(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+#endif
