@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # setup.sh — installs what a fresh Debian 12 machine lacks to build and test
-# tcpspool, quietly, only when something is missing. Sourced or run.
-set -euo pipefail
+# tcpspool, quietly, only when something is missing. Sourced (it changes no
+# shell options of its caller) or run.
 
 TCPSPOOL_PACKAGES=(
 	gcc clang libclang-rt-14-dev meson ninja-build pkg-config
@@ -41,5 +41,6 @@ tcpspool_setup() {
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	set -euo pipefail
 	tcpspool_setup
 fi
