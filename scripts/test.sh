@@ -35,6 +35,15 @@ for line in lines:
     # A TAP test carries one line per test case in its stdout.
     sub_ok = sum(1 for l in t.get("stdout", "").splitlines() if l.startswith("ok "))
     sub_bad = sum(1 for l in t.get("stdout", "").splitlines() if l.startswith("not ok "))
+    out = t.get("stdout", "").splitlines()
+    for i, l in enumerate(out):
+        if l.startswith("not ok "):
+            # The failed case and its TAP diagnostics, for the reader.
+            sys.stderr.write("   %s: %s\n" % (t.get("name"), l))
+            for d in out[i + 1:i + 12]:
+                if not d.startswith("  ") and not d.startswith("#"):
+                    break
+                sys.stderr.write("      %s\n" % d)
     if sub_ok + sub_bad == 0:
         ok += good; bad += not good
     else:
