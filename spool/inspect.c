@@ -1,0 +1,385 @@
+/*
+ * inspect.c — spool_scan, spool_repair and spool_stream_info: the CLI's
+ * view of a stream, built on segread.c. Nothing here writes except
+ * spool_repair, and it only ever shortens the newest .open segment.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct scan {
+	struct spool_dir *d;
+	const char *name;
+	const struct spool_scan_ops *ops;
+	void *arg;
+	int problems;
+	bool have_expect;
+	uint64_t expect;
+	int stop;		/* non-0 from a callback */
+};
+
+static void
+problem(struct scan *sc, const struct segread *r, enum spool_problem_kind k,
+    uint64_t off, uint64_t len, const struct frame_header *f,
+    const char *what)
+{
+	struct spool_problem p;
+
+	sc->problems++;
+	if (sc->ops == NULL || sc->ops->problem == NULL || sc->stop)
+		return;
+	memset(&p, 0, sizeof(p));
+	p.kind = k;
+	seg_name(p.file, sizeof(p.file), r->seq, r->sealed);
+	p.offset = off;
+	p.length = len;
+	if (f != NULL) {
+		p.seq_known = true;
+		p.first_seq = f->first_seq;
+		p.last_seq = f->first_seq + f->count - 1;
+	}
+	snprintf(p.msg, sizeof(p.msg), "%s/%s/%s: offset %" PRIu64
+	    ", %" PRIu64 " bytes: %s", sc->d->path, sc->name, p.file, off,
+	    len, what);
+	sc->stop = sc->ops->problem(sc->arg, &p);
+}
+
+static void
+gap(struct scan *sc, const struct segread *r, const struct frame_header *f)
+{
+	struct frame_header g;
+
+	if (sc->have_expect && f->first_seq != sc->expect) {
+		memset(&g, 0, sizeof(g));
+		g.first_seq = sc->expect < f->first_seq ? sc->expect : f->first_seq;
+		g.count = (uint32_t)(sc->expect < f->first_seq ?
+		    f->first_seq - sc->expect : sc->expect - f->first_seq);
+		problem(sc, r, SPOOL_PROBLEM_SEQ_GAP, r->fh_off, 0, &g,
+		    sc->expect < f->first_seq ? "records missing before frame" :
+		    "frame repeats records already seen");
+	}
+	sc->have_expect = true;
+	sc->expect = f->first_seq + f->count;
+}
+
+static void
+frame_cb(struct scan *sc, const struct segread *r, const struct frame_header *f,
+    uint64_t off, bool valid)
+{
+	struct spool_frame_info fi;
+
+	if (sc->ops == NULL || sc->ops->frame == NULL || sc->stop)
+		return;
+	fi.segment_seq = r->seq;
+	fi.offset = off;
+	fi.first_seq = f->first_seq;
+	fi.count = f->count;
+	fi.raw_len = f->raw_len;
+	fi.stored_len = f->stored_len;
+	fi.first_ts_ns = f->first_ts;
+	fi.last_ts_ns = f->last_ts;
+	fi.codec = f->codec;
+	fi.payload_crc = f->payload_crc;
+	fi.valid = valid;
+	sc->stop = sc->ops->frame(sc->arg, &fi);
+}
+
+/* Totals of a segment from its frame headers (for an .open one). */
+static void
+seg_totals(struct segread *r, struct spool_segment_info *si)
+{
+	enum sr_result res;
+	int e;
+
+	for (;;) {
+		res = segread_next(r, false, &e);
+		if (res == SR_CORRUPT)
+			continue;
+		if (res != SR_FRAME)
+			break;
+		if (si->records == 0)
+			si->first_seq = r->fh.first_seq;
+		si->last_seq = r->fh.first_seq + r->fh.count - 1;
+		si->records += r->fh.count;
+		si->raw_bytes += r->fh.data_len;
+	}
+	r->pos = SEG_HEADER_LEN;
+}
+
+static void
+seg_info(struct segread *r, struct spool_segment_info *si)
+{
+	memset(si, 0, sizeof(*si));
+	seg_name(si->file, sizeof(si->file), r->seq, r->sealed);
+	si->segment_seq = r->seq;
+	si->version = SEG_VERSION;
+	si->codec = r->hdr.codec;
+	si->segment_max = r->hdr.segment_max;
+	si->id = r->hdr.id;
+	si->sealed = r->sealed && r->footer_seen;
+	si->file_size = r->size;
+	si->stored_bytes = r->size;
+	if (si->sealed) {
+		si->first_seq = r->footer.first_seq;
+		si->last_seq = r->footer.last_seq;
+		si->records = r->footer.records;
+		si->raw_bytes = r->footer.raw_bytes;
+	} else
+		seg_totals(r, si);
+}
+
+static void
+scan_frames(struct scan *sc, struct segread *r)
+{
+	struct footer sum;
+	enum sr_result res;
+	int e;
+
+	memset(&sum, 0, sizeof(sum));
+	while (!sc->stop) {
+		res = segread_next(r, true, &e);
+		if (res == SR_FRAME) {
+			gap(sc, r, &r->fh);
+			frame_cb(sc, r, &r->fh, r->fh_off, true);
+			if (sum.records == 0)
+				sum.first_seq = r->fh.first_seq;
+			sum.records += r->fh.count;
+			sum.raw_bytes += r->fh.data_len;
+			sum.last_seq = r->fh.first_seq + r->fh.count - 1;
+			sum.frames++;
+		} else if (res == SR_CORRUPT) {
+			if (r->bad_hdr_ok) {
+				frame_cb(sc, r, &r->bad_fh, r->bad_off, false);
+				sc->have_expect = true;
+				sc->expect = r->bad_fh.first_seq +
+				    r->bad_fh.count;
+			}
+			problem(sc, r, SPOOL_PROBLEM_CORRUPT_FRAME, r->bad_off,
+			    r->bad_len, r->bad_hdr_ok ? &r->bad_fh : NULL,
+			    r->bad_hdr_ok ? "frame payload fails its checksum"
+			    " or does not decode" : "bytes that are no valid"
+			    " frame, skipped");
+		} else if (res == SR_TORN) {
+			problem(sc, r, SPOOL_PROBLEM_TORN_TAIL, r->pos,
+			    r->size - r->pos, NULL, "incomplete frame at the"
+			    " end (torn tail, or still being written)");
+			break;
+		} else if (res == SR_IO) {
+			problem(sc, r, SPOOL_PROBLEM_IO, r->pos, 0, NULL,
+			    strerror(-e));
+			break;
+		} else
+			break;
+	}
+	if (r->sealed && r->footer_seen && !sc->stop &&
+	    (sum.records != r->footer.records ||
+	    sum.raw_bytes != r->footer.raw_bytes ||
+	    sum.frames != r->footer.frames ||
+	    (sum.records > 0 && (sum.first_seq != r->footer.first_seq ||
+	    sum.last_seq != r->footer.last_seq))))
+		problem(sc, r, SPOOL_PROBLEM_BAD_FOOTER, r->size - FOOTER_LEN,
+		    FOOTER_LEN, NULL, "footer disagrees with the frames");
+}
+
+static void
+scan_segment(struct scan *sc, struct segread *r)
+{
+	struct spool_segment_info si;
+
+	if (!r->header_ok) {
+		problem(sc, r, SPOOL_PROBLEM_BAD_HEADER, 0,
+		    r->size < SEG_HEADER_LEN ? r->size : SEG_HEADER_LEN, NULL,
+		    "segment header unreadable, file skipped");
+		return;
+	}
+	if (r->sealed && !r->footer_seen)
+		problem(sc, r, SPOOL_PROBLEM_BAD_FOOTER, r->size < FOOTER_LEN ?
+		    0 : r->size - FOOTER_LEN, FOOTER_LEN, NULL,
+		    "sealed segment without a valid footer");
+	seg_info(r, &si);
+	if (sc->ops != NULL && sc->ops->segment != NULL && !sc->stop)
+		sc->stop = sc->ops->segment(sc->arg, &si);
+	scan_frames(sc, r);
+}
+
+int
+spool_scan(struct spool_dir *d, const char *name,
+    const struct spool_scan_ops *ops, void *arg, struct spool_err *err)
+{
+	struct scan sc = { d, name, ops, arg, 0, false, 0, 0 };
+	struct seg_entry *v;
+	struct segread r;
+	size_t n, i;
+	int sfd, rc;
+
+	if ((sfd = open_stream_dir(d, name, err)) < 0)
+		return sfd;
+	if ((rc = list_segments(sfd, &v, &n)) < 0) {
+		spool_seterr(err, "%s/%s: list: %s", d->path, name,
+		    strerror(-rc));
+		close(sfd);
+		return rc;
+	}
+	segread_init(&r);
+	for (i = 0; i < n && !sc.stop; i++) {
+		if ((rc = segread_open(&r, sfd, v[i].seq, v[i].sealed)) < 0) {
+			if (rc == -ENOENT)
+				continue;
+			r.seq = v[i].seq;
+			r.sealed = v[i].sealed;
+			problem(&sc, &r, SPOOL_PROBLEM_IO, 0, 0, NULL,
+			    strerror(-rc));
+			continue;
+		}
+		scan_segment(&sc, &r);
+	}
+	segread_fini(&r);
+	free(v);
+	close(sfd);
+	return sc.problems;
+}
+
+int64_t
+spool_repair(struct spool_dir *d, const char *name, struct spool_err *err)
+{
+	struct seg_entry *v;
+	struct segread r;
+	enum sr_result res;
+	int64_t cut = 0;
+	size_t n;
+	int sfd, fd, rc, e;
+	char f[32];
+
+	if ((sfd = open_stream_dir(d, name, err)) < 0)
+		return sfd;
+	if ((rc = list_segments(sfd, &v, &n)) < 0 || n == 0 ||
+	    v[n - 1].sealed) {
+		free(v);
+		close(sfd);
+		if (rc < 0)
+			spool_seterr(err, "%s/%s: list: %s", d->path, name,
+			    strerror(-rc));
+		return rc;
+	}
+	segread_init(&r);
+	if ((rc = segread_open(&r, sfd, v[n - 1].seq, false)) < 0 ||
+	    !r.header_ok || r.sealed)
+		goto out;
+	while ((res = segread_next(&r, true, &e)) == SR_FRAME ||
+	    res == SR_CORRUPT)
+		;
+	if (res == SR_IO) {
+		rc = e;
+		goto out;
+	}
+	if (res != SR_TORN)
+		goto out;
+	seg_name(f, sizeof(f), r.seq, false);
+	fd = openat(sfd, f, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1 || ftruncate(fd, (off_t)r.pos) == -1 || fsync(fd) == -1)
+		rc = -errno;
+	else
+		cut = (int64_t)(r.size - r.pos);
+	if (fd != -1)
+		close(fd);
+out:
+	if (rc < 0)
+		spool_seterr(err, "%s/%s/%016" PRIx64 ".open: repair: %s",
+		    d->path, name, v[n - 1].seq, strerror(-rc));
+	segread_fini(&r);
+	free(v);
+	close(sfd);
+	return rc < 0 ? rc : cut;
+}
+
+/* Adds the records of the current frame of r not yet acknowledged. */
+static void
+info_frame(struct segread *r, const struct progress *pg,
+    struct spool_stream_info *si)
+{
+	const struct frame_header *f = &r->fh;
+	struct rec_ref rec;
+	uint64_t seq = f->first_seq, off = r->fh_off;
+	int e;
+
+	if (f->first_seq + f->count <= pg->next_seq)
+		return;
+	if (f->first_seq >= pg->next_seq) {
+		si->records += f->count;
+		si->raw_bytes += f->data_len;
+		if (si->oldest_ts_ns == 0)
+			si->oldest_ts_ns = f->first_ts;
+		si->newest_ts_ns = f->last_ts;
+		return;
+	}
+	/* Partly acknowledged: decode it to count exactly. */
+	r->pos = off;
+	r->skip_below = 0;
+	if (segread_next(r, true, &e) != SR_FRAME)
+		return;
+	for (; payload_next(&r->it, &rec); seq++) {
+		if (seq < pg->next_seq)
+			continue;
+		si->records++;
+		si->raw_bytes += rec.len -
+		    (seq == pg->next_seq ? (rec.len < pg->next_off ? rec.len :
+		    pg->next_off) : 0);
+		if (si->oldest_ts_ns == 0)
+			si->oldest_ts_ns = rec.ts;
+	}
+	si->newest_ts_ns = f->last_ts;
+}
+
+int
+spool_stream_info(struct spool_dir *d, const char *name,
+    struct spool_stream_info *si, struct spool_err *err)
+{
+	struct seg_entry *v;
+	struct progress pg;
+	struct segread r;
+	size_t n, i;
+	int sfd, rc, e;
+
+	memset(si, 0, sizeof(*si));
+	strlcpy(si->name, name, sizeof(si->name));
+	if ((sfd = open_stream_dir(d, name, err)) < 0)
+		return sfd;
+	if ((rc = progress_load(sfd, &pg)) < 0 ||
+	    (rc = list_segments(sfd, &v, &n)) < 0) {
+		spool_seterr(err, "%s/%s: %s", d->path, name, strerror(-rc));
+		close(sfd);
+		return rc;
+	}
+	si->acked_seq = pg.next_seq;
+	segread_init(&r);
+	for (i = 0; i < n; i++) {
+		if (segread_open(&r, sfd, v[i].seq, v[i].sealed) < 0)
+			continue;
+		si->segments++;
+		si->stored_bytes += r.size;
+		if (!r.header_ok)
+			continue;
+		if (!si->id_known) {
+			si->id = r.hdr.id;
+			si->id_known = true;
+		}
+		for (;;) {
+			enum sr_result res = segread_next(&r, false, &e);
+
+			if (res == SR_FRAME)
+				info_frame(&r, &pg, si);
+			else if (res != SR_CORRUPT)
+				break;
+		}
+	}
+	segread_fini(&r);
+	free(v);
+	close(sfd);
+	return 0;
+}

@@ -1,0 +1,69 @@
+/*
+ * progress.c — the reader's persisted position (FORMAT.md §6): two slots
+ * with generation numbers and a crc, so a torn write leaves the older one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define PROGRESS_FILE	"progress"
+
+int
+progress_load(int sfd, struct progress *p)
+{
+	uint8_t b[2 * PROGRESS_SLOT_LEN];
+	struct progress s[2];
+	bool ok[2];
+	ssize_t n;
+	int fd, i;
+
+	memset(p, 0, sizeof(*p));
+	fd = openat(sfd, PROGRESS_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1)
+		return errno == ENOENT ? 0 : -errno;
+	memset(b, 0, sizeof(b));
+	n = pread(fd, b, sizeof(b), 0);
+	close(fd);
+	if (n == -1)
+		return -errno;
+	for (i = 0; i < 2; i++)
+		ok[i] = progress_decode(b + i * PROGRESS_SLOT_LEN, &s[i]);
+	if (ok[0] && (!ok[1] || s[0].generation > s[1].generation))
+		*p = s[0];
+	else if (ok[1])
+		*p = s[1];
+	return 0;
+}
+
+int
+progress_open(int sfd)
+{
+	int fd;
+
+	fd = openat(sfd, PROGRESS_FILE, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd == -1 && errno == EEXIST)
+		fd = openat(sfd, PROGRESS_FILE, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	return fd == -1 ? -errno : fd;
+}
+
+/* Bumps p->generation and writes it to its slot; fdatasync when sync. */
+int
+progress_store(int fd, struct progress *p, bool sync)
+{
+	uint8_t b[PROGRESS_SLOT_LEN];
+	ssize_t n;
+
+	p->generation++;
+	progress_encode(b, p);
+	n = pwrite(fd, b, sizeof(b),
+	    (off_t)(p->generation % 2) * PROGRESS_SLOT_LEN);
+	if (n != (ssize_t)sizeof(b))
+		return n == -1 ? -errno : -EIO;
+	if (sync && fdatasync(fd) == -1)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,362 @@
+/*
+ * spool.h — the segment store.
+ *
+ * A spool dir holds streams. A stream is one ordered byte stream (in
+ * practice: what one connection could not send at once), kept as records
+ * (the bytes of one write call) in zlib-compressed, append-only, checksummed
+ * segment files. This module knows files, frames and records, and nothing
+ * about sockets. spool/FORMAT.md is the on-disk contract.
+ *
+ * Conventions:
+ *   - Functions returning int return 0 (or a count) on success and a
+ *     negative errno on failure. They never print; they may fill a
+ *     struct spool_err with a message naming the file and offset.
+ *   - errno is not meaningful after a call (it may be clobbered).
+ *   - A struct spool_stream and a struct spool_cursor are not thread-safe:
+ *     the caller serialises calls on one object. Different objects may be
+ *     used from different threads at once; a spool_dir is thread-safe.
+ *     In particular a stream and the cursor spool_stream_cursor() gave
+ *     for it may be used from two threads at once (appender and replay):
+ *     the cursor reads the files through its own fds and never past the
+ *     end of the last complete frame the writer published; it deletes
+ *     only sealed segments older than the writer's current one, and the
+ *     writer deletes only its current segment (spool_stream_trim) under
+ *     a lock they share. Counters they share are atomics.
+ *   - Every fd opened here is O_CLOEXEC; files are 0600, folders 0700,
+ *     opened with O_NOFOLLOW, new ones with O_EXCL.
+ */
+#ifndef TCPSPOOL_SPOOL_H
+#define TCPSPOOL_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* Limits stated in FORMAT.md. */
+#define SPOOL_RECORD_MAX	(16u << 20)	/* bytes in one record */
+#define SPOOL_FRAME_RAW_MAX	(32u << 20)	/* raw payload of one frame */
+#define SPOOL_SEGMENT_MIN	(64u << 10)
+#define SPOOL_SEGMENT_MAX	(1ull << 30)
+#define SPOOL_ADDR_MAX		128		/* "unix:" + sun_path, NUL */
+#define SPOOL_NAME_MAX		32		/* stream dir name, NUL */
+#define SPOOL_ERR_MAX		256
+
+/* A message for the operator; filled on failure where one is given. */
+struct spool_err {
+	char msg[SPOOL_ERR_MAX];
+};
+
+/* ---------------------------------------------------------------- dir */
+
+/*
+ * Limits applied by spool_budget_check(). 0 means "no limit".
+ *   stream_max: bytes pending (appended, not yet acknowledged) in one stream
+ *   total_max:  bytes on disk (stored) for the whole spool dir, all
+ *               processes together (others' usage may lag by about 1 s)
+ *   min_free:   bytes that must stay free on the file system (statvfs)
+ */
+struct spool_limits {
+	uint64_t stream_max;
+	uint64_t total_max;
+	uint64_t min_free;
+};
+
+struct spool_dir;
+
+/*
+ * Opens (creating it 0700 if missing, parents included) a spool dir.
+ * Refuses with -EPERM and a message: a symlink, a dir owned by another
+ * user, a group- or world-writable dir.
+ */
+int spool_dir_open(const char *path, const struct spool_limits *lim,
+    struct spool_dir **out, struct spool_err *err);
+void spool_dir_close(struct spool_dir *d);
+const char *spool_dir_path(const struct spool_dir *d);
+int spool_dir_fd(const struct spool_dir *d);
+
+/* Calls fn for every stream dir name in d, in name order; stops on non-0. */
+int spool_dir_list(struct spool_dir *d,
+    int (*fn)(void *arg, const char *name), void *arg);
+
+/*
+ * Resolves a stream named by the operator: a full name or an unambiguous
+ * prefix of one (like git's short hashes). -ENOENT none, -EEXIST ambiguous.
+ */
+int spool_resolve(struct spool_dir *d, const char *given,
+    char name[SPOOL_NAME_MAX], struct spool_err *err);
+
+/* Deletes a stream dir and everything in it. */
+int spool_stream_remove(struct spool_dir *d, const char *name,
+    struct spool_err *err);
+
+/* --------------------------------------------------------------- writer */
+
+/* Who a stream belongs to; written into every segment header. */
+struct spool_identity {
+	uint64_t stream_id;	/* set by spool_stream_create, unique in dir */
+	int32_t pid;
+	int32_t fd;
+	int64_t created_ns;	/* CLOCK_REALTIME */
+	char local[SPOOL_ADDR_MAX];	/* "127.0.0.1:80", "[::1]:80", "unix:/p" */
+	char peer[SPOOL_ADDR_MAX];
+};
+
+enum spool_fsync {
+	SPOOL_FSYNC_NEVER,	/* the kernel writes back when it likes */
+	SPOOL_FSYNC_INTERVAL,	/* fdatasync at most every fsync_interval_ms */
+	SPOOL_FSYNC_ALWAYS,	/* every record framed and fdatasync'ed before
+				 * spool_stream_append returns */
+};
+
+struct spool_options {
+	uint64_t segment_max;	/* rotate when a segment would exceed this */
+	uint32_t frame_target;	/* form a frame once this many raw bytes are
+				 * staged; 0 = every append forms a frame */
+	int level;		/* zlib level, 0 (stored) .. 9 */
+	enum spool_fsync fsync;
+	uint32_t fsync_interval_ms;
+};
+
+void spool_options_default(struct spool_options *o);
+
+struct spool_stream;
+
+/*
+ * Creates a new stream dir in d with its first segment. id->stream_id is
+ * assigned; the stream's name is spool_stream_name().
+ */
+int spool_stream_create(struct spool_dir *d, struct spool_identity *id,
+    const struct spool_options *o, struct spool_stream **out,
+    struct spool_err *err);
+const char *spool_stream_name(const struct spool_stream *s);
+
+/*
+ * Appends one record of the iovec's bytes (at most SPOOL_RECORD_MAX).
+ * The bytes are copied into the staging buffer; they reach the file when a
+ * frame is formed (frame_target, spool_stream_flush, or always with
+ * SPOOL_FSYNC_ALWAYS). Returns the record's sequence number (>= 0).
+ * On ENOSPC/EDQUOT/EFBIG while forming a frame, the partial frame is cut
+ * off, the segment stays valid, the records stay staged, and the negative
+ * errno is returned. On any failure the record of this call is NOT
+ * appended (its sequence number is not used); records staged by earlier
+ * calls stay staged and are written by a later flush. -EMSGSIZE for a
+ * record larger than SPOOL_RECORD_MAX.
+ */
+int64_t spool_stream_append(struct spool_stream *s, const struct iovec *iov,
+    int iovcnt, int64_t ts_ns, struct spool_err *err);
+
+/* Forms a frame of whatever is staged and writes it; fsync per policy. */
+int spool_stream_flush(struct spool_stream *s, struct spool_err *err);
+
+/* CLOCK_MONOTONIC ns of the oldest staged, unwritten record; 0 if none. */
+int64_t spool_stream_staged_since(const struct spool_stream *s);
+
+/*
+ * Called when a stream is fully delivered: flushes, seals and deletes
+ * segments that hold only acknowledged records, so an idle stream keeps
+ * nothing but its dir and progress on disk.
+ */
+int spool_stream_trim(struct spool_stream *s, struct spool_err *err);
+
+/*
+ * Closes the writer. SPOOL_CLOSE_KEEP flushes what is staged and leaves the
+ * files (an orphan, with the reason recorded in its status); SPOOL_CLOSE_REMOVE
+ * deletes the stream dir.
+ */
+enum spool_close_how { SPOOL_CLOSE_KEEP, SPOOL_CLOSE_REMOVE };
+int spool_stream_close(struct spool_stream *s, enum spool_close_how how,
+    const char *reason, struct spool_err *err);
+
+/* Per-stream accounting, exact. */
+struct spool_counts {
+	uint64_t records;	/* appended since creation */
+	uint64_t raw_bytes;	/* appended since creation */
+	uint64_t stored_bytes;	/* on disk now, headers included */
+	uint64_t pending_records;	/* appended, not acknowledged */
+	uint64_t pending_bytes;	/* raw bytes appended, not acknowledged */
+	uint32_t segments;	/* on disk now */
+};
+void spool_stream_counts(const struct spool_stream *s, struct spool_counts *c);
+
+/* Spool-dir-wide accounting as this process sees it. */
+void spool_dir_counts(struct spool_dir *d, struct spool_counts *c);
+
+/*
+ * Would appending len more bytes to s break a limit? 0 if not, else
+ * -EDQUOT (stream_max or total_max) or -ENOSPC (min_free), with *which
+ * set to "stream_max", "total_max" or "min_free". Cheap: no syscall unless
+ * a statvfs is due (at most one per 100 ms per dir).
+ */
+int spool_budget_check(struct spool_stream *s, uint64_t len,
+    const char **which);
+
+/* ------------------------------------------------------------ reading */
+
+struct spool_record {
+	uint64_t seq;
+	int64_t ts_ns;
+	const uint8_t *data;	/* valid until the next call on the cursor */
+	size_t len;
+	size_t off;		/* bytes of this record already delivered */
+};
+
+struct spool_cursor;
+
+/*
+ * Opens a reader on a stream, positioned at the first byte not yet
+ * acknowledged according to the persisted progress. Recovery (truncating a
+ * torn tail of a dead writer's .open segment) is not done here; see
+ * spool_repair. Corrupt frames are skipped and reported through
+ * spool_cursor_losses().
+ */
+int spool_cursor_open(struct spool_dir *d, const char *name,
+    struct spool_cursor **out, struct spool_err *err);
+
+/* The cursor of a live writer, for the same process's replay. */
+int spool_stream_cursor(struct spool_stream *s, struct spool_cursor **out,
+    struct spool_err *err);
+
+/*
+ * The next record not fully acknowledged: 1 with *rec filled, 0 when
+ * nothing more is written yet (for a live stream, flush then retry), or a
+ * negative errno. rec->off tells how much of it was already delivered.
+ * Successive calls return successive records (several may be in flight
+ * before they are acknowledged); after an acknowledgement that ends
+ * inside a record (off < len), or after spool_cursor_rewind, the next call
+ * returns that record again with rec->off = the acknowledged offset.
+ * rec->data stays valid until the next spool_cursor_next,
+ * spool_cursor_rewind or spool_cursor_close (spool_cursor_ack keeps it).
+ */
+int spool_cursor_next(struct spool_cursor *c, struct spool_record *rec,
+    struct spool_err *err);
+
+/*
+ * Acknowledges delivery up to byte off of record seq (off == len means the
+ * whole record). Segments holding only acknowledged records are deleted.
+ * Progress is persisted when persist is true (a write to the progress file,
+ * no fsync unless the policy is ALWAYS). seq must be a record returned by
+ * spool_cursor_next (-EINVAL otherwise); records before it are acknowledged
+ * whole. Acknowledging an older position is a no-op.
+ */
+int spool_cursor_ack(struct spool_cursor *c, uint64_t seq, size_t off,
+    bool persist, struct spool_err *err);
+
+/*
+ * Makes the next spool_cursor_next return the first record not fully
+ * acknowledged again (after a failed send of records in flight).
+ */
+int spool_cursor_rewind(struct spool_cursor *c);
+
+/* Records lost to corruption so far: count and [first, last] sequence. */
+struct spool_losses {
+	uint64_t frames;
+	uint64_t records;
+	uint64_t first_seq, last_seq;
+};
+void spool_cursor_losses(const struct spool_cursor *c, struct spool_losses *l);
+
+void spool_cursor_close(struct spool_cursor *c);
+
+/* ------------------------------------------------------ inspection */
+
+struct spool_segment_info {
+	char file[SPOOL_NAME_MAX + 24];	/* file name inside the stream dir */
+	uint64_t segment_seq;
+	uint32_t version;
+	uint32_t codec;
+	uint64_t segment_max;
+	struct spool_identity id;
+	bool sealed;		/* .seg with a valid footer */
+	uint64_t file_size;
+	/* From the footer when sealed, else from the frames read. */
+	uint64_t first_seq, last_seq, records, raw_bytes, stored_bytes;
+};
+
+struct spool_frame_info {
+	uint64_t segment_seq;
+	uint64_t offset;	/* of the frame header in the file */
+	uint64_t first_seq;
+	uint32_t count;
+	uint32_t raw_len, stored_len;
+	int64_t first_ts_ns, last_ts_ns;
+	uint32_t codec;
+	uint32_t payload_crc;
+	bool valid;		/* header and payload checksums match */
+};
+
+enum spool_problem_kind {
+	SPOOL_PROBLEM_TORN_TAIL,	/* incomplete frame at the end */
+	SPOOL_PROBLEM_CORRUPT_FRAME,	/* bad checksum, skipped */
+	SPOOL_PROBLEM_BAD_HEADER,	/* segment header unreadable */
+	SPOOL_PROBLEM_BAD_FOOTER,
+	SPOOL_PROBLEM_SEQ_GAP,		/* sequence discontinuity */
+	SPOOL_PROBLEM_IO,
+};
+
+struct spool_problem {
+	enum spool_problem_kind kind;
+	char file[SPOOL_NAME_MAX + 24];
+	uint64_t offset, length;	/* bytes of the file concerned */
+	uint64_t first_seq, last_seq;	/* records concerned, if known */
+	bool seq_known;
+	char msg[SPOOL_ERR_MAX];
+};
+
+struct spool_scan_ops {
+	int (*segment)(void *arg, const struct spool_segment_info *si);
+	int (*frame)(void *arg, const struct spool_frame_info *fi);
+	int (*problem)(void *arg, const struct spool_problem *p);
+};
+
+/*
+ * Walks every segment and frame of a stream, oldest first, checking every
+ * checksum and the sequence continuity. Callbacks may be NULL. Returns the
+ * number of problems found (>= 0) or a negative errno.
+ */
+int spool_scan(struct spool_dir *d, const char *name,
+    const struct spool_scan_ops *ops, void *arg, struct spool_err *err);
+
+/*
+ * Truncates a torn tail of the stream's .open segment to its last good
+ * frame. Only for a stream whose writer is gone; the caller checks.
+ * Returns the bytes cut (>= 0).
+ */
+int64_t spool_repair(struct spool_dir *d, const char *name,
+    struct spool_err *err);
+
+/* A summary of one stream, for listings. */
+struct spool_stream_info {
+	char name[SPOOL_NAME_MAX];
+	struct spool_identity id;	/* from the oldest readable segment */
+	bool id_known;
+	uint64_t records, raw_bytes, stored_bytes;	/* not acknowledged */
+	int64_t oldest_ts_ns, newest_ts_ns;
+	uint32_t segments;
+	uint64_t acked_seq;	/* from progress */
+};
+int spool_stream_info(struct spool_dir *d, const char *name,
+    struct spool_stream_info *si, struct spool_err *err);
+
+/* ------------------------------------------------------------ status */
+
+/*
+ * Live figures a writer's process publishes in its stream dir (a small
+ * file, replaced atomically by rename), for `tcpspool ls`.
+ */
+struct spool_status {
+	int32_t pid;
+	int32_t fd;
+	char state[16];		/* "spooling", "draining", "orphan", ... */
+	char reason[64];	/* why an orphan: "peer reset", "exit", ... */
+	uint64_t pending_bytes, pending_records;
+	uint64_t drops, errors;
+	int64_t updated_ns;	/* CLOCK_REALTIME */
+};
+int spool_status_publish(struct spool_stream *s, const struct spool_status *st,
+    struct spool_err *err);
+int spool_status_read(struct spool_dir *d, const char *name,
+    struct spool_status *st, struct spool_err *err);
+
+#endif

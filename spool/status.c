@@ -1,0 +1,130 @@
+/*
+ * status.c — the writer's live figures (FORMAT.md §7), a small text file
+ * replaced atomically: written to status.tmp, then renamed onto status.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Replaces what would break the line format. */
+static void
+clean(char *dst, const char *src, size_t size)
+{
+	char *p;
+
+	strlcpy(dst, src, size);
+	for (p = dst; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+}
+
+int
+spool_status_publish(struct spool_stream *s, const struct spool_status *st,
+    struct spool_err *err)
+{
+	struct spool_dir *d = stream_dir(s);
+	const char *name = spool_stream_name(s);
+	char buf[1024], tmp[64], dst[64], state[16], reason[64];
+	int fd, len, rc = 0;
+
+	clean(state, st->state, sizeof(state));
+	clean(reason, st->reason, sizeof(reason));
+	len = snprintf(buf, sizeof(buf),
+	    "version=1\npid=%" PRId32 "\nfd=%" PRId32 "\nstate=%s\n"
+	    "reason=%s\npending_bytes=%" PRIu64 "\npending_records=%" PRIu64
+	    "\ndrops=%" PRIu64 "\nerrors=%" PRIu64 "\nupdated_ns=%" PRId64 "\n",
+	    st->pid, st->fd, state, reason, st->pending_bytes,
+	    st->pending_records, st->drops, st->errors,
+	    st->updated_ns ? st->updated_ns : now_real_ns());
+	snprintf(tmp, sizeof(tmp), "%s/status.tmp", name);
+	snprintf(dst, sizeof(dst), "%s/status", name);
+	unlinkat(d->fd, tmp, 0);
+	fd = openat(d->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd == -1) {
+		rc = -errno;
+		spool_seterr(err, "%s/%s: create: %s", d->path, tmp,
+		    strerror(errno));
+		return rc;
+	}
+	if (write(fd, buf, (size_t)len) != len)
+		rc = errno ? -errno : -EIO;
+	if (close(fd) == -1 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && renameat(d->fd, tmp, d->fd, dst) == -1)
+		rc = -errno;
+	if (rc < 0) {
+		spool_seterr(err, "%s/%s: write: %s", d->path, tmp,
+		    strerror(-rc));
+		unlinkat(d->fd, tmp, 0);
+	}
+	return rc;
+}
+
+static void
+status_field(struct spool_status *st, const char *k, const char *v)
+{
+	if (strcmp(k, "pid") == 0)
+		st->pid = (int32_t)strtonum(v, INT32_MIN, INT32_MAX, NULL);
+	else if (strcmp(k, "fd") == 0)
+		st->fd = (int32_t)strtonum(v, INT32_MIN, INT32_MAX, NULL);
+	else if (strcmp(k, "state") == 0)
+		strlcpy(st->state, v, sizeof(st->state));
+	else if (strcmp(k, "reason") == 0)
+		strlcpy(st->reason, v, sizeof(st->reason));
+	else if (strcmp(k, "pending_bytes") == 0)
+		st->pending_bytes = strtoull(v, NULL, 10);
+	else if (strcmp(k, "pending_records") == 0)
+		st->pending_records = strtoull(v, NULL, 10);
+	else if (strcmp(k, "drops") == 0)
+		st->drops = strtoull(v, NULL, 10);
+	else if (strcmp(k, "errors") == 0)
+		st->errors = strtoull(v, NULL, 10);
+	else if (strcmp(k, "updated_ns") == 0)
+		st->updated_ns = strtoll(v, NULL, 10);
+}
+
+int
+spool_status_read(struct spool_dir *d, const char *name,
+    struct spool_status *st, struct spool_err *err)
+{
+	char buf[1024], *line, *next, *eq;
+	ssize_t n;
+	int sfd, fd, rc;
+
+	memset(st, 0, sizeof(*st));
+	if ((sfd = open_stream_dir(d, name, err)) < 0)
+		return sfd;
+	fd = openat(sfd, "status", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	rc = -errno;
+	close(sfd);
+	if (fd == -1) {
+		spool_seterr(err, "%s/%s/status: open: %s", d->path, name,
+		    strerror(-rc));
+		return rc;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	rc = -errno;
+	close(fd);
+	if (n == -1) {
+		spool_seterr(err, "%s/%s/status: read: %s", d->path, name,
+		    strerror(-rc));
+		return rc;
+	}
+	buf[n] = '\0';
+	for (line = buf; line != NULL && *line != '\0'; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((eq = strchr(line, '=')) == NULL)
+			continue;
+		*eq = '\0';
+		status_field(st, line, eq + 1);
+	}
+	return 0;
+}

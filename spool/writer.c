@@ -1,0 +1,805 @@
+/*
+ * writer.c — a stream's writer: staging, frames, segments, rotation.
+ *
+ * Invariants:
+ *   - seg_end is the end of the last complete frame of the current segment
+ *     (or of its header); the file is never longer than seg_end when a call
+ *     returns (a failed write is cut back to seg_end).
+ *   - What the writer publishes in live (cur_seg, cur_end, written) is
+ *     always already in the file; a cursor of this process never reads past
+ *     it, so it never sees half a frame.
+ *   - A stream holds no zlib state and, with nothing staged, no buffer;
+ *     the segment fd is open only between the first frame written and the
+ *     next spool_stream_trim (an idle stream holds no fd).
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "internal.h"
+
+struct stage_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+struct spool_stream {
+	struct spool_dir *dir;
+	struct stream_live *live;
+	char name[SPOOL_NAME_MAX];
+	struct spool_identity id;
+	struct spool_options opt;
+
+	/* Current segment. */
+	int seg_fd;
+	uint64_t seg_seq;
+	bool seg_exists;
+	uint64_t seg_end;
+	struct footer seg_sum;	/* frames written to it so far */
+
+	/* Staging: the three columns of the next frame (FORMAT.md §3.2). */
+	struct stage_buf lens, tss, data;
+	uint32_t st_count;
+	uint64_t st_first_seq;
+	int64_t st_first_ts, st_last_ts;
+	int64_t st_since;
+
+	uint64_t next_seq;
+	uint64_t records, raw_bytes;
+	int64_t last_sync_ns;
+	bool unsynced;
+};
+
+void
+spool_options_default(struct spool_options *o)
+{
+	o->segment_max = 64ull << 20;
+	o->frame_target = 128u << 10;
+	o->level = 1;
+	o->fsync = SPOOL_FSYNC_INTERVAL;
+	o->fsync_interval_ms = 1000;
+}
+
+void
+live_unref(struct stream_live *l)
+{
+	bool last;
+
+	pthread_mutex_lock(&l->mu);
+	last = --l->refs == 0;
+	pthread_mutex_unlock(&l->mu);
+	if (!last)
+		return;
+	pthread_mutex_destroy(&l->mu);
+	free(l);
+}
+
+const char *
+spool_stream_name(const struct spool_stream *s)
+{
+	return s->name;
+}
+
+static void
+seg_path(const struct spool_stream *s, char *buf, size_t len, uint64_t seq,
+    bool sealed)
+{
+	char f[32];
+
+	seg_name(f, sizeof(f), seq, sealed);
+	snprintf(buf, len, "%s/%s", s->name, f);
+}
+
+/* fsync of the stream dir, so new names and renames survive power loss. */
+static int
+sync_stream_dir(struct spool_stream *s)
+{
+	int fd, rc = 0;
+
+	fd = openat(s->dir->fd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fd == -1)
+		return -errno;
+	if (fsync(fd) == -1)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static void
+publish(struct spool_stream *s, uint64_t new_records)
+{
+	struct stream_live *l = s->live;
+
+	pthread_mutex_lock(&l->mu);
+	l->cur_seg = s->seg_seq;
+	l->cur_end = s->seg_exists ? s->seg_end : 0;
+	l->written += new_records;
+	pthread_mutex_unlock(&l->mu);
+}
+
+static void
+stored_add(struct spool_stream *s, int64_t bytes, int32_t segs)
+{
+	atomic_fetch_add(&s->live->stored_bytes, (uint64_t)bytes);
+	atomic_fetch_add(&s->dir->stored_bytes, (uint64_t)bytes);
+	atomic_fetch_add(&s->live->segments, (uint32_t)segs);
+	atomic_fetch_add(&s->dir->segments, (uint32_t)segs);
+	if (bytes > 0)
+		budget_note_written(s->dir, (uint64_t)bytes);
+}
+
+/* Writes all of iov at off; on failure cuts the file back to off. */
+static int
+pwritev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off)
+{
+	uint64_t pos = off;
+	ssize_t n;
+	int rc;
+
+	while (iovcnt > 0) {
+		n = pwritev(fd, iov, iovcnt, (off_t)pos);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n == 0 ? -EIO : -errno;
+			if (ftruncate(fd, (off_t)off) == -1)
+				return -errno;
+			return rc;
+		}
+		pos += (uint64_t)n;
+		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+static int
+seg_open_fd(struct spool_stream *s, struct spool_err *err)
+{
+	char path[64];
+
+	if (s->seg_fd != -1)
+		return 0;
+	seg_path(s, path, sizeof(path), s->seg_seq, false);
+	s->seg_fd = openat(s->dir->fd, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (s->seg_fd == -1) {
+		spool_seterr(err, "%s/%s: open: %s", s->dir->path, path,
+		    strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* Creates segment seg_seq (.open) with its header; base is its first seq. */
+static int
+seg_create(struct spool_stream *s, uint64_t base, struct spool_err *err)
+{
+	uint8_t b[SEG_HEADER_LEN];
+	struct seg_header h;
+	struct iovec iov;
+	char path[64];
+	int fd, rc;
+
+	seg_path(s, path, sizeof(path), s->seg_seq, false);
+	fd = openat(s->dir->fd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd == -1) {
+		rc = -errno;
+		spool_seterr(err, "%s/%s: create: %s", s->dir->path, path,
+		    strerror(errno));
+		return rc;
+	}
+	memset(&h, 0, sizeof(h));
+	h.segment_seq = s->seg_seq;
+	h.base_seq = base;
+	h.segment_max = s->opt.segment_max;
+	h.codec = CODEC_DEFLATE;
+	h.level = (uint32_t)s->opt.level;
+	h.id = s->id;
+	seg_header_encode(b, &h);
+	iov.iov_base = b;
+	iov.iov_len = sizeof(b);
+	if ((rc = pwritev_all(fd, &iov, 1, 0)) == 0 &&
+	    s->opt.fsync == SPOOL_FSYNC_ALWAYS && fdatasync(fd) == -1)
+		rc = -errno;
+	if (rc == 0 && s->opt.fsync != SPOOL_FSYNC_NEVER)
+		rc = sync_stream_dir(s);
+	if (rc < 0) {
+		spool_seterr(err, "%s/%s: write header: %s", s->dir->path,
+		    path, strerror(-rc));
+		close(fd);
+		unlinkat(s->dir->fd, path, 0);
+		return rc;
+	}
+	s->seg_fd = fd;
+	s->seg_exists = true;
+	s->seg_end = SEG_HEADER_LEN;
+	memset(&s->seg_sum, 0, sizeof(s->seg_sum));
+	s->seg_sum.first_seq = base;
+	stored_add(s, SEG_HEADER_LEN, 1);
+	publish(s, 0);
+	return 0;
+}
+
+/* Writes the footer, renames .open to .seg; the next segment is not made. */
+static int
+seg_seal(struct spool_stream *s, struct spool_err *err)
+{
+	uint8_t b[FOOTER_LEN];
+	char from[64], to[64];
+	struct iovec iov;
+	struct footer f;
+	int rc;
+
+	if ((rc = seg_open_fd(s, err)) < 0)
+		return rc;
+	f = s->seg_sum;
+	f.last_seq = f.first_seq + f.records - 1;
+	f.stored_bytes = s->seg_end + FOOTER_LEN;
+	footer_encode(b, &f);
+	iov.iov_base = b;
+	iov.iov_len = sizeof(b);
+	seg_path(s, from, sizeof(from), s->seg_seq, false);
+	seg_path(s, to, sizeof(to), s->seg_seq, true);
+	if ((rc = pwritev_all(s->seg_fd, &iov, 1, s->seg_end)) == 0 &&
+	    s->opt.fsync != SPOOL_FSYNC_NEVER && fdatasync(s->seg_fd) == -1)
+		rc = -errno;
+	if (rc == 0 && renameat(s->dir->fd, from, s->dir->fd, to) == -1)
+		rc = -errno;
+	if (rc < 0) {
+		spool_seterr(err, "%s/%s: seal: %s", s->dir->path, from,
+		    strerror(-rc));
+		if (ftruncate(s->seg_fd, (off_t)s->seg_end) == -1)
+			rc = -errno;
+		return rc;
+	}
+	close(s->seg_fd);
+	s->seg_fd = -1;
+	s->seg_exists = false;
+	s->unsynced = false;
+	stored_add(s, FOOTER_LEN, 0);
+	s->seg_seq++;
+	/* cur_seg moves on only when the next segment exists (seg_create). */
+	return 0;
+}
+
+static void
+stage_free(struct stage_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+static int
+stage_reserve(struct stage_buf *b, size_t more)
+{
+	size_t cap;
+	uint8_t *p;
+
+	if (b->len + more <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 256;
+	while (cap < b->len + more)
+		cap *= 2;
+	if ((p = realloc(b->p, cap)) == NULL)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+static size_t
+staged_raw(const struct spool_stream *s)
+{
+	return s->lens.len + s->tss.len + s->data.len;
+}
+
+static int
+sync_policy(struct spool_stream *s, bool force)
+{
+	int64_t now;
+
+	if (s->opt.fsync == SPOOL_FSYNC_NEVER || !s->unsynced || s->seg_fd == -1)
+		return 0;
+	now = now_mono_ns();
+	if (!force && s->opt.fsync == SPOOL_FSYNC_INTERVAL &&
+	    now - s->last_sync_ns < (int64_t)s->opt.fsync_interval_ms * 1000000)
+		return 0;
+	if (fdatasync(s->seg_fd) == -1)
+		return -errno;
+	s->last_sync_ns = now;
+	s->unsynced = false;
+	return 0;
+}
+
+/* Makes sure the frame of frame_len bytes has a segment to go to. */
+static int
+frame_room(struct spool_stream *s, uint64_t frame_len, struct spool_err *err)
+{
+	int rc;
+
+	if (s->seg_exists && s->seg_sum.frames > 0 &&
+	    s->seg_end + frame_len + FOOTER_LEN > s->opt.segment_max) {
+		if ((rc = sync_policy(s, true)) < 0 ||
+		    (rc = seg_seal(s, err)) < 0)
+			return rc;
+	}
+	if (!s->seg_exists)
+		return seg_create(s, s->st_first_seq, err);
+	return seg_open_fd(s, err);
+}
+
+static uint32_t
+crc32_cols(const struct iovec cols[3])
+{
+	uint32_t crc = 0;
+	int i;
+
+	/* crc32_z(crc, NULL, 0) would return 0, not crc: skip empty ones. */
+	for (i = 0; i < 3; i++)
+		if (cols[i].iov_len > 0)
+			crc = (uint32_t)crc32_z(crc, cols[i].iov_base,
+			    cols[i].iov_len);
+	return crc;
+}
+
+/* Forms one frame of everything staged and writes it with one pwritev. */
+static int
+form_frame(struct spool_stream *s, struct spool_err *err)
+{
+	struct iovec cols[3], iov[4];
+	uint8_t hb[FRAME_HEADER_LEN];
+	struct frame_header fh;
+	const uint8_t *z;
+	size_t raw, zlen;
+	int rc, n;
+
+	if (s->st_count == 0)
+		return 0;
+	raw = staged_raw(s);
+	cols[0] = (struct iovec){ s->lens.p, s->lens.len };
+	cols[1] = (struct iovec){ s->tss.p, s->tss.len };
+	cols[2] = (struct iovec){ s->data.p, s->data.len };
+	zlen = codec_deflate(cols, 3, raw, s->opt.level, &z);
+	memset(&fh, 0, sizeof(fh));
+	fh.first_seq = s->st_first_seq;
+	fh.count = s->st_count;
+	fh.data_len = (uint32_t)s->data.len;
+	fh.raw_len = (uint32_t)raw;
+	fh.first_ts = s->st_first_ts;
+	fh.last_ts = s->st_last_ts;
+	iov[0] = (struct iovec){ hb, sizeof(hb) };
+	if (zlen > 0) {
+		fh.codec = CODEC_DEFLATE;
+		fh.stored_len = (uint32_t)zlen;
+		fh.payload_crc = spool_crc(z, zlen);
+		iov[1] = (struct iovec){ (void *)z, zlen };
+		n = 2;
+	} else {
+		fh.codec = CODEC_STORED;
+		fh.stored_len = (uint32_t)raw;
+		fh.payload_crc = crc32_cols(cols);
+		memcpy(iov + 1, cols, sizeof(cols));
+		n = 4;
+	}
+	frame_header_encode(hb, &fh);
+	if ((rc = frame_room(s, FRAME_HEADER_LEN + fh.stored_len, err)) < 0)
+		return rc;
+	rc = pwritev_all(s->seg_fd, iov, n, s->seg_end);
+	if (rc == 0) {
+		s->unsynced = true;
+		if ((rc = sync_policy(s, false)) < 0 &&
+		    ftruncate(s->seg_fd, (off_t)s->seg_end) == -1)
+			rc = -errno;
+	}
+	if (rc < 0) {
+		spool_seterr(err, "%s/%s: write frame at offset %" PRIu64
+		    ": %s", s->dir->path, s->name, s->seg_end, strerror(-rc));
+		return rc;
+	}
+	s->seg_end += FRAME_HEADER_LEN + fh.stored_len;
+	s->seg_sum.frames++;
+	s->seg_sum.records += fh.count;
+	s->seg_sum.raw_bytes += fh.data_len;
+	stored_add(s, FRAME_HEADER_LEN + fh.stored_len, 0);
+	atomic_fetch_sub(&s->dir->staged_bytes, (uint64_t)s->data.len);
+	publish(s, fh.count);
+	s->st_count = 0;
+	s->st_since = 0;
+	stage_free(&s->lens);
+	stage_free(&s->tss);
+	stage_free(&s->data);
+	return 0;
+}
+
+static void
+clamp_options(struct spool_options *o)
+{
+	if (o->segment_max < SPOOL_SEGMENT_MIN)
+		o->segment_max = SPOOL_SEGMENT_MIN;
+	if (o->segment_max > SPOOL_SEGMENT_MAX)
+		o->segment_max = SPOOL_SEGMENT_MAX;
+	if (o->frame_target > FRAME_TARGET_MAX)
+		o->frame_target = FRAME_TARGET_MAX;
+	if (o->level < 0)
+		o->level = 0;
+	if (o->level > 9)
+		o->level = 9;
+	if (o->fsync != SPOOL_FSYNC_INTERVAL && o->fsync != SPOOL_FSYNC_ALWAYS)
+		o->fsync = SPOOL_FSYNC_NEVER;
+}
+
+/* mkdir of a fresh stream dir under a random id; retries on EEXIST. */
+static int
+make_stream_dir(struct spool_stream *s, struct spool_err *err)
+{
+	int tries;
+
+	for (tries = 0; tries < 64; tries++) {
+		s->id.stream_id = (uint64_t)arc4random() << 32 | arc4random();
+		snprintf(s->name, sizeof(s->name), "%016" PRIx64,
+		    s->id.stream_id);
+		if (mkdirat(s->dir->fd, s->name, 0700) == 0)
+			return 0;
+		if (errno != EEXIST) {
+			spool_seterr(err, "%s/%s: mkdir: %s", s->dir->path,
+			    s->name, strerror(errno));
+			return -errno;
+		}
+	}
+	spool_seterr(err, "%s: no free stream id", s->dir->path);
+	return -EEXIST;
+}
+
+int
+spool_stream_create(struct spool_dir *d, struct spool_identity *id,
+    const struct spool_options *o, struct spool_stream **out,
+    struct spool_err *err)
+{
+	struct spool_stream *s;
+	struct stream_live *l;
+	int rc;
+
+	*out = NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (l = calloc(1, sizeof(*l))) == NULL) {
+		free(s);
+		spool_seterr(err, "%s: out of memory", d->path);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&l->mu, NULL);
+	l->refs = 1;
+	l->dir = d;
+	s->dir = d;
+	s->live = l;
+	s->seg_fd = -1;
+	s->id = *id;
+	s->id.local[SPOOL_ADDR_MAX - 1] = '\0';
+	s->id.peer[SPOOL_ADDR_MAX - 1] = '\0';
+	if (s->id.created_ns == 0)
+		s->id.created_ns = now_real_ns();
+	if (o != NULL)
+		s->opt = *o;
+	else
+		spool_options_default(&s->opt);
+	clamp_options(&s->opt);
+	l->fsync = s->opt.fsync;
+	s->last_sync_ns = now_mono_ns();
+	if ((rc = make_stream_dir(s, err)) < 0)
+		goto fail;
+	if ((rc = seg_create(s, 0, err)) < 0) {
+		unlinkat(d->fd, s->name, AT_REMOVEDIR);
+		goto fail;
+	}
+	/* Idle until the first frame: no fd held. */
+	close(s->seg_fd);
+	s->seg_fd = -1;
+	id->stream_id = s->id.stream_id;
+	*out = s;
+	return 0;
+fail:
+	live_unref(l);
+	free(s);
+	return rc;
+}
+
+/* Removes the last staged record (its append failed). */
+static void
+stage_rollback(struct spool_stream *s, size_t lens, size_t tss, size_t data,
+    int64_t last_ts)
+{
+	s->lens.len = lens;
+	s->tss.len = tss;
+	s->data.len = data;
+	s->st_last_ts = last_ts;
+	if (--s->st_count == 0)
+		s->st_since = 0;
+}
+
+/* Pending and staged counters of a record being appended (or undone). */
+static void
+pending_add(struct spool_stream *s, int64_t recs, int64_t bytes)
+{
+	atomic_fetch_add(&s->dir->staged_bytes, (uint64_t)bytes);
+	atomic_fetch_add(&s->live->pending_records, (uint64_t)recs);
+	atomic_fetch_add(&s->live->pending_bytes, (uint64_t)bytes);
+	atomic_fetch_add(&s->dir->pending_records, (uint64_t)recs);
+	atomic_fetch_add(&s->dir->pending_bytes, (uint64_t)bytes);
+}
+
+static int
+stage_record(struct spool_stream *s, const struct iovec *iov, int iovcnt,
+    size_t len, int64_t ts)
+{
+	int64_t prev = s->st_count ? s->st_last_ts : ts;
+	int i;
+
+	if (stage_reserve(&s->lens, VARINT_MAX) < 0 ||
+	    stage_reserve(&s->tss, VARINT_MAX) < 0 ||
+	    stage_reserve(&s->data, len) < 0)
+		return -ENOMEM;
+	s->lens.len += varint_put(s->lens.p + s->lens.len, len);
+	s->tss.len += varint_put(s->tss.p + s->tss.len,
+	    zigzag((int64_t)((uint64_t)ts - (uint64_t)prev)));
+	for (i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len == 0)
+			continue;
+		memcpy(s->data.p + s->data.len, iov[i].iov_base, iov[i].iov_len);
+		s->data.len += iov[i].iov_len;
+	}
+	if (s->st_count++ == 0) {
+		s->st_first_seq = s->next_seq;
+		s->st_first_ts = ts;
+		s->st_since = now_mono_ns();
+	}
+	s->st_last_ts = ts;
+	return 0;
+}
+
+int64_t
+spool_stream_append(struct spool_stream *s, const struct iovec *iov,
+    int iovcnt, int64_t ts_ns, struct spool_err *err)
+{
+	size_t len = 0, ol, ot, od;
+	int64_t olast;
+	int i, rc;
+
+	for (i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > SPOOL_RECORD_MAX - len) {
+			spool_seterr(err, "%s: record larger than %u bytes",
+			    s->name, SPOOL_RECORD_MAX);
+			return -EMSGSIZE;
+		}
+		len += iov[i].iov_len;
+	}
+	/* A frame's raw payload stays within SPOOL_FRAME_RAW_MAX. */
+	if (staged_raw(s) + len + 2 * VARINT_MAX > SPOOL_FRAME_RAW_MAX &&
+	    (rc = form_frame(s, err)) < 0)
+		return rc;
+	ol = s->lens.len;
+	ot = s->tss.len;
+	od = s->data.len;
+	olast = s->st_last_ts;
+	if ((rc = stage_record(s, iov, iovcnt, len, ts_ns)) < 0) {
+		spool_seterr(err, "%s: staging: out of memory", s->name);
+		return rc;
+	}
+	/* Pending before the frame is published: a cursor may ack it at once. */
+	pending_add(s, 1, (int64_t)len);
+	if (s->opt.fsync == SPOOL_FSYNC_ALWAYS || s->opt.frame_target == 0 ||
+	    staged_raw(s) >= s->opt.frame_target) {
+		if ((rc = form_frame(s, err)) < 0) {
+			pending_add(s, -1, -(int64_t)len);
+			stage_rollback(s, ol, ot, od, olast);
+			return rc;
+		}
+	}
+	s->records++;
+	s->raw_bytes += len;
+	atomic_fetch_add(&s->dir->records, 1);
+	atomic_fetch_add(&s->dir->raw_bytes, len);
+	return (int64_t)s->next_seq++;
+}
+
+int
+spool_stream_flush(struct spool_stream *s, struct spool_err *err)
+{
+	int rc;
+
+	if ((rc = form_frame(s, err)) < 0)
+		return rc;
+	if ((rc = sync_policy(s, false)) < 0)
+		spool_seterr(err, "%s/%s: fdatasync: %s", s->dir->path,
+		    s->name, strerror(-rc));
+	return rc;
+}
+
+int64_t
+spool_stream_staged_since(const struct spool_stream *s)
+{
+	return s->st_count ? s->st_since : 0;
+}
+
+/* Deletes sealed segments older than the current one (all acknowledged). */
+static void
+trim_sealed(struct spool_stream *s)
+{
+	struct seg_entry *v;
+	struct stat st;
+	char path[64];
+	size_t n, i;
+
+	if (list_segments_at(s->dir->fd, s->name, &v, &n) < 0)
+		return;
+	for (i = 0; i < n; i++) {
+		if (!v[i].sealed || v[i].seq >= s->seg_seq)
+			continue;
+		seg_path(s, path, sizeof(path), v[i].seq, true);
+		if (fstatat(s->dir->fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    unlinkat(s->dir->fd, path, 0) == 0)
+			stored_add(s, -(int64_t)st.st_size, -1);
+	}
+	free(v);
+}
+
+int
+spool_stream_trim(struct spool_stream *s, struct spool_err *err)
+{
+	char path[64];
+	int rc;
+
+	if ((rc = spool_stream_flush(s, err)) < 0)
+		return rc;
+	pthread_mutex_lock(&s->live->mu);
+	if (atomic_load(&s->live->pending_records) == 0) {
+		trim_sealed(s);
+		if (s->seg_exists && s->seg_sum.frames > 0) {
+			seg_path(s, path, sizeof(path), s->seg_seq, false);
+			if (unlinkat(s->dir->fd, path, 0) == 0) {
+				stored_add(s, -(int64_t)s->seg_end, -1);
+				s->seg_exists = false;
+				s->seg_seq++;
+				s->live->cur_seg = s->seg_seq;
+				s->live->cur_end = 0;
+			}
+		}
+	}
+	pthread_mutex_unlock(&s->live->mu);
+	if (s->seg_fd != -1) {
+		if ((rc = sync_policy(s, true)) < 0)
+			spool_seterr(err, "%s/%s: fdatasync: %s", s->dir->path,
+			    s->name, strerror(-rc));
+		close(s->seg_fd);
+		s->seg_fd = -1;
+	}
+	return rc;
+}
+
+/* Gives this stream's share of the dir's counters back. */
+static void
+dir_release(struct spool_stream *s)
+{
+	struct spool_dir *d = s->dir;
+
+	atomic_fetch_sub(&d->staged_bytes, (uint64_t)s->data.len);
+	atomic_fetch_sub(&d->stored_bytes, atomic_load(&s->live->stored_bytes));
+	atomic_fetch_sub(&d->segments, atomic_load(&s->live->segments));
+	atomic_fetch_sub(&d->pending_records,
+	    atomic_load(&s->live->pending_records));
+	atomic_fetch_sub(&d->pending_bytes,
+	    atomic_load(&s->live->pending_bytes));
+	pthread_mutex_lock(&d->mu);
+	d->others_at_ns = 0;	/* our files are now others': rescan */
+	pthread_mutex_unlock(&d->mu);
+}
+
+static int
+close_keep(struct spool_stream *s, const char *reason, struct spool_err *err)
+{
+	struct spool_status st;
+	char path[64];
+	int rc;
+
+	rc = form_frame(s, err);
+	if (rc == 0 && s->seg_exists && s->seg_sum.frames > 0)
+		rc = seg_seal(s, err);
+	else if (rc == 0 && s->seg_exists) {
+		seg_path(s, path, sizeof(path), s->seg_seq, false);
+		if (unlinkat(s->dir->fd, path, 0) == 0)
+			stored_add(s, -(int64_t)s->seg_end, -1);
+		s->seg_exists = false;
+	}
+	memset(&st, 0, sizeof(st));
+	st.pid = s->id.pid;
+	st.fd = s->id.fd;
+	strlcpy(st.state, "orphan", sizeof(st.state));
+	strlcpy(st.reason, reason ? reason : "", sizeof(st.reason));
+	st.pending_bytes = atomic_load(&s->live->pending_bytes);
+	st.pending_records = atomic_load(&s->live->pending_records);
+	if (spool_status_publish(s, &st, rc < 0 ? NULL : err) < 0 && rc == 0)
+		rc = -EIO;
+	return rc;
+}
+
+int
+spool_stream_close(struct spool_stream *s, enum spool_close_how how,
+    const char *reason, struct spool_err *err)
+{
+	int rc = 0;
+
+	if (s == NULL)
+		return 0;
+	if (how == SPOOL_CLOSE_KEEP)
+		rc = close_keep(s, reason, err);
+	if (s->seg_fd != -1)
+		close(s->seg_fd);
+	s->seg_fd = -1;
+	pthread_mutex_lock(&s->live->mu);
+	dir_release(s);
+	s->live->writer_gone = true;
+	pthread_mutex_unlock(&s->live->mu);
+	if (how == SPOOL_CLOSE_REMOVE)
+		rc = spool_stream_remove(s->dir, s->name, err);
+	live_unref(s->live);
+	stage_free(&s->lens);
+	stage_free(&s->tss);
+	stage_free(&s->data);
+	free(s);
+	return rc;
+}
+
+void
+spool_stream_counts(const struct spool_stream *s, struct spool_counts *c)
+{
+	c->records = s->records;
+	c->raw_bytes = s->raw_bytes;
+	c->stored_bytes = atomic_load(&s->live->stored_bytes);
+	c->pending_records = atomic_load(&s->live->pending_records);
+	c->pending_bytes = atomic_load(&s->live->pending_bytes);
+	c->segments = atomic_load(&s->live->segments);
+}
+
+/* For status.c and budget.c. */
+struct spool_dir *
+stream_dir(const struct spool_stream *s)
+{
+	return s->dir;
+}
+
+struct stream_live *
+stream_live(const struct spool_stream *s)
+{
+	return s->live;
+}
+
+uint64_t
+stream_staged_bytes(const struct spool_stream *s)
+{
+	return s->data.len;
+}
+
+/* A new reference on the live block, for spool_stream_cursor. */
+struct stream_live *
+stream_live_ref(struct spool_stream *s)
+{
+	pthread_mutex_lock(&s->live->mu);
+	s->live->refs++;
+	pthread_mutex_unlock(&s->live->mu);
+	return s->live;
+}
