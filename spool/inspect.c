@@ -139,6 +139,7 @@ scan_frames(struct scan *sc, struct segread *r)
 {
 	struct footer sum;
 	enum sr_result res;
+	bool unknown = false;	/* a corrupt region without a frame header */
 	int e;
 
 	memset(&sum, 0, sizeof(sum));
@@ -159,7 +160,14 @@ scan_frames(struct scan *sc, struct segread *r)
 				sc->have_expect = true;
 				sc->expect = r->bad_fh.first_seq +
 				    r->bad_fh.count;
-			}
+				if (sum.records == 0)
+					sum.first_seq = r->bad_fh.first_seq;
+				sum.records += r->bad_fh.count;
+				sum.raw_bytes += r->bad_fh.data_len;
+				sum.last_seq = sc->expect - 1;
+				sum.frames++;
+			} else
+				unknown = true;
 			problem(sc, r, SPOOL_PROBLEM_CORRUPT_FRAME, r->bad_off,
 			    r->bad_len, r->bad_hdr_ok ? &r->bad_fh : NULL,
 			    r->bad_hdr_ok ? "frame payload fails its checksum"
@@ -177,7 +185,7 @@ scan_frames(struct scan *sc, struct segread *r)
 		} else
 			break;
 	}
-	if (r->sealed && r->footer_seen && !sc->stop &&
+	if (r->sealed && r->footer_seen && !sc->stop && !unknown &&
 	    (sum.records != r->footer.records ||
 	    sum.raw_bytes != r->footer.raw_bytes ||
 	    sum.frames != r->footer.frames ||

@@ -1,0 +1,289 @@
+/*
+ * Out of space and quotas: a full disk (EFBIG from RLIMIT_FSIZE) leaves a
+ * valid segment and reports the errno; each budget limit refuses exactly
+ * the write that would exceed it; accounting stays exact.
+ */
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <signal.h>
+
+#include "helpers.h"
+
+static struct tdir t;
+
+static void
+setup(void)
+{
+	tdir_make(&t);
+}
+
+static void
+teardown(void)
+{
+	tdir_rm(&t);
+}
+
+TestSuite(spool, .init = setup, .fini = teardown);
+
+/* Sum of the sizes of a stream's segment files, by stat. */
+static uint64_t
+disk_bytes(const char *name)
+{
+	char p[8400], f[8700];
+	struct dirent *de;
+	struct stat st;
+	uint64_t sum = 0;
+	DIR *dp;
+
+	snprintf(p, sizeof(p), "%s/%s", t.spool, name);
+	cr_assert_not_null(dp = opendir(p));
+	while ((de = readdir(dp)) != NULL) {
+		size_t n = strlen(de->d_name);
+
+		if (n < 5 || (strcmp(de->d_name + n - 4, ".seg") != 0 &&
+		    strcmp(de->d_name + n - 5, ".open") != 0))
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", p, de->d_name);
+		cr_assert_eq(stat(f, &st), 0);
+		sum += (uint64_t)st.st_size;
+	}
+	closedir(dp);
+	return sum;
+}
+
+/* Criterion runs each test in its own process: the rlimit stays here. */
+Test(spool, efbig_keeps_segment_valid_and_reports_errno)
+{
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_options o;
+	struct spool_stream *s;
+	struct spool_counts cnt;
+	struct spool_cursor *c;
+	struct spool_record r;
+	struct spool_err err = { "" };
+	struct rlimit rl, old;
+	struct iovec iov;
+	uint8_t b[1000];
+	int64_t seq = 0, ok = 0;
+	char name[SPOOL_NAME_MAX];
+
+	signal(SIGXFSZ, SIG_IGN);
+	spool_options_default(&o);
+	o.frame_target = 0;
+	o.level = 0;
+	o.fsync = SPOOL_FSYNC_NEVER;
+	s = new_stream(d, &o);
+	strcpy(name, spool_stream_name(s));
+	cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	rl = old;
+	rl.rlim_cur = 10000;
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	memset(b, 'z', sizeof(b));
+	iov.iov_base = b;
+	iov.iov_len = sizeof(b);
+	while ((seq = spool_stream_append(s, &iov, 1, ok, &err)) >= 0)
+		cr_assert_eq(seq, ok++);
+	cr_assert_eq(seq, -EFBIG, "append: %lld %s", (long long)seq, err.msg);
+	cr_assert(strstr(err.msg, "offset") != NULL, "%s", err.msg);
+	cr_assert_eq(ok, 9);	/* 336 + 9 * 1067 <= 10000 < 336 + 10 * 1067 */
+	spool_stream_counts(s, &cnt);
+	cr_assert_eq(cnt.records, (uint64_t)ok);
+	cr_assert_eq(cnt.pending_records, (uint64_t)ok);
+	cr_assert_eq(cnt.stored_bytes, disk_bytes(name));
+	cr_assert_eq(spool_scan(d, name, NULL, NULL, &err), 0);
+	/* The disk frees up: the next append works and takes the next seq. */
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	cr_assert_eq(spool_stream_append(s, &iov, 1, ok, &err), ok);
+	cr_assert_eq(spool_stream_cursor(s, &c, &err), 0);
+	for (seq = 0; seq <= ok; seq++) {
+		cr_assert_eq(spool_cursor_next(c, &r, &err), 1);
+		cr_assert_eq(r.seq, (uint64_t)seq);
+	}
+	spool_cursor_close(c);
+	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_dir_close(d);
+}
+
+Test(spool, efbig_with_staged_records_keeps_them_staged)
+{
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_options o;
+	struct spool_stream *s;
+	struct spool_err err = { "" };
+	struct rlimit rl, old;
+	struct spool_cursor *c;
+	struct spool_record r;
+	uint8_t b[3000];
+	int i;
+
+	signal(SIGXFSZ, SIG_IGN);
+	spool_options_default(&o);
+	o.frame_target = 1 << 20;
+	o.level = 0;
+	o.fsync = SPOOL_FSYNC_NEVER;
+	s = new_stream(d, &o);
+	memset(b, 'q', sizeof(b));
+	for (i = 0; i < 5; i++)
+		append1(s, b, sizeof(b), i);
+	getrlimit(RLIMIT_FSIZE, &old);
+	rl = old;
+	rl.rlim_cur = 4096;
+	setrlimit(RLIMIT_FSIZE, &rl);
+	cr_assert_eq(spool_stream_flush(s, &err), -EFBIG);
+	cr_assert_neq(spool_stream_staged_since(s), 0);
+	setrlimit(RLIMIT_FSIZE, &old);
+	cr_assert_eq(spool_stream_flush(s, &err), 0);
+	cr_assert_eq(spool_stream_cursor(s, &c, &err), 0);
+	for (i = 0; i < 5; i++)
+		cr_assert_eq(spool_cursor_next(c, &r, &err), 1);
+	cr_assert_eq(spool_cursor_next(c, &r, &err), 0);
+	spool_cursor_close(c);
+	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_dir_close(d);
+}
+
+Test(spool, stream_max_refuses_the_write_that_exceeds_it)
+{
+	struct spool_limits lim = { .stream_max = 1000 };
+	struct spool_dir *d = open_dir(&t, &lim);
+	struct spool_stream *s = new_stream(d, NULL);
+	struct spool_cursor *c;
+	struct spool_record r;
+	struct spool_err err = { "" };
+	const char *which;
+	uint8_t b[300] = { 0 };
+
+	append1(s, b, 300, 1);
+	append1(s, b, 300, 2);
+	append1(s, b, 300, 3);
+	cr_assert_eq(spool_budget_check(s, 100, &which), 0);
+	cr_assert_eq(spool_budget_check(s, 101, &which), -EDQUOT);
+	cr_assert_str_eq(which, "stream_max");
+	cr_assert_eq(spool_stream_flush(s, &err), 0);
+	cr_assert_eq(spool_stream_cursor(s, &c, &err), 0);
+	cr_assert_eq(spool_cursor_next(c, &r, &err), 1);
+	cr_assert_eq(spool_cursor_ack(c, r.seq, 50, false, &err), 0);
+	cr_assert_eq(spool_budget_check(s, 151, &which), -EDQUOT);
+	cr_assert_eq(spool_budget_check(s, 150, &which), 0);
+	cr_assert_eq(spool_cursor_next(c, &r, &err), 1);	/* rest of 0 */
+	cr_assert_eq(spool_cursor_ack(c, r.seq, r.len, false, &err), 0);
+	cr_assert_eq(spool_budget_check(s, 400, &which), 0);
+	cr_assert_eq(spool_budget_check(s, 401, &which), -EDQUOT);
+	spool_cursor_close(c);
+	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_dir_close(d);
+}
+
+Test(spool, total_max_counts_staged_stored_and_other_processes)
+{
+	struct spool_limits lim = { .total_max = 100000 };
+	struct spool_dir *d, *other;
+	struct spool_stream *s, *o;
+	struct spool_counts own, oc;
+	struct spool_err err = { "" };
+	const char *which;
+	uint64_t used;
+	uint8_t b[5000] = { 1 };
+	char oname[SPOOL_NAME_MAX];
+
+	/* "Another process": its own spool_dir handle, then it goes away. */
+	other = open_dir(&t, NULL);
+	o = new_stream(other, NULL);
+	append1(o, b, sizeof(b), 1);
+	spool_stream_flush(o, &err);
+	spool_stream_counts(o, &oc);
+	strcpy(oname, spool_stream_name(o));
+	d = open_dir(&t, &lim);
+	s = new_stream(d, NULL);
+	append1(s, b, sizeof(b), 1);		/* staged */
+	append1(s, b, 1000, 2);
+	cr_assert_eq(spool_stream_flush(s, &err), 0);
+	append1(s, b, 700, 3);			/* staged */
+	spool_dir_counts(d, &own);
+	used = own.stored_bytes + 700 + oc.stored_bytes;
+	cr_assert_eq(own.stored_bytes, disk_bytes(spool_stream_name(s)));
+	cr_assert_eq(oc.stored_bytes, disk_bytes(oname));
+	cr_assert_eq(spool_budget_check(s, lim.total_max - used, &which), 0);
+	cr_assert_eq(spool_budget_check(s, lim.total_max - used + 1, &which),
+	    -EDQUOT);
+	cr_assert_str_eq(which, "total_max");
+	spool_stream_close(o, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_dir_close(other);
+	spool_dir_close(d);
+}
+
+Test(spool, min_free_refuses_when_the_disk_is_too_full)
+{
+	struct spool_limits lim = { .min_free = 1ull << 62 };
+	struct spool_dir *d = open_dir(&t, &lim);
+	struct spool_stream *s = new_stream(d, NULL);
+	struct spool_err err = { "" };
+	const char *which;
+
+	cr_assert_eq(spool_budget_check(s, 1, &which), -ENOSPC);
+	cr_assert_str_eq(which, "min_free");
+	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_dir_close(d);
+	lim.min_free = 1;
+	d = open_dir(&t, &lim);
+	s = new_stream(d, NULL);
+	cr_assert_eq(spool_budget_check(s, 1, &which), 0);
+	cr_assert_null(which);
+	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_dir_close(d);
+}
+
+Test(spool, accounting_exact_after_acks_and_deletes)
+{
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_options o;
+	struct spool_stream *s;
+	struct spool_cursor *c;
+	struct spool_record r;
+	struct spool_counts cnt, dc;
+	struct spool_err err = { "" };
+	uint8_t b[2000];
+	uint64_t raw = 0, acked = 0;
+	int i;
+
+	spool_options_default(&o);
+	o.segment_max = 64 << 10;
+	o.frame_target = 16 << 10;
+	o.fsync = SPOOL_FSYNC_NEVER;
+	s = new_stream(d, &o);
+	cr_assert_eq(spool_stream_cursor(s, &c, &err), 0);
+	for (i = 0; i < 400; i++) {
+		fill(b, (size_t)(i * 5 % 2000), (uint64_t)i);
+		append1(s, b, (size_t)(i * 5 % 2000), i);
+		raw += (uint64_t)(i * 5 % 2000);
+	}
+	spool_stream_flush(s, &err);
+	for (i = 0; i < 250; i++) {
+		cr_assert_eq(spool_cursor_next(c, &r, &err), 1);
+		cr_assert_eq(spool_cursor_ack(c, r.seq, r.len, false, &err), 0);
+		acked += r.len;
+		if (i % 50 == 0) {
+			spool_stream_counts(s, &cnt);
+			cr_assert_eq(cnt.stored_bytes,
+			    disk_bytes(spool_stream_name(s)));
+		}
+	}
+	spool_stream_counts(s, &cnt);
+	spool_dir_counts(d, &dc);
+	cr_assert_eq(cnt.raw_bytes, raw);
+	cr_assert_eq(cnt.pending_bytes, raw - acked);
+	cr_assert_eq(cnt.pending_records, 150);
+	cr_assert_eq(cnt.stored_bytes, disk_bytes(spool_stream_name(s)));
+	cr_assert_eq(dc.stored_bytes, cnt.stored_bytes);
+	cr_assert_eq(dc.pending_bytes, cnt.pending_bytes);
+	cr_assert_lt(cnt.segments, 10);
+	spool_cursor_close(c);
+	spool_stream_close(s, SPOOL_CLOSE_KEEP, "test", &err);
+	spool_dir_counts(d, &dc);
+	cr_assert_eq(dc.stored_bytes, 0);
+	cr_assert_eq(dc.pending_bytes, 0);
+	spool_dir_close(d);
+}
