@@ -67,7 +67,8 @@ config_defaults(struct tcpspool_config *c)
 /*
  * Reads the run of ASCII digits at s (at least one) as a number in
  * [0, max]; *end points past the run. -1 if there is no digit or the
- * number is above max.
+ * number is above max. Leading zeros are skipped before the run is
+ * bounded, so "000...01" is 1 however many zeros it has.
  */
 static int
 parse_digits(const char *s, const char **end, long long max, uint64_t *out)
@@ -77,6 +78,10 @@ parse_digits(const char *s, const char **end, long long max, uint64_t *out)
 	long long v;
 	size_t n = 0;
 
+	if (*s < '0' || *s > '9')
+		return -1;
+	while (s[0] == '0' && s[1] >= '0' && s[1] <= '9')
+		s++;
 	while (s[n] >= '0' && s[n] <= '9') {
 		if (n == DIGITS_MAX)
 			return -1;

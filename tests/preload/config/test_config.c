@@ -616,3 +616,24 @@ Test(config, parse_preserves_errno_and_small_buffers)
 	cr_assert_eq(config_parse(&cfg, envp, NULL, 0, NULL, 0), -1);
 	cr_assert_eq(errno, ENOSPC);
 }
+
+Test(config, leading_zeros_do_not_count_against_the_bound)
+{
+	uint64_t v;
+	uint32_t ms;
+	struct port_set ps;
+
+	cr_assert_eq(config_parse_size("0000000000000000000000000000001K", &v),
+	    0);
+	cr_assert_eq(v, KIB);
+	cr_assert_eq(config_parse_size("00000000000000000000000000000000", &v),
+	    0);
+	cr_assert_eq(v, 0);
+	cr_assert_eq(config_parse_duration_ms(
+	    "000000000000000000000000000000000000024h", &ms), 0);
+	cr_assert_eq(ms, 86400000);
+	cr_assert_eq(config_parse_ports("0000000000000000000000000000080", &ps),
+	    0);
+	cr_assert_eq(ps.range[0].lo, 80);
+	cr_assert_eq(config_parse_size("1000000000000000000000000", &v), -1);
+}
