@@ -314,8 +314,7 @@ Test(spool, bit_flip_in_segment_header_skips_that_segment_only)
 	seg_path(p, sizeof(p), name, "0000000000000001.seg");
 	cr_assert_eq(access(p, F_OK), 0);
 	flip(name, "0000000000000000.seg", 100);	/* in local address */
-	cr_assert_eq(spool_cursor_open(d, name, &(struct spool_cursor *){0},
-	    &err), 0);	/* opening never refuses over one bad file */
+	/* Opening never refuses over one bad file. */
 	{
 		struct spool_cursor *c;
 		struct spool_record r;
