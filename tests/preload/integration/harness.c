@@ -426,6 +426,13 @@ h_status_line(struct h_proc *p, const char *prefix, int nth, int timeout_ms)
 	}
 }
 
+const char *
+h_status_text(struct h_proc *p)
+{
+	pump_status(p);
+	return p->status;
+}
+
 int
 h_status_count(struct h_proc *p, const char *prefix)
 {
@@ -725,7 +732,7 @@ h_story_wait_status(struct h_story *st, const char *prefix, int n)
 }
 
 void
-h_story_finish(struct h_story *st)
+h_story_finish_readers(struct h_story *st)
 {
 	long long deadline = now_ms() + H_DEADLINE_MS;
 
@@ -734,16 +741,28 @@ h_story_finish(struct h_story *st)
 		struct h_proc *r = st->reader[i];
 
 		cr_assert(h_wait(r, left_ms(deadline)),
-		    "%s did not finish in time: %s; server: %s", r->label,
-		    h_describe(r), h_describe(st->server));
+		    "server_a %s: %s did not finish in time: %s; server: %s",
+		    st->desc, r->label, h_describe(r), h_describe(st->server));
 		h_reader_result(r, &st->result[i]);
 	}
-	cr_assert(h_wait(st->server, left_ms(deadline)),
-	    "server_a did not exit after its readers finished: %s",
-	    h_describe(st->server));
 	if (st->gate.rfd >= 0)
 		close(st->gate.rfd);
 	st->gate.rfd = -1;
+}
+
+void
+h_story_wait_server(struct h_story *st)
+{
+	cr_assert(h_wait(st->server, H_DEADLINE_MS), "server_a %s did not "
+	    "exit after its readers finished: %s", st->desc,
+	    h_describe(st->server));
+}
+
+void
+h_story_finish(struct h_story *st)
+{
+	h_story_finish_readers(st);
+	h_story_wait_server(st);
 }
 
 void

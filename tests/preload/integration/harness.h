@@ -81,6 +81,8 @@ bool h_killed_by(const struct h_proc *p, int sig);
  */
 const char *h_status_line(struct h_proc *p, const char *prefix, int nth,
     int timeout_ms);
+/* Every status line that has arrived so far. */
+const char *h_status_text(struct h_proc *p);
 /* How many status lines starting with prefix have arrived so far. */
 int h_status_count(struct h_proc *p, const char *prefix);
 /* The value of key=N in a status or result line, or -1. */
@@ -159,6 +161,9 @@ void h_story_start(struct h_story *st, const struct h_spawn *o, int n,
 void h_story_wait_status(struct h_story *st, const char *prefix, int n);
 /* Opens the gate, waits for every reader (results parsed), then server. */
 void h_story_finish(struct h_story *st);
+/* The two halves of h_story_finish. */
+void h_story_finish_readers(struct h_story *st);
+void h_story_wait_server(struct h_story *st);
 /* Every reader got exactly bytes_each bytes in order, then EOF; server_a
  * exited 0 with nothing on stdout; the spool dir ends empty. */
 void h_story_assert_delivered(struct h_story *st, long long bytes_each);
