@@ -23,6 +23,10 @@
  *     in its protocol stream.
  *   - The fast path (sink open and valid) takes no lock; lazy opening and
  *     log_configure take log_lock. log_fork_* keep the lock fork-safe.
+ *     Not async-signal-safe (vsnprintf, the lock): a hook reached from a
+ *     signal handler should not log.
+ *   - In an AT_SECURE (setuid) process a file destination is ignored:
+ *     lines go to stderr, never to a path the invoking user chose.
  */
 #include "log.h"
 
@@ -34,6 +38,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -438,6 +443,11 @@ log_configure(const struct tcpspool_config *c)
 	int saved_errno = errno;
 	enum log_dest dest = c != NULL ? c->log_dest : LOG_DEST_STDERR;
 	enum log_level level = c != NULL ? c->log_level : LOG_LEVEL_WARN;
+
+	/* A setuid process must not create or append to a file the invoking
+	 * user named. */
+	if (dest == LOG_DEST_FILE && getauxval(AT_SECURE) != 0)
+		dest = LOG_DEST_STDERR;
 
 	stderr_remember();
 	pthread_mutex_lock(&log_lock);

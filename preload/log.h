@@ -9,6 +9,8 @@
  * '?', a line longer than 2 KiB is cut and ends in "...". Never writes to
  * fd 0 or 1; writes fd 2 only while it is the stderr of the first line (or
  * any file or terminal), never to a socket the host has since put there.
+ * Not async-signal-safe. In a setuid (AT_SECURE) process a file destination
+ * is ignored and lines go to stderr.
  */
 #ifndef TCPSPOOL_LOG_H
 #define TCPSPOOL_LOG_H
