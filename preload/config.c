@@ -78,8 +78,6 @@ parse_digits(const char *s, const char **end, long long max, uint64_t *out)
 	long long v;
 	size_t n = 0;
 
-	if (*s < '0' || *s > '9')
-		return -1;
 	while (s[0] == '0' && s[1] >= '0' && s[1] <= '9')
 		s++;
 	while (s[n] >= '0' && s[n] <= '9') {
