@@ -185,10 +185,23 @@ h_fixture(char *out, size_t len, const char *name)
 	h_fmt(out, len, "%s/%s", getenv("TCPSPOOL_FIXTURE_DIR"), name);
 }
 
+/* True if list has an entry for the name of var ("NAME=..."). */
+static bool
+named_in(const char *const *list, const char *var)
+{
+	size_t len = strcspn(var, "=");
+
+	for (; list != NULL && *list != NULL; list++)
+		if (strncmp(*list, var, len) == 0 && (*list)[len] == '=')
+			return true;
+	return false;
+}
+
 /*
  * The child's environment: ours without LD_PRELOAD or any TCPSPOOL_ name
  * (the test's own TCPSPOOL_TEST_* would be unknown names to the library),
- * then LD_PRELOAD, the private TCPSPOOL_DIR unless o names another, o->env.
+ * then LD_PRELOAD, the private TCPSPOOL_DIR unless o names another, o->env
+ * (which overrides an inherited variable of the same name).
  */
 static char **
 child_env(const struct h_spawn *o, char *spool_var, size_t spool_len)
@@ -200,7 +213,7 @@ child_env(const struct h_spawn *o, char *spool_var, size_t spool_len)
 
 	for (char **e = environ; *e != NULL && n < 1000; e++)
 		if (strncmp(*e, "LD_PRELOAD=", 11) != 0 &&
-		    strncmp(*e, "TCPSPOOL_", 9) != 0)
+		    strncmp(*e, "TCPSPOOL_", 9) != 0 && !named_in(o->env, *e))
 			envp[n++] = *e;
 	if (o->preload) {
 		snprintf(preload, sizeof(preload), "LD_PRELOAD=%s",
