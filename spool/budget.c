@@ -108,7 +108,7 @@ spool_budget_check(struct spool_stream *s, uint64_t len, const char **which)
 
 	*which = NULL;
 	if (d->lim.stream_max != 0 &&
-	    atomic_load(&l->pending_bytes) + len > d->lim.stream_max) {
+	    live_pending_bytes(l) + len > d->lim.stream_max) {
 		*which = "stream_max";
 		return -EDQUOT;
 	}

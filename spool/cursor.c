@@ -496,22 +496,18 @@ delete_done(struct spool_cursor *c)
 	c->done_n = k;
 }
 
-/* Counters are the writer's until it closes (spool_stream_close gives
- * them back to the dir under live->mu). */
+/* The acknowledged counters: only this cursor stores to them. */
 static void
 pending_sub(struct spool_cursor *c, uint64_t recs, uint64_t bytes)
 {
 	if (c->live == NULL)
 		return;
-	pthread_mutex_lock(&c->live->mu);
-	if (!c->live->writer_gone) {
-		atomic_fetch_sub(&c->live->pending_records, recs);
-		atomic_fetch_sub(&c->live->pending_bytes, bytes);
-		atomic_fetch_sub(&c->dir->pending_records, recs);
-		atomic_fetch_sub(&c->dir->pending_bytes, bytes);
-	}
-	pthread_mutex_unlock(&c->live->mu);
+	own_add(&c->live->acked_records, recs);
+	own_add(&c->live->acked_bytes, bytes);
 }
+
+/* Stored bytes are the dir's until the writer closes (spool_stream_close
+ * gives them back under live->mu). */
 
 static void
 stored_sub(struct spool_cursor *c, uint64_t bytes)

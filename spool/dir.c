@@ -98,6 +98,7 @@ spool_dir_open(const char *path, const struct spool_limits *lim,
 	if (lim != NULL)
 		d->lim = *lim;
 	pthread_mutex_init(&d->mu, NULL);
+	LIST_INIT(&d->lives);
 	*out = d;
 	return 0;
 }
@@ -380,11 +381,18 @@ spool_stream_remove(struct spool_dir *d, const char *name,
 void
 spool_dir_counts(struct spool_dir *d, struct spool_counts *c)
 {
-	c->records = atomic_load(&d->records);
-	c->raw_bytes = atomic_load(&d->raw_bytes);
+	struct stream_live *l;
+
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_lock(&d->mu);
+	LIST_FOREACH(l, &d->lives, link) {
+		c->records += atomic_load(&l->records);
+		c->raw_bytes += atomic_load(&l->raw_bytes);
+		c->pending_records += live_pending_records(l);
+		c->pending_bytes += live_pending_bytes(l);
+	}
+	pthread_mutex_unlock(&d->mu);
 	c->stored_bytes = atomic_load(&d->stored_bytes);
-	c->pending_records = atomic_load(&d->pending_records);
-	c->pending_bytes = atomic_load(&d->pending_bytes);
 	c->segments = atomic_load(&d->segments);
 }
 

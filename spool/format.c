@@ -72,6 +72,18 @@ varint_get(const uint8_t *p, size_t len, uint64_t *v)
 	return 0;
 }
 
+int64_t
+ts_us(int64_t ts, int64_t first)
+{
+	return (int64_t)((uint64_t)ts - (uint64_t)first) / 1000;
+}
+
+int64_t
+ts_from_us(int64_t first, int64_t us)
+{
+	return (int64_t)((uint64_t)first + (uint64_t)us * 1000);
+}
+
 uint64_t
 zigzag(int64_t v)
 {
@@ -245,7 +257,7 @@ payload_check(const struct frame_header *f, const uint8_t *raw,
 {
 	const uint8_t *p = raw, *end = raw + f->raw_len;
 	uint64_t v, sum = 0;
-	int64_t ts = f->first_ts;
+	int64_t q = 0;
 	uint32_t i;
 	size_t n;
 
@@ -261,15 +273,16 @@ payload_check(const struct frame_header *f, const uint8_t *raw,
 	for (i = 0; i < f->count; i++) {
 		if ((n = varint_get(p, (size_t)(end - p), &v)) == 0)
 			return false;
-		ts = (int64_t)((uint64_t)ts + (uint64_t)unzigzag(v));
+		q = (int64_t)((uint64_t)q + (uint64_t)unzigzag(v));
 		p += n;
 	}
 	if (sum != f->data_len || (uint64_t)(end - p) != sum ||
-	    ts != f->last_ts)
+	    q != ts_us(f->last_ts, f->first_ts))
 		return false;
 	it->data = p;
 	it->end = end;
-	it->ts = f->first_ts;
+	it->first_ts = f->first_ts;
+	it->q = 0;
 	it->left = f->count;
 	return true;
 }
@@ -284,9 +297,9 @@ payload_next(struct payload_iter *it, struct rec_ref *r)
 		return false;
 	it->lens += varint_get(it->lens, VARINT_MAX, &len);
 	it->tss += varint_get(it->tss, VARINT_MAX, &d);
-	it->ts = (int64_t)((uint64_t)it->ts + (uint64_t)unzigzag(d));
+	it->q = (int64_t)((uint64_t)it->q + (uint64_t)unzigzag(d));
 	r->len = (uint32_t)len;
-	r->ts = it->ts;
+	r->ts = ts_from_us(it->first_ts, it->q);
 	r->data = it->data;
 	it->data += len;
 	it->left--;

@@ -5,6 +5,8 @@
 #ifndef TCPSPOOL_SPOOL_INTERNAL_H
 #define TCPSPOOL_SPOOL_INTERNAL_H
 
+#include <sys/queue.h>
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -72,6 +74,10 @@ size_t varint_put(uint8_t *p, uint64_t v);
 /* Returns bytes consumed, 0 if malformed or truncated. */
 size_t varint_get(const uint8_t *p, size_t len, uint64_t *v);
 uint64_t zigzag(int64_t v);
+/* A record's time as whole microseconds after its frame's first_ts
+ * (FORMAT.md §3.2), and back. Wrapping arithmetic, C division. */
+int64_t ts_us(int64_t ts, int64_t first);
+int64_t ts_from_us(int64_t first, int64_t us);
 int64_t unzigzag(uint64_t v);
 
 void seg_header_encode(uint8_t b[SEG_HEADER_LEN], const struct seg_header *h);
@@ -96,7 +102,7 @@ struct rec_ref {
 /* Walks the records of a checked raw payload. */
 struct payload_iter {
 	const uint8_t *lens, *tss, *data, *end;
-	int64_t ts;
+	int64_t first_ts, q;
 	uint32_t left;
 };
 /*
@@ -136,9 +142,11 @@ struct spool_dir {
 	char *path;
 	int fd;
 	struct spool_limits lim;
-	/* This process's streams in this dir, summed (atomics, any thread). */
-	_Atomic uint64_t records, raw_bytes, stored_bytes, staged_bytes;
-	_Atomic uint64_t pending_records, pending_bytes;
+	/* This process's open streams (their live blocks), under mu. */
+	LIST_HEAD(, stream_live) lives;
+	/* Their stored bytes and segments (updated per frame / deletion), and
+	 * their staged bytes (per append, only when total_max is set). */
+	_Atomic uint64_t stored_bytes, staged_bytes;
 	_Atomic uint32_t segments;
 	/* budget.c caches, under mu */
 	pthread_mutex_t mu;
@@ -182,10 +190,36 @@ struct stream_live {
 	uint64_t written;		/* records in complete frames */
 	enum spool_fsync fsync;
 	struct spool_dir *dir;
+	LIST_ENTRY(stream_live) link;	/* in dir->lives, under dir->mu */
 	_Atomic uint64_t stored_bytes;
 	_Atomic uint32_t segments;
-	_Atomic uint64_t pending_records, pending_bytes;
+	/*
+	 * Single-writer counters, so the hot path needs no locked
+	 * read-modify-write: records/raw_bytes only the writer stores,
+	 * acked_* only the cursor. pending = appended - acknowledged.
+	 */
+	_Atomic uint64_t records, raw_bytes;
+	_Atomic uint64_t acked_records, acked_bytes;
 };
+/* Adds v to a counter only the calling thread stores to. */
+static inline void
+own_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) +
+	    v, memory_order_relaxed);
+}
+static inline uint64_t
+live_pending_records(struct stream_live *l)
+{
+	return atomic_load_explicit(&l->records, memory_order_relaxed) -
+	    atomic_load_explicit(&l->acked_records, memory_order_relaxed);
+}
+static inline uint64_t
+live_pending_bytes(struct stream_live *l)
+{
+	return atomic_load_explicit(&l->raw_bytes, memory_order_relaxed) -
+	    atomic_load_explicit(&l->acked_bytes, memory_order_relaxed);
+}
 void live_unref(struct stream_live *l);
 struct spool_dir *stream_dir(const struct spool_stream *s);
 struct stream_live *stream_live(const struct spool_stream *s);

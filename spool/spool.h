@@ -180,7 +180,8 @@ struct spool_counts {
 };
 void spool_stream_counts(const struct spool_stream *s, struct spool_counts *c);
 
-/* Spool-dir-wide accounting as this process sees it. */
+/* Spool-dir-wide accounting as this process sees it: the sum over the
+ * streams this process has open in d (closed ones no longer count). */
 void spool_dir_counts(struct spool_dir *d, struct spool_counts *c);
 
 /*
@@ -196,7 +197,7 @@ int spool_budget_check(struct spool_stream *s, uint64_t len,
 
 struct spool_record {
 	uint64_t seq;
-	int64_t ts_ns;
+	int64_t ts_ns;		/* as appended, to the microsecond (FORMAT.md) */
 	const uint8_t *data;	/* valid until the next call on the cursor */
 	size_t len;
 	size_t off;		/* bytes of this record already delivered */

@@ -49,10 +49,10 @@ struct spool_stream {
 	uint32_t st_count;
 	uint64_t st_first_seq;
 	int64_t st_first_ts, st_last_ts;
+	int64_t st_last_q;	/* ts_us() of the last staged record */
 	int64_t st_since;
 
 	uint64_t next_seq;
-	uint64_t records, raw_bytes;
 	int64_t last_sync_ns;
 	bool unsynced;
 };
@@ -418,7 +418,8 @@ form_frame(struct spool_stream *s, struct spool_err *err)
 	s->seg_sum.records += fh.count;
 	s->seg_sum.raw_bytes += fh.data_len;
 	stored_add(s, FRAME_HEADER_LEN + fh.stored_len, 0);
-	atomic_fetch_sub(&s->dir->staged_bytes, (uint64_t)s->data.len);
+	if (s->dir->lim.total_max != 0)
+		atomic_fetch_sub(&s->dir->staged_bytes, (uint64_t)s->data.len);
 	publish(s, fh.count);
 	s->st_count = 0;
 	s->st_since = 0;
@@ -511,6 +512,9 @@ spool_stream_create(struct spool_dir *d, struct spool_identity *id,
 	close(s->seg_fd);
 	s->seg_fd = -1;
 	id->stream_id = s->id.stream_id;
+	pthread_mutex_lock(&d->mu);
+	LIST_INSERT_HEAD(&d->lives, l, link);
+	pthread_mutex_unlock(&d->mu);
 	*out = s;
 	return 0;
 fail:
@@ -522,12 +526,13 @@ fail:
 /* Removes the last staged record (its append failed). */
 static void
 stage_rollback(struct spool_stream *s, size_t lens, size_t tss, size_t data,
-    int64_t last_ts)
+    int64_t last_ts, int64_t last_q)
 {
 	s->lens.len = lens;
 	s->tss.len = tss;
 	s->data.len = data;
 	s->st_last_ts = last_ts;
+	s->st_last_q = last_q;
 	if (--s->st_count == 0)
 		s->st_since = 0;
 }
@@ -536,18 +541,18 @@ stage_rollback(struct spool_stream *s, size_t lens, size_t tss, size_t data,
 static void
 pending_add(struct spool_stream *s, int64_t recs, int64_t bytes)
 {
-	atomic_fetch_add(&s->dir->staged_bytes, (uint64_t)bytes);
-	atomic_fetch_add(&s->live->pending_records, (uint64_t)recs);
-	atomic_fetch_add(&s->live->pending_bytes, (uint64_t)bytes);
-	atomic_fetch_add(&s->dir->pending_records, (uint64_t)recs);
-	atomic_fetch_add(&s->dir->pending_bytes, (uint64_t)bytes);
+	if (s->dir->lim.total_max != 0)
+		atomic_fetch_add(&s->dir->staged_bytes, (uint64_t)bytes);
+	own_add(&s->live->records, (uint64_t)recs);
+	own_add(&s->live->raw_bytes, (uint64_t)bytes);
 }
 
 static int
 stage_record(struct spool_stream *s, const struct iovec *iov, int iovcnt,
     size_t len, int64_t ts)
 {
-	int64_t prev = s->st_count ? s->st_last_ts : ts;
+	int64_t q = s->st_count ? ts_us(ts, s->st_first_ts) : 0;
+	int64_t prev_q = s->st_count ? s->st_last_q : 0;
 	int i;
 
 	if (stage_reserve(&s->lens, VARINT_MAX) < 0 ||
@@ -556,7 +561,7 @@ stage_record(struct spool_stream *s, const struct iovec *iov, int iovcnt,
 		return -ENOMEM;
 	s->lens.len += varint_put(s->lens.p + s->lens.len, len);
 	s->tss.len += varint_put(s->tss.p + s->tss.len,
-	    zigzag((int64_t)((uint64_t)ts - (uint64_t)prev)));
+	    zigzag((int64_t)((uint64_t)q - (uint64_t)prev_q)));
 	for (i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len == 0)
 			continue;
@@ -569,6 +574,7 @@ stage_record(struct spool_stream *s, const struct iovec *iov, int iovcnt,
 		s->st_since = now_mono_ns();
 	}
 	s->st_last_ts = ts;
+	s->st_last_q = q;
 	return 0;
 }
 
@@ -577,7 +583,7 @@ spool_stream_append(struct spool_stream *s, const struct iovec *iov,
     int iovcnt, int64_t ts_ns, struct spool_err *err)
 {
 	size_t len = 0, ol, ot, od;
-	int64_t olast;
+	int64_t olast, olastq;
 	int i, rc;
 
 	for (i = 0; i < iovcnt; i++) {
@@ -596,6 +602,7 @@ spool_stream_append(struct spool_stream *s, const struct iovec *iov,
 	ot = s->tss.len;
 	od = s->data.len;
 	olast = s->st_last_ts;
+	olastq = s->st_last_q;
 	if ((rc = stage_record(s, iov, iovcnt, len, ts_ns)) < 0) {
 		spool_seterr(err, "%s: staging: out of memory", s->name);
 		return rc;
@@ -606,14 +613,10 @@ spool_stream_append(struct spool_stream *s, const struct iovec *iov,
 	    staged_raw(s) >= s->opt.frame_target) {
 		if ((rc = form_frame(s, err)) < 0) {
 			pending_add(s, -1, -(int64_t)len);
-			stage_rollback(s, ol, ot, od, olast);
+			stage_rollback(s, ol, ot, od, olast, olastq);
 			return rc;
 		}
 	}
-	s->records++;
-	s->raw_bytes += len;
-	atomic_fetch_add(&s->dir->records, 1);
-	atomic_fetch_add(&s->dir->raw_bytes, len);
 	return (int64_t)s->next_seq++;
 }
 
@@ -667,7 +670,7 @@ spool_stream_trim(struct spool_stream *s, struct spool_err *err)
 	if ((rc = spool_stream_flush(s, err)) < 0)
 		return rc;
 	pthread_mutex_lock(&s->live->mu);
-	if (atomic_load(&s->live->pending_records) == 0) {
+	if (live_pending_records(s->live) == 0) {
 		trim_sealed(s);
 		if (s->seg_exists && s->seg_sum.frames > 0) {
 			seg_path(s, path, sizeof(path), s->seg_seq, false);
@@ -697,14 +700,12 @@ dir_release(struct spool_stream *s)
 {
 	struct spool_dir *d = s->dir;
 
-	atomic_fetch_sub(&d->staged_bytes, (uint64_t)s->data.len);
+	if (d->lim.total_max != 0)
+		atomic_fetch_sub(&d->staged_bytes, (uint64_t)s->data.len);
 	atomic_fetch_sub(&d->stored_bytes, atomic_load(&s->live->stored_bytes));
 	atomic_fetch_sub(&d->segments, atomic_load(&s->live->segments));
-	atomic_fetch_sub(&d->pending_records,
-	    atomic_load(&s->live->pending_records));
-	atomic_fetch_sub(&d->pending_bytes,
-	    atomic_load(&s->live->pending_bytes));
 	pthread_mutex_lock(&d->mu);
+	LIST_REMOVE(s->live, link);
 	d->others_at_ns = 0;	/* our files are now others': rescan */
 	pthread_mutex_unlock(&d->mu);
 }
@@ -730,8 +731,8 @@ close_keep(struct spool_stream *s, const char *reason, struct spool_err *err)
 	st.fd = s->id.fd;
 	strlcpy(st.state, "orphan", sizeof(st.state));
 	strlcpy(st.reason, reason ? reason : "", sizeof(st.reason));
-	st.pending_bytes = atomic_load(&s->live->pending_bytes);
-	st.pending_records = atomic_load(&s->live->pending_records);
+	st.pending_bytes = live_pending_bytes(s->live);
+	st.pending_records = live_pending_records(s->live);
 	if (spool_status_publish(s, &st, rc < 0 ? NULL : err) < 0 && rc == 0)
 		rc = -EIO;
 	return rc;
@@ -767,11 +768,11 @@ spool_stream_close(struct spool_stream *s, enum spool_close_how how,
 void
 spool_stream_counts(const struct spool_stream *s, struct spool_counts *c)
 {
-	c->records = s->records;
-	c->raw_bytes = s->raw_bytes;
+	c->records = atomic_load(&s->live->records);
+	c->raw_bytes = atomic_load(&s->live->raw_bytes);
 	c->stored_bytes = atomic_load(&s->live->stored_bytes);
-	c->pending_records = atomic_load(&s->live->pending_records);
-	c->pending_bytes = atomic_load(&s->live->pending_bytes);
+	c->pending_records = live_pending_records(s->live);
+	c->pending_bytes = live_pending_bytes(s->live);
 	c->segments = atomic_load(&s->live->segments);
 }
 

@@ -2,7 +2,7 @@
  * fixtures/fixture.seg decoded by the offsets of spool/FORMAT.md, by hand,
  * with zlib only: if the document or the code changes alone, this fails.
  * The file (made by fixtures/make_fixture.c) is one sealed segment:
- *   records 0 "hello" ts 1000, 1 "" ts 1500 (frame 0, stored),
+ *   records 0 "hello" ts 1000, 1 "" ts 3000 (frame 0, stored),
  *   record  2 200 x 'a' ts 900             (frame 1, raw deflate).
  */
 #include <fcntl.h>
@@ -50,7 +50,7 @@ TestSuite(spool, .init = load);
 
 Test(spool, fixture_segment_header_by_offsets)
 {
-	cr_assert_eq(flen, 546);
+	cr_assert_eq(flen, 545);
 	cr_assert_eq(memcmp(f, "TSPOOLSG", 8), 0);
 	cr_assert_eq(u32(8), 1);		/* version */
 	cr_assert_eq(u32(12), 336);		/* header_len */
@@ -78,25 +78,25 @@ Test(spool, fixture_stored_frame_by_offsets)
 	cr_assert_eq(u64(h + 8), 0);		/* first_seq */
 	cr_assert_eq(u32(h + 16), 2);		/* count */
 	cr_assert_eq(u32(h + 20), 5);		/* data_len */
-	cr_assert_eq(u32(h + 24), 10);		/* raw_len */
-	cr_assert_eq(u32(h + 28), 10);		/* stored_len */
+	cr_assert_eq(u32(h + 24), 9);		/* raw_len */
+	cr_assert_eq(u32(h + 28), 9);		/* stored_len */
 	cr_assert_eq((int64_t)u64(h + 32), 1000);
-	cr_assert_eq((int64_t)u64(h + 40), 1500);
-	cr_assert_eq(u32(h + 48), crc(p, 10));	/* payload_crc */
+	cr_assert_eq((int64_t)u64(h + 40), 3000);
+	cr_assert_eq(u32(h + 48), crc(p, 9));	/* payload_crc */
 	cr_assert_eq(u64(h + 52), 0);
 	cr_assert_eq(u32(h + 60), crc(h, 60));
-	/* lengths 5, 0; timestamps zigzag(0)=0, zigzag(500)=1000=e8 07. */
+	/* lengths 5, 0; times in us after first_ts: zigzag(0)=0,
+	 * zigzag(2 - 0)=4. */
 	cr_assert_eq(f[p], 5);
 	cr_assert_eq(f[p + 1], 0);
 	cr_assert_eq(f[p + 2], 0);
-	cr_assert_eq(f[p + 3], 0xe8);
-	cr_assert_eq(f[p + 4], 0x07);
-	cr_assert_eq(memcmp(f + p + 5, "hello", 5), 0);
+	cr_assert_eq(f[p + 3], 4);
+	cr_assert_eq(memcmp(f + p + 4, "hello", 5), 0);
 }
 
 Test(spool, fixture_deflate_frame_by_offsets)
 {
-	size_t h = 410, p = h + 64;
+	size_t h = 409, p = h + 64;
 	uint8_t raw[256];
 	z_stream z;
 	int i;
@@ -131,7 +131,7 @@ Test(spool, fixture_deflate_frame_by_offsets)
 
 Test(spool, fixture_footer_by_offsets)
 {
-	size_t o = 482;
+	size_t o = 481;
 
 	cr_assert_eq(o + 64, flen);
 	cr_assert_eq(memcmp(f + o, "TSFT", 4), 0);
@@ -140,7 +140,7 @@ Test(spool, fixture_footer_by_offsets)
 	cr_assert_eq(u64(o + 16), 2);		/* last_seq */
 	cr_assert_eq(u64(o + 24), 3);		/* records */
 	cr_assert_eq(u64(o + 32), 205);		/* raw_bytes */
-	cr_assert_eq(u64(o + 40), 546);		/* stored_bytes */
+	cr_assert_eq(u64(o + 40), 545);		/* stored_bytes */
 	cr_assert_eq(u32(o + 60), crc(o, 60));
 }
 
@@ -169,7 +169,7 @@ Test(spool, fixture_read_by_the_library)
 	cr_assert(r.seq == 0 && r.len == 5 && r.ts_ns == 1000);
 	cr_assert_eq(memcmp(r.data, "hello", 5), 0);
 	cr_assert_eq(spool_cursor_next(c, &r, &err), 1);
-	cr_assert(r.seq == 1 && r.len == 0 && r.ts_ns == 1500);
+	cr_assert(r.seq == 1 && r.len == 0 && r.ts_ns == 3000);
 	cr_assert_eq(spool_cursor_next(c, &r, &err), 1);
 	cr_assert(r.seq == 2 && r.len == 200 && r.ts_ns == 900);
 	cr_assert_eq(spool_cursor_next(c, &r, &err), 0);

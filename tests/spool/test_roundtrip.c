@@ -41,7 +41,7 @@ read_all(struct spool_dir *d, const char *name, const size_t *lens,
 		    (unsigned long long)got, r.len, lens[got]);
 		cr_assert(check_fill(r.data, r.len, r.seq), "record %llu bytes",
 		    (unsigned long long)got);
-		cr_assert_eq(r.ts_ns, (int64_t)(1000 + got * 7));
+		cr_assert_eq(r.ts_ns, (int64_t)(1000 + got * 7000));
 		cr_assert_eq(r.off, 0);
 		if (ack)
 			cr_assert_eq(spool_cursor_ack(c, r.seq, r.len, false,
@@ -84,7 +84,7 @@ Test(spool, random_sizes_across_rotations)
 		if (i == 17)
 			lens[i] = 1 << 20;
 		fill(buf, lens[i], i);
-		cr_assert_eq(append1(s, buf, lens[i], (int64_t)(1000 + i * 7)),
+		cr_assert_eq(append1(s, buf, lens[i], (int64_t)(1000 + i * 7000)),
 		    (int64_t)i);
 		raw += lens[i];
 	}
@@ -126,7 +126,7 @@ Test(spool, many_tiny_records_one_frame_each)
 	for (i = 0; i < N; i++) {
 		lens[i] = i % 16;
 		fill(buf, lens[i], i);
-		append1(s, buf, lens[i], (int64_t)(1000 + i * 7));
+		append1(s, buf, lens[i], (int64_t)(1000 + i * 7000));
 	}
 	strcpy(name, spool_stream_name(s));
 	cr_assert_eq(spool_stream_close(s, SPOOL_CLOSE_KEEP, "test", &err), 0);
