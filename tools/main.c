@@ -1,11 +1,25 @@
 /*
- * main.c — the tcpspool command: dispatch to a subcommand.
- * Exit codes: 0 success, 1 error, 2 integrity problems (verify), 64 usage.
+ * main.c — the tcpspool command: dispatch to a subcommand (one file each,
+ * cmd_NAME.c). Exit codes: 0 success, 1 error, 2 integrity problems,
+ * 64 usage (see cli.h).
  */
 #include <stdio.h>
 #include <string.h>
 
-#define EXIT_USAGE 64
+#include "cli.h"
+
+static const struct command {
+	const char *name;
+	int (*fn)(int, char **);
+} commands[] = {
+	{ "run", cmd_run },
+	{ "ls", cmd_ls },
+	{ "stat", cmd_stat },
+	{ "dump", cmd_dump },
+	{ "verify", cmd_verify },
+	{ "replay", cmd_replay },
+	{ "rm", cmd_rm },
+};
 
 static void
 usage(FILE *f)
@@ -18,19 +32,26 @@ usage(FILE *f)
 	    "\n"
 	    "commands:\n"
 	    "  run [OPTIONS] -- PROGRAM [ARGS...]  run PROGRAM under libtcpspool\n"
-	    "  ls [DIR]                            list spooled streams\n"
+	    "  ls [DIR] [--json]                   list spooled streams\n"
 	    "  stat STREAM                         segments and frames of a stream\n"
-	    "  dump STREAM                         print a stream's records\n"
-	    "  verify [STREAM|DIR]                 check checksums and continuity\n"
+	    "  dump STREAM [--format F]            print a stream's records\n"
+	    "  verify [STREAM|DIR] [--repair]      check checksums and continuity\n"
 	    "  replay STREAM --to HOST:PORT        send an orphan stream's records\n"
-	    "  rm STREAM...                        delete streams\n"
+	    "  rm STREAM... | --orphans            delete streams\n"
 	    "\n"
-	    "tcpspool COMMAND --help describes each command.\n");
+	    "Every command takes --dir DIR (default $TCPSPOOL_DIR, else\n"
+	    "/var/tmp/tcpspool-UID). A STREAM is its name, an unambiguous prefix\n"
+	    "of it, or the path of its directory.\n"
+	    "tcpspool COMMAND --help describes each command.\n"
+	    "\n"
+	    "exit: 0 ok, 1 error, 2 integrity problems, 64 usage.\n");
 }
 
 int
 main(int argc, char **argv)
 {
+	size_t i;
+
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;
@@ -38,8 +59,11 @@ main(int argc, char **argv)
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		usage(stdout);
-		return 0;
+		return EXIT_OK;
 	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
 	fprintf(stderr, "tcpspool: unknown command '%s' (see tcpspool --help)\n",
 	    argv[1]);
 	return EXIT_USAGE;

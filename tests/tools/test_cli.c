@@ -1,44 +1,117 @@
 /* The tcpspool command as a user runs it: a real process, real exit codes. */
 #include <criterion/criterion.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
+#include <unistd.h>
 
-/* Runs the CLI with args; returns its exit status, stdout in out. */
-static int
-run_cli(const char *args, char *out, size_t outsz)
-{
-	const char *cli = getenv("TCPSPOOL_TEST_CLI");
-	char cmd[4096];
-	size_t n = 0;
-	FILE *p;
-	int st;
+#include "tools_test.h"
 
-	cr_assert(cli != NULL, "TCPSPOOL_TEST_CLI unset: run via meson test");
-	snprintf(cmd, sizeof(cmd), "'%s' %s 2>/dev/null", cli, args);
-	p = popen(cmd, "r");
-	cr_assert(p != NULL);
-	while (n + 1 < outsz && !feof(p))
-		n += fread(out + n, 1, outsz - 1 - n, p);
-	out[n] = '\0';
-	st = pclose(p);
-	cr_assert(WIFEXITED(st));
-	return WEXITSTATUS(st);
-}
+TestSuite(tools_cli, .init = t_setup, .fini = t_teardown);
+
+static const char *const commands[] = { "run", "ls", "stat", "dump",
+	"verify", "replay", "rm" };
 
 Test(tools_cli, help_exits_0_and_lists_commands)
 {
-	char out[8192];
+	struct t_out o;
+	size_t i;
 
-	cr_assert_eq(run_cli("--help", out, sizeof(out)), 0);
-	cr_assert(strstr(out, "usage: tcpspool") != NULL);
-	cr_assert(strstr(out, "replay") != NULL);
+	t_cli(&o, "--help", NULL);
+	cr_assert_eq(o.status, 0);
+	cr_assert(strstr(o.out, "usage: tcpspool") != NULL);
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		cr_assert(strstr(o.out, commands[i]) != NULL, "%s", commands[i]);
+	t_out_free(&o);
+}
+
+Test(tools_cli, every_subcommand_help_exits_0_on_stdout)
+{
+	char want[64];
+	struct t_out o;
+	size_t i;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		t_cli(&o, commands[i], "--help", NULL);
+		cr_assert_eq(o.status, 0, "%s --help: %d", commands[i],
+		    o.status);
+		snprintf(want, sizeof(want), "usage: tcpspool %s", commands[i]);
+		cr_assert(strncmp(o.out, want, strlen(want)) == 0,
+		    "%s --help printed: %s", commands[i], o.out);
+		cr_assert(strstr(o.out, "exit") != NULL,
+		    "%s --help documents no exit codes", commands[i]);
+		cr_assert_eq(o.err_len, 0);
+		t_out_free(&o);
+	}
 }
 
 Test(tools_cli, unknown_command_is_a_usage_error)
 {
-	char out[256];
+	struct t_out o;
 
-	cr_assert_eq(run_cli("frobnicate", out, sizeof(out)), 64);
+	t_cli(&o, "frobnicate", NULL);
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+	t_cli(&o, NULL);
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+}
+
+Test(tools_cli, bad_options_and_missing_arguments_are_usage_errors)
+{
+	struct t_out o;
+
+	t_cli(&o, "ls", "--frob", NULL);
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+	t_cli(&o, "stat", NULL);
+	cr_assert_eq(o.status, 64);
+	cr_assert(strstr(o.err, "usage: tcpspool stat") != NULL);
+	t_out_free(&o);
+	t_cli(&o, "dump", "x", "--format", "pdf", NULL);
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+	t_cli(&o, "dump", "x", "--count", "-1", NULL);
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+	t_cli(&o, "replay", "x", NULL);		/* no --to */
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+	t_cli(&o, "rm", NULL);
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+	t_cli(&o, "rm", "abc", "--orphans", NULL);
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+	t_cli(&o, "rm", "--older-than", "1h", "abc", NULL);
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+	t_cli(&o, "rm", "--orphans", "--older-than", "1y", NULL);
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+	t_cli(&o, "run", NULL);
+	cr_assert_eq(o.status, 64);
+	t_out_free(&o);
+}
+
+Test(tools_cli, a_missing_stream_is_an_error_naming_it)
+{
+	struct t_out o;
+
+	t_cli(&o, "stat", "--dir", t_spool, "0123", NULL);
+	cr_assert_eq(o.status, 1);
+	cr_assert(strstr(o.err, "0123") != NULL, "%s", o.err);
+	t_out_free(&o);
+}
+
+Test(tools_cli, ls_of_a_missing_spool_dir_is_empty_and_creates_nothing)
+{
+	char missing[400];
+	struct t_out o;
+
+	snprintf(missing, sizeof(missing), "%s/none", t_dir);
+	t_cli(&o, "ls", missing, NULL);
+	cr_assert_eq(o.status, 0);
+	cr_assert_eq(o.out_len, 0);
+	cr_assert(access(missing, F_OK) == -1);
+	t_out_free(&o);
 }

@@ -1,0 +1,559 @@
+/*
+ * cmd_replay.c — tcpspool replay: sends an orphan stream's undelivered
+ * records, in order, to a TCP or Unix-domain listener, saving its progress
+ * so an interrupted replay resumes where it stopped, and deletes the stream
+ * once every byte is delivered (unless --keep).
+ *
+ * What "delivered" means. Bytes handed to the kernel are not delivered:
+ * the progress saved is the part of them the peer has taken, measured as
+ * bytes sent minus SIOCOUTQ:
+ *   - TCP: SIOCOUTQ is unsent plus unacknowledged bytes, so the progress is
+ *     what the peer's TCP acknowledged (as the library counts it). A peer
+ *     that then closes without reading what its kernel acknowledged loses
+ *     it, as with any TCP sender.
+ *   - Unix: SIOCOUTQ is what the peer has not read yet (charged at the
+ *     kernel's buffer size, so it over-counts: progress errs low). A sample
+ *     is trusted only while the peer is connected, or after it closed
+ *     cleanly (Linux reports ECONNRESET when the peer closed with unread
+ *     data).
+ * Progress is saved (spool_cursor_ack, persist) about every 100 ms and at
+ * the end, so a replay killed at any point repeats at most the bytes sent
+ * after the last save: the duplicates the spool's at-least-once guarantee
+ * allows (FORMAT.md §6), and never loses one.
+ */
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <linux/sockios.h>
+#include <netinet/in.h>
+
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+
+static const char replay_usage[] =
+    "usage: tcpspool replay STREAM --to HOST:PORT|unix:PATH [--keep]\n"
+    "                       [--linger DURATION] [--dir DIR]\n"
+    "\n"
+    "Sends the records of STREAM not yet delivered, in order, over one new\n"
+    "connection, then deletes the stream. Only for an orphan stream: a\n"
+    "stream whose writer process still runs is refused.\n"
+    "\n"
+    "  --to HOST:PORT   TCP destination; an IPv6 address in brackets,\n"
+    "                   [::1]:8000\n"
+    "  --to unix:PATH   Unix-domain stream socket\n"
+    "  --keep           keep the stream (with its progress at the end)\n"
+    "  --linger DURATION  how long to wait at the end for the peer to take\n"
+    "                   the last bytes (default 30s)\n"
+    "  --dir DIR        spool dir (default $TCPSPOOL_DIR or\n"
+    "                   /var/tmp/tcpspool-UID)\n"
+    "  -h, --help       this text\n"
+    "\n"
+    "Progress is saved as the peer takes bytes (TCP: acknowledged; Unix:\n"
+    "read), so an interrupted replay (error, Ctrl-C, kill) resumes where\n"
+    "the peer stopped: only bytes sent after the last save (about 100 ms)\n"
+    "can be sent twice. A progress bar is shown on a terminal only.\n"
+    "\n"
+    "exit: 0 all delivered, 1 error or interrupted (progress saved),\n"
+    "2 delivered but corrupt records had to be skipped (stream kept),\n"
+    "64 usage.\n";
+
+#define INFLIGHT_MAX	65536		/* records sent, not yet delivered */
+#define SAVE_EVERY_NS	(100LL * 1000000LL)
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+/* A record handed to the kernel: bytes [base, base + len - off0) of the
+ * connection are bytes [off0, len) of record seq. */
+struct inflight {
+	uint64_t seq;
+	size_t off0, len;
+	uint64_t base;
+};
+
+struct replay {
+	struct spool_cursor *cur;
+	int fd;
+	bool is_unix;
+	bool reset;		/* the peer dropped the connection */
+	bool eof;		/* the peer closed its side */
+	uint64_t sent;		/* bytes handed to the kernel */
+	uint64_t delivered;	/* of those, taken by the peer */
+	uint64_t acked;		/* bytes acknowledged to the cursor */
+	uint64_t saved;		/* delivered as of the last saved ack */
+	uint64_t ack_seq;	/* the last ack's position */
+	size_t ack_off;
+	struct inflight *q;
+	size_t q_head, q_n, q_cap;
+	uint64_t total;		/* for the progress bar */
+	bool tty;
+	int64_t last_save;
+	int64_t last_bar;
+	const char *name;
+};
+
+static int64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void
+bar(struct replay *r, bool final)
+{
+	char a[16], b[16], line[128];
+	unsigned pct, i, fill;
+	int64_t now = mono_ns();
+
+	if (!r->tty || (!final && now - r->last_bar < SAVE_EVERY_NS))
+		return;
+	r->last_bar = now;
+	pct = r->total ? (unsigned)(r->delivered >= r->total ? 100 :
+	    r->delivered * 100 / r->total) : 100;
+	fill = pct * 30 / 100;
+	for (i = 0; i < 30; i++)
+		line[i] = i < fill ? '#' : ' ';
+	line[30] = '\0';
+	fprintf(stderr, "\rreplay %.8s [%s] %3u%% %s/%s", r->name, line, pct,
+	    fmt_size(a, r->delivered), fmt_size(b, r->total));
+	if (final)
+		fputc('\n', stderr);
+	fflush(stderr);
+}
+
+/* Measures what the peer has taken; see the comment at the top. */
+static void
+sample(struct replay *r)
+{
+	struct pollfd p = { .fd = r->fd, .events = POLLIN | POLLRDHUP };
+	uint64_t d;
+	int q, err = 0;
+	socklen_t len = sizeof(err);
+
+	if (r->fd < 0 || ioctl(r->fd, SIOCOUTQ, &q) == -1)
+		return;
+	d = q < 0 || (uint64_t)q > r->sent ? 0 : r->sent - (uint64_t)q;
+	if (r->is_unix) {
+		if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+			if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err,
+			    &len) == 0 && err != 0)
+				r->reset = true;
+			if (r->reset)
+				return;	/* closed with our bytes unread */
+			d = r->sent;	/* closed cleanly: all read */
+		}
+	}
+	if (d > r->delivered)
+		r->delivered = d;
+}
+
+/*
+ * Acknowledges the delivered bytes to the cursor; persist saves them.
+ * While records are still being read (final false) only whole records are
+ * acknowledged: an acknowledgement inside a record makes the cursor return
+ * that record again. The last checkpoint (final) is byte-exact.
+ */
+static int
+checkpoint(struct replay *r, bool persist, bool final)
+{
+	struct spool_err e = { "" };
+	struct inflight *h;
+	uint64_t upto = r->acked;
+	int rc;
+
+	sample(r);
+	bar(r, false);
+	/* Drop the records delivered whole. */
+	while (r->q_head < r->q_n) {
+		h = &r->q[r->q_head];
+		if (h->base + (h->len - h->off0) > r->delivered)
+			break;
+		r->ack_seq = h->seq;
+		r->ack_off = h->len;
+		upto = h->base + (h->len - h->off0);
+		r->q_head++;
+	}
+	if (final && r->q_head < r->q_n && r->delivered > r->q[r->q_head].base) {
+		h = &r->q[r->q_head];
+		r->ack_seq = h->seq;
+		r->ack_off = h->off0 + (size_t)(r->delivered - h->base);
+		upto = r->delivered;
+	}
+	if (upto > r->acked)
+		r->acked = upto;
+	else if (!persist || r->saved == r->acked)
+		return EXIT_OK;
+	if (r->acked == 0)
+		return EXIT_OK;
+	rc = spool_cursor_ack(r->cur, r->ack_seq, r->ack_off, persist, &e);
+	if (rc < 0) {
+		warnx("%s: saving progress: %s", r->name,
+		    e.msg[0] ? e.msg : strerror(-rc));
+		return EXIT_ERR;
+	}
+	if (persist) {
+		r->saved = r->acked;
+		r->last_save = mono_ns();
+	}
+	/* Compact the queue once its delivered head grows large. */
+	if (r->q_head > 4096 && r->q_head * 2 > r->q_n) {
+		memmove(r->q, r->q + r->q_head, (r->q_n - r->q_head) *
+		    sizeof(*r->q));
+		r->q_n -= r->q_head;
+		r->q_head = 0;
+	}
+	return EXIT_OK;
+}
+
+/* Reads and discards what the peer sends, so a close never turns into an
+ * RST that would destroy bytes the peer has not read yet. */
+static void
+drain_input(struct replay *r)
+{
+	char buf[4096];
+	ssize_t n;
+
+	while ((n = recv(r->fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		;
+	if (n == 0)
+		r->eof = true;
+	else if (errno == ECONNRESET)
+		r->reset = true;
+}
+
+/* Waits up to 100 ms for room to send, saving progress when due. */
+static int
+wait_writable(struct replay *r)
+{
+	struct pollfd p = { .fd = r->fd, .events = POLLOUT };
+
+	if (poll(&p, 1, 100) == -1 && errno != EINTR) {
+		warn("poll");
+		return EXIT_ERR;
+	}
+	drain_input(r);
+	return checkpoint(r, mono_ns() - r->last_save >= SAVE_EVERY_NS, false);
+}
+
+static int
+send_record(struct replay *r, const struct spool_record *rec)
+{
+	const uint8_t *p = rec->data + rec->off;
+	size_t left = rec->len - rec->off;
+	struct inflight *nq;
+	ssize_t n;
+	int rc;
+
+	while (r->q_n - r->q_head >= INFLIGHT_MAX && !interrupted)
+		if ((rc = wait_writable(r)) != EXIT_OK)
+			return rc;
+	if (r->q_n == r->q_cap) {
+		r->q_cap = r->q_cap ? r->q_cap * 2 : 1024;
+		if ((nq = reallocarray(r->q, r->q_cap, sizeof(*nq))) == NULL) {
+			warn("replay");
+			return EXIT_ERR;
+		}
+		r->q = nq;
+	}
+	r->q[r->q_n++] = (struct inflight){ rec->seq, rec->off, rec->len,
+	    r->sent };
+	while (left > 0) {
+		if (interrupted)
+			return EXIT_ERR;
+		n = send(r->fd, p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			p += n;
+			left -= (size_t)n;
+			r->sent += (uint64_t)n;
+			continue;
+		}
+		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+			if ((rc = wait_writable(r)) != EXIT_OK)
+				return rc;
+			continue;
+		}
+		if (errno == ECONNRESET)
+			r->reset = true;
+		warn("%s: send", r->name);
+		return EXIT_ERR;
+	}
+	return EXIT_OK;
+}
+
+/*
+ * After the last byte: shut down our side, then wait until the peer has
+ * taken everything (and, ideally, closed), reading what it sends.
+ */
+static int
+finish(struct replay *r, uint32_t linger_ms)
+{
+	int64_t deadline = mono_ns() + (int64_t)linger_ms * 1000000LL;
+	int64_t all_taken_at = 0;
+	struct pollfd p;
+
+	shutdown(r->fd, SHUT_WR);
+	for (;;) {
+		drain_input(r);
+		if (checkpoint(r, false, false) != EXIT_OK)
+			return EXIT_ERR;
+		if (r->delivered == r->sent) {
+			if (r->eof || r->reset)
+				return EXIT_OK;
+			if (all_taken_at == 0)
+				all_taken_at = mono_ns();
+			/* The peer keeps its side open: a short grace for
+			 * its FIN, then close quietly. */
+			if (mono_ns() - all_taken_at > 200LL * 1000000LL)
+				return EXIT_OK;
+		} else if (r->reset || (r->eof && r->is_unix)) {
+			warnx("%s: the peer closed the connection before "
+			    "taking every byte", r->name);
+			return EXIT_ERR;
+		}
+		if (interrupted)
+			return EXIT_ERR;
+		if (mono_ns() > deadline) {
+			warnx("%s: the peer did not take the last %" PRIu64
+			    " bytes within the linger time", r->name,
+			    r->sent - r->delivered);
+			return EXIT_ERR;
+		}
+		p = (struct pollfd){ .fd = r->fd, .events = POLLIN | POLLRDHUP };
+		if (poll(&p, 1, 20) == -1 && errno != EINTR)
+			return EXIT_ERR;
+	}
+}
+
+/* Connects, within 10 s, to HOST:PORT or unix:PATH. */
+static int
+dial(const char *to, bool *is_unix)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	char host[256], *port;
+	struct pollfd p;
+	int fd = -1, rc, err;
+	socklen_t len;
+
+	*is_unix = strncmp(to, "unix:", 5) == 0;
+	if (*is_unix) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+		if (strlcpy(sun.sun_path, to + 5, sizeof(sun.sun_path)) >=
+		    sizeof(sun.sun_path) || to[5] == '\0') {
+			warnx("--to %s: bad socket path", to);
+			return -1;
+		}
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+		    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+			warn("%s", to);
+			if (fd != -1)
+				close(fd);
+			return -1;
+		}
+		return fd;
+	}
+	if (strlcpy(host, to, sizeof(host)) >= sizeof(host) ||
+	    (port = strrchr(host, ':')) == NULL || port[1] == '\0') {
+		warnx("--to %s: expected HOST:PORT or unix:PATH", to);
+		return -1;
+	}
+	*port++ = '\0';
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res)) != 0) {
+		warnx("%s: %s", to, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
+		    SOCK_NONBLOCK, ai->ai_protocol);
+		if (fd == -1)
+			continue;
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		err = errno;
+		if (err == EINPROGRESS) {
+			p = (struct pollfd){ .fd = fd, .events = POLLOUT };
+			len = sizeof(err);
+			if (poll(&p, 1, 10000) == 1 &&
+			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
+			    &len) == 0 && err == 0)
+				break;
+			if (err == EINPROGRESS)
+				err = ETIMEDOUT;
+		}
+		close(fd);
+		fd = -1;
+		errno = err;
+	}
+	freeaddrinfo(res);
+	if (fd == -1)
+		warn("%s", to);
+	return fd;
+}
+
+static int
+replay_stream(struct spool_dir *d, const char *name, const char *to,
+    bool keep, uint32_t linger_ms)
+{
+	struct replay r = { .fd = -1, .name = name };
+	struct spool_err e = { "" };
+	struct spool_losses loss;
+	struct spool_record rec;
+	struct stream_view v;
+	struct sigaction sa;
+	int rc = EXIT_OK, n, lock;
+	char a[16];
+
+	stream_view_load(d, name, &v);
+	if (v.alive) {
+		warnx("%s: its writer (pid %d) is running; replay refused "
+		    "(only an orphan stream can be replayed)", name, (int)v.pid);
+		return EXIT_ERR;
+	}
+	if ((lock = stream_lock(d, name)) < 0)
+		return EXIT_ERR;
+	if ((n = spool_cursor_open(d, name, &r.cur, &e)) < 0) {
+		warnx("%s", e.msg[0] ? e.msg : strerror(-n));
+		close(lock);
+		return EXIT_ERR;
+	}
+	if ((r.fd = dial(to, &r.is_unix)) < 0) {
+		spool_cursor_close(r.cur);
+		close(lock);
+		return EXIT_ERR;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;	/* no SA_RESTART: wake poll up */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	r.tty = isatty(STDERR_FILENO);
+	r.total = v.info_ok ? v.info.raw_bytes : 0;
+	r.last_save = mono_ns();
+
+	for (;;) {
+		if (interrupted) {
+			rc = EXIT_ERR;
+			break;
+		}
+		if ((n = spool_cursor_next(r.cur, &rec, &e)) < 0) {
+			warnx("%s", e.msg[0] ? e.msg : strerror(-n));
+			rc = EXIT_ERR;
+			break;
+		}
+		if (n == 0)
+			break;
+		if (r.sent == 0 && rec.off > 0 && r.tty)
+			fprintf(stderr, "resuming %s at record %" PRIu64
+			    ", byte %zu\n", name, rec.seq, rec.off);
+		if ((rc = send_record(&r, &rec)) != EXIT_OK)
+			break;
+	}
+	if (rc == EXIT_OK)
+		rc = finish(&r, linger_ms);
+	if (checkpoint(&r, true, true) != EXIT_OK)
+		rc = EXIT_ERR;
+	bar(&r, true);
+	close(r.fd);
+	if (interrupted)
+		warnx("%s: interrupted by signal %d after %s delivered; progress "
+		    "saved, replay again to resume", name, (int)interrupted,
+		    fmt_size(a, r.delivered));
+	else if (rc != EXIT_OK)
+		warnx("%s: %s delivered; progress saved, replay again to "
+		    "resume", name, fmt_size(a, r.delivered));
+	spool_cursor_losses(r.cur, &loss);
+	spool_cursor_close(r.cur);
+	free(r.q);
+	if (rc == EXIT_OK && (loss.records > 0 || loss.frames > 0)) {
+		warnx("%s: %" PRIu64 " records (seq %" PRIu64 "..%" PRIu64
+		    ") were lost to corruption and skipped; stream kept, see "
+		    "tcpspool verify", name, loss.records, loss.first_seq,
+		    loss.last_seq);
+		rc = EXIT_INTEGRITY;
+	} else if (rc == EXIT_OK && !keep) {
+		if ((n = spool_stream_remove(d, name, &e)) < 0) {
+			warnx("%s", e.msg[0] ? e.msg : strerror(-n));
+			rc = EXIT_ERR;
+		}
+	}
+	close(lock);
+	return rc;
+}
+
+int
+cmd_replay(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "to", required_argument, NULL, 't' },
+		{ "keep", no_argument, NULL, 'k' },
+		{ "linger", required_argument, NULL, 'l' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char name[SPOOL_NAME_MAX];
+	const char *dir = NULL, *to = NULL;
+	uint32_t linger_ms = 30000;
+	struct spool_dir *d;
+	bool keep = false;
+	int ch, rc;
+
+	while ((ch = getopt_long(argc, argv, "hd:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+			to = optarg;
+			break;
+		case 'k':
+			keep = true;
+			break;
+		case 'l':
+			if (config_parse_duration_ms(optarg, &linger_ms) == -1) {
+				warnx("--linger \"%s\": expected a duration like "
+				    "30s", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'd':
+			dir = optarg;
+			break;
+		case 'h':
+			return usage_exit(replay_usage, true);
+		default:
+			return usage_exit(replay_usage, false);
+		}
+	}
+	if (argc - optind != 1 || to == NULL)
+		return usage_exit(replay_usage, false);
+	if ((rc = cli_open_stream(dir, argv[optind], &d, name)) != EXIT_OK)
+		return rc;
+	rc = replay_stream(d, name, to, keep, linger_ms);
+	spool_dir_close(d);
+	return rc;
+}

@@ -1,0 +1,406 @@
+/*
+ * common.c — what every subcommand needs: the spool dir, naming streams,
+ * telling a live writer from an orphan, locking a stream against another
+ * tcpspool command.
+ */
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+
+int
+usage_exit(const char *text, bool asked)
+{
+	fputs(text, asked ? stdout : stderr);
+	return asked ? EXIT_OK : EXIT_USAGE;
+}
+
+bool
+spool_dir_default(char *buf, size_t len)
+{
+	const char *env = getenv("TCPSPOOL_DIR");
+	struct tcpspool_config *c;
+	size_t n;
+
+	if (env != NULL && env[0] != '\0') {
+		if (env[0] != '/') {
+			warnx("TCPSPOOL_DIR=\"%s\": expected an absolute path",
+			    env);
+			return false;
+		}
+		if (strlcpy(buf, env, len) >= len) {
+			warnx("TCPSPOOL_DIR: path too long");
+			return false;
+		}
+		return true;
+	}
+	/* The library's own default, so both agree. */
+	if ((c = malloc(sizeof(*c))) == NULL) {
+		warn("spool dir");
+		return false;
+	}
+	config_defaults(c);
+	n = strlcpy(buf, c->dir, len);
+	free(c);
+	return n < len;
+}
+
+int
+cli_dir_open(const char *given, struct spool_dir **d, bool *missing)
+{
+	char path[PATH_MAX];
+	struct spool_err e = { "" };
+	struct stat st;
+	int rc;
+
+	*d = NULL;
+	if (missing != NULL)
+		*missing = false;
+	if (given == NULL) {
+		if (!spool_dir_default(path, sizeof(path)))
+			return EXIT_ERR;
+	} else if (strlcpy(path, given, sizeof(path)) >= sizeof(path)) {
+		warnx("%s: path too long", given);
+		return EXIT_ERR;
+	}
+	/* spool_dir_open creates a missing dir; inspecting never should. */
+	if (lstat(path, &st) == -1) {
+		if (errno == ENOENT && missing != NULL) {
+			*missing = true;
+			return EXIT_OK;
+		}
+		warn("%s", path);
+		return EXIT_ERR;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		warnx("%s: %s, not a spool dir", path,
+		    S_ISLNK(st.st_mode) ? "a symlink" : "not a directory");
+		return EXIT_ERR;
+	}
+	if ((rc = spool_dir_open(path, NULL, d, &e)) < 0) {
+		warnx("%s", e.msg[0] ? e.msg : strerror(-rc));
+		return EXIT_ERR;
+	}
+	return EXIT_OK;
+}
+
+static bool
+stream_name_ok(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < 16; i++)
+		if (!isdigit((unsigned char)s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
+			return false;
+	return s[16] == '\0';
+}
+
+bool
+split_stream_path(const char *given, char *dir, size_t dirlen,
+    char name[SPOOL_NAME_MAX])
+{
+	char buf[PATH_MAX], *slash;
+	size_t n;
+
+	if (strchr(given, '/') == NULL ||
+	    strlcpy(buf, given, sizeof(buf)) >= sizeof(buf))
+		return false;
+	n = strlen(buf);
+	while (n > 1 && buf[n - 1] == '/')
+		buf[--n] = '\0';
+	if ((slash = strrchr(buf, '/')) == NULL || !stream_name_ok(slash + 1))
+		return false;
+	strlcpy(name, slash + 1, SPOOL_NAME_MAX);
+	if (slash == buf)
+		slash++;	/* "/<stream>": the root is the spool dir */
+	*slash = '\0';
+	return strlcpy(dir, buf, dirlen) < dirlen;
+}
+
+int
+stream_entry_check(struct spool_dir *d, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(spool_dir_fd(d), name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		warn("%s/%s", spool_dir_path(d), name);
+		return EXIT_ERR;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		warnx("%s/%s: %s, refused", spool_dir_path(d), name,
+		    S_ISLNK(st.st_mode) ? "a symlink" : "not a directory");
+		return EXIT_ERR;
+	}
+	return EXIT_OK;
+}
+
+int
+cli_resolve(struct spool_dir *d, const char *given, char name[SPOOL_NAME_MAX])
+{
+	char dir[PATH_MAX], real_dir[PATH_MAX], real_spool[PATH_MAX];
+	struct spool_err e = { "" };
+	int rc;
+
+	if (strchr(given, '/') != NULL) {
+		if (!split_stream_path(given, dir, sizeof(dir), name)) {
+			warnx("%s: not a stream (a stream dir is named by 16 hex "
+			    "digits)", given);
+			return EXIT_ERR;
+		}
+		if (realpath(dir, real_dir) == NULL ||
+		    realpath(spool_dir_path(d), real_spool) == NULL ||
+		    strcmp(real_dir, real_spool) != 0) {
+			warnx("%s: not inside the spool dir %s, refused", given,
+			    spool_dir_path(d));
+			return EXIT_ERR;
+		}
+		return stream_entry_check(d, name);
+	}
+	if ((rc = spool_resolve(d, given, name, &e)) < 0) {
+		warnx("%s", e.msg[0] ? e.msg : strerror(-rc));
+		return EXIT_ERR;
+	}
+	return stream_entry_check(d, name);
+}
+
+int
+cli_open_stream(const char *dir_opt, const char *given, struct spool_dir **d,
+    char name[SPOOL_NAME_MAX])
+{
+	char dir[PATH_MAX];
+	int rc;
+
+	if (dir_opt == NULL && split_stream_path(given, dir, sizeof(dir), name))
+		dir_opt = dir;
+	if ((rc = cli_dir_open(dir_opt, d, NULL)) != EXIT_OK)
+		return rc;
+	if ((rc = cli_resolve(*d, given, name)) != EXIT_OK) {
+		spool_dir_close(*d);
+		*d = NULL;
+	}
+	return rc;
+}
+
+/* Boot time in ns (CLOCK_REALTIME), from /proc/stat; 0 if unknown. */
+static int64_t
+boot_time_ns(void)
+{
+	static int64_t cached = -1;
+	char line[256];
+	long long bt;
+	FILE *f;
+
+	if (cached >= 0)
+		return cached;
+	cached = 0;
+	if ((f = fopen("/proc/stat", "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "btime %lld", &bt) == 1 && bt > 0) {
+			cached = bt * 1000000000LL;
+			break;
+		}
+	fclose(f);
+	return cached;
+}
+
+bool
+proc_alive(int32_t pid, int64_t created_ns)
+{
+	char path[64], buf[1024], *p, state;
+	unsigned long long start_ticks;
+	int64_t boot, start_ns;
+	long hz;
+	ssize_t n;
+	int fd, i;
+
+	if (pid <= 0)
+		return false;
+	if (kill(pid, 0) == -1 && errno == ESRCH)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return errno != ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	/* After the last ')' (the name may hold any byte): field 3, state. */
+	if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %c", &state) != 1)
+		return true;
+	if (state == 'Z' || state == 'X')
+		return false;
+	if (created_ns <= 0)
+		return true;
+	/* Field 22, starttime, is the 20th after the ')'. */
+	for (p++, i = 0; i < 19 && p != NULL; i++)
+		if ((p = strchr(p + 1, ' ')) == NULL)
+			return true;
+	if (sscanf(p, " %llu", &start_ticks) != 1 ||
+	    (hz = sysconf(_SC_CLK_TCK)) <= 0 || (boot = boot_time_ns()) == 0)
+		return true;
+	start_ns = boot + (int64_t)(start_ticks / (unsigned long long)hz) *
+	    1000000000LL + (int64_t)(start_ticks % (unsigned long long)hz) *
+	    (1000000000LL / hz);
+	/* btime has 1 s resolution: allow 2 s of slack. */
+	return start_ns <= created_ns + 2000000000LL;
+}
+
+void
+stream_view_load(struct spool_dir *d, const char *name, struct stream_view *v)
+{
+	struct spool_err e = { "" };
+	char st[32], reason[72];
+	int64_t now = now_realtime_ns();
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	strlcpy(v->name, name, sizeof(v->name));
+	rc = spool_stream_info(d, name, &v->info, &e);
+	v->info_ok = rc >= 0;
+	if (!v->info_ok)
+		snprintf(v->info_err, sizeof(v->info_err), "%s",
+		    e.msg[0] ? e.msg : strerror(-rc));
+	v->status_ok = spool_status_read(d, name, &v->status, NULL) >= 0;
+	if (v->info_ok && v->info.id_known) {
+		v->pid = v->info.id.pid;
+		v->fd = v->info.id.fd;
+	} else if (v->status_ok) {
+		v->pid = v->status.pid;
+		v->fd = v->status.fd;
+	} else {
+		v->fd = -1;
+	}
+	v->alive = proc_alive(v->pid, v->info_ok && v->info.id_known ?
+	    v->info.id.created_ns : 0);
+	v->fresh = v->status_ok && now - v->status.updated_ns < STATUS_FRESH_NS;
+	vis_str(st, sizeof(st), v->status_ok ? v->status.state : "");
+	vis_str(reason, sizeof(reason), v->status_ok ? v->status.reason : "");
+
+	if (!v->info_ok) {
+		strlcpy(v->word, "unreadable", sizeof(v->word));
+	} else if (v->alive && strcmp(st, "orphan") == 0) {
+		/* The library let go of it; its process still runs. */
+		strlcpy(v->word, st, sizeof(v->word));
+		snprintf(v->why, sizeof(v->why), "%s%sprocess alive", reason,
+		    reason[0] ? ", " : "");
+	} else if (v->alive) {
+		strlcpy(v->word, st[0] ? st : "live", sizeof(v->word));
+		if (!v->status_ok)
+			strlcpy(v->why, "no status", sizeof(v->why));
+		else if (!v->fresh) {
+			char age[16];
+
+			snprintf(v->why, sizeof(v->why), "status %s old",
+			    fmt_age(age, v->status.updated_ns, now));
+		}
+	} else {
+		strlcpy(v->word, "orphan", sizeof(v->word));
+		if (reason[0] != '\0')
+			strlcpy(v->why, reason, sizeof(v->why));
+		else if (st[0] && strcmp(st, "orphan") != 0)
+			snprintf(v->why, sizeof(v->why),
+			    "process gone while %s", st);
+		else
+			strlcpy(v->why, v->pid > 0 ? "process gone" :
+			    "writer unknown", sizeof(v->why));
+	}
+	if (v->why[0] != '\0')
+		snprintf(v->state, sizeof(v->state), "%s (%s)", v->word, v->why);
+	else
+		strlcpy(v->state, v->word, sizeof(v->state));
+}
+
+int
+stream_lock(struct spool_dir *d, const char *name)
+{
+	int fd;
+
+	fd = openat(spool_dir_fd(d), name, O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1) {
+		warn("%s/%s", spool_dir_path(d), name);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			warnx("%s: in use by another tcpspool command", name);
+		else
+			warn("%s/%s: flock", spool_dir_path(d), name);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+const char *
+codec_name(char buf[24], uint32_t codec)
+{
+	if (codec == 0)
+		return "stored";
+	if (codec == 1)
+		return "deflate";
+	snprintf(buf, 24, "codec %u", (unsigned)codec);
+	return buf;
+}
+
+const char *
+problem_name(enum spool_problem_kind k)
+{
+	switch (k) {
+	case SPOOL_PROBLEM_TORN_TAIL:
+		return "torn tail";
+	case SPOOL_PROBLEM_CORRUPT_FRAME:
+		return "corrupt frame";
+	case SPOOL_PROBLEM_BAD_HEADER:
+		return "bad segment header";
+	case SPOOL_PROBLEM_BAD_FOOTER:
+		return "bad footer";
+	case SPOOL_PROBLEM_SEQ_GAP:
+		return "sequence gap";
+	case SPOOL_PROBLEM_IO:
+		return "I/O error";
+	}
+	return "problem";
+}
+
+bool
+print_problem(FILE *f, struct spool_dir *d, const char *name,
+    const struct spool_problem *p, bool writer_alive)
+{
+	char file[sizeof(p->file) * 4], msg[sizeof(p->msg) * 4], recs[80];
+	bool note = writer_alive && p->kind == SPOOL_PROBLEM_TORN_TAIL;
+	const char *what;
+
+	vis_str(file, sizeof(file), p->file);
+	/* The spool's message repeats "path: offset O, L bytes: "; keep
+	 * only what follows, the location is printed here. */
+	what = strstr(p->msg, " bytes: ");
+	vis_str(msg, sizeof(msg), what != NULL ? what + 8 : p->msg);
+	if (p->seq_known && p->last_seq >= p->first_seq)
+		snprintf(recs, sizeof(recs), "records %llu..%llu (%llu)",
+		    (unsigned long long)p->first_seq,
+		    (unsigned long long)p->last_seq,
+		    (unsigned long long)(p->last_seq - p->first_seq + 1));
+	else
+		strlcpy(recs, "records unknown", sizeof(recs));
+	fprintf(f, "%s%s/%s/%s: offset %llu, %llu bytes: %s, %s%s%s%s\n",
+	    note ? "note: " : "", spool_dir_path(d), name, file,
+	    (unsigned long long)p->offset, (unsigned long long)p->length,
+	    problem_name(p->kind), recs, msg[0] ? ": " : "", msg,
+	    note ? " (the writer is alive: likely a frame being written)" : "");
+	return !note;
+}
