@@ -193,14 +193,16 @@ cmd_dump(int argc, char **argv)
 		shown++;
 	}
 	spool_cursor_losses(cur, &loss);
-	if (loss.records > 0 || loss.frames > 0) {
-		warnx("%s: %" PRIu64 " corrupt frames skipped, %" PRIu64
+	if (loss.records > 0)
+		warnx("%s: %" PRIu64 " corrupt regions skipped, %" PRIu64
 		    " records lost (seq %" PRIu64 "..%" PRIu64 "); see tcpspool "
 		    "verify", name, loss.frames, loss.records, loss.first_seq,
 		    loss.last_seq);
-		if (exit_rc == EXIT_OK)
-			exit_rc = EXIT_INTEGRITY;
-	}
+	else if (loss.frames > 0)
+		warnx("%s: %" PRIu64 " corrupt regions skipped (records "
+		    "unknown); see tcpspool verify", name, loss.frames);
+	if ((loss.records > 0 || loss.frames > 0) && exit_rc == EXIT_OK)
+		exit_rc = EXIT_INTEGRITY;
 	spool_cursor_close(cur);
 	spool_dir_close(d);
 	if (fflush(stdout) == EOF || ferror(stdout)) {

@@ -492,10 +492,10 @@ replay_stream(struct spool_dir *d, const char *name, const char *to,
 	spool_cursor_close(r.cur);
 	free(r.q);
 	if (rc == EXIT_OK && (loss.records > 0 || loss.frames > 0)) {
-		warnx("%s: %" PRIu64 " records (seq %" PRIu64 "..%" PRIu64
-		    ") were lost to corruption and skipped; stream kept, see "
-		    "tcpspool verify", name, loss.records, loss.first_seq,
-		    loss.last_seq);
+		warnx("%s: %" PRIu64 " corrupt regions skipped, %" PRIu64
+		    " records lost (seq %" PRIu64 "..%" PRIu64 "); stream kept, "
+		    "see tcpspool verify", name, loss.frames, loss.records,
+		    loss.first_seq, loss.last_seq);
 		rc = EXIT_INTEGRITY;
 	} else if (rc == EXIT_OK && !keep) {
 		if ((n = spool_stream_remove(d, name, &e)) < 0) {

@@ -86,7 +86,7 @@ fmt_time(char buf[40], int64_t ts_ns)
 const char *
 fmt_ratio(char buf[16], uint64_t raw, uint64_t stored)
 {
-	if (stored == 0)
+	if (stored == 0 || raw == 0)
 		strlcpy(buf, "-", 16);
 	else
 		snprintf(buf, 16, "%.1fx", (double)raw / (double)stored);
