@@ -16,8 +16,7 @@
 
 struct real_table real;
 
-enum { UNRESOLVED, RESOLVING, RESOLVED, FAILED };
-static _Atomic int state = UNRESOLVED;
+_Atomic int real_state = REAL_UNRESOLVED;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local bool in_resolve;
 
@@ -44,23 +43,23 @@ table_complete(void)
 bool
 real_resolve(void)
 {
-	int st = atomic_load_explicit(&state, memory_order_acquire);
+	int st = atomic_load_explicit(&real_state, memory_order_acquire);
 	int saved = errno;
 
-	if (st == RESOLVED)
+	if (st == REAL_RESOLVED)
 		return true;
-	if (st == FAILED || in_resolve)
+	if (st == REAL_FAILED || in_resolve)
 		return false;
 	in_resolve = true;
 	pthread_mutex_lock(&lock);
-	if (atomic_load_explicit(&state, memory_order_relaxed) == UNRESOLVED) {
-		atomic_store(&state, RESOLVING);
+	if (atomic_load_explicit(&real_state, memory_order_relaxed) == REAL_UNRESOLVED) {
+		atomic_store(&real_state, REAL_RESOLVING);
 		resolve_all();
-		atomic_store_explicit(&state,
-		    table_complete() ? RESOLVED : FAILED, memory_order_release);
+		atomic_store_explicit(&real_state,
+		    table_complete() ? REAL_RESOLVED : REAL_FAILED, memory_order_release);
 	}
 	pthread_mutex_unlock(&lock);
 	in_resolve = false;
 	errno = saved;
-	return atomic_load_explicit(&state, memory_order_acquire) == RESOLVED;
+	return atomic_load_explicit(&real_state, memory_order_acquire) == REAL_RESOLVED;
 }

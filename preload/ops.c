@@ -1,0 +1,602 @@
+/*
+ * ops.c — what every hooked call does: find the fd's stream (one atomic
+ * load), make the real call when there is none, and hand over to stream.c
+ * when there is one or when the real call could not take everything.
+ */
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "classify.h"
+#include "fdtab.h"
+#include "ops.h"
+#include "real.h"
+#include "runtime.h"
+#include "stream.h"
+
+static bool
+is_eagain(int err)
+{
+	return err == EAGAIN || err == EWOULDBLOCK;
+}
+
+/* Flags whose meaning a spooled copy could not keep. */
+static bool
+flags_unspoolable(int flags)
+{
+	return (flags & (MSG_OOB | MSG_ZEROCOPY)) != 0;
+}
+
+/* Sum of an iovec array; false if the kernel would refuse it. */
+static bool
+iov_total(const struct iovec *iov, int iovcnt, size_t *total)
+{
+	size_t sum = 0;
+	int i;
+
+	if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt > 0 && iov == NULL))
+		return false;
+	for (i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > (size_t)SSIZE_MAX - sum)
+			return false;
+		sum += iov[i].iov_len;
+	}
+	*total = sum;
+	return true;
+}
+
+/*
+ * The real call on a fd with no stream returned r (errno err), leaving
+ * part of the write unsent. If the fd is a socket we spool for, create its
+ * stream (installed locked, so no other writer gets in between) and spool
+ * the rest.
+ */
+static ssize_t
+first_spool(struct wreq *w, ssize_t r, int err, int saved)
+{
+	size_t done = r < 0 ? 0 : (size_t)r;
+	struct stream *s, *old;
+	struct sockinfo si;
+	ssize_t out;
+
+	if (!runtime_active())
+		goto kernel;
+	switch (classify_fd(w->fd, runtime_config(), &si)) {
+	case FD_NEVER:
+		(void)fdtab_install(w->fd, NULL, FDTAB_IGNORED, &old);
+		goto kernel;
+	case FD_NOT_NOW:
+		goto kernel;
+	case FD_SPOOL:
+		break;
+	}
+	if (!wreq_rest_available(w, done) || (s = stream_new(w->fd, &si)) ==
+	    NULL)
+		goto kernel;
+	pthread_mutex_lock(&s->mu);
+	if (!fdtab_install(w->fd, NULL, s, &old)) {
+		pthread_mutex_unlock(&s->mu);
+		stream_unref(s);
+		if ((s = fdtab_get(w->fd)) == NULL)
+			goto kernel;
+		pthread_mutex_lock(&s->mu);
+	}
+	out = stream_after_direct(s, w, r, err);
+	pthread_mutex_unlock(&s->mu);
+	stream_unref(s);
+	if (out >= 0)
+		errno = saved;
+	return out;
+kernel:
+	errno = err;
+	return r;
+}
+
+/* Every write path: the fast path, then the stream. */
+static ssize_t
+write_req(struct wreq *w)
+{
+	int saved = errno;
+	struct stream *p, *s;
+	ssize_t r;
+
+	for (;;) {
+		p = fdtab_peek(w->fd);
+		if (!FDTAB_IS_STREAM(p)) {
+			r = w->direct(w);
+			if (r >= 0 ? (size_t)r >= w->len : !is_eagain(errno))
+				return r;
+			if (p != NULL || w->unspoolable)
+				return r;
+			return first_spool(w, r, errno, saved);
+		}
+		if ((s = fdtab_get(w->fd)) == NULL)
+			continue;
+		r = stream_write(s, w);
+		stream_unref(s);
+		if (r == STREAM_RETRY)
+			continue;
+		if (r >= 0)
+			errno = saved;
+		return r;
+	}
+}
+
+/* ------------------------------------------------------------- writes */
+
+struct call {
+	const void *buf;
+	const struct msghdr *msg;
+	__CONST_SOCKADDR_ARG addr;
+	socklen_t alen;
+	off_t *off_in, *off_out;
+	unsigned splice_flags;
+};
+
+static ssize_t
+d_send(const struct wreq *w)
+{
+	const struct call *c = w->arg;
+
+	return real.send(w->fd, c->buf, w->len, w->flags);
+}
+
+static ssize_t
+d_sendto(const struct wreq *w)
+{
+	const struct call *c = w->arg;
+
+	return real.sendto(w->fd, c->buf, w->len, w->flags, c->addr, c->alen);
+}
+
+static ssize_t
+d_sendmsg(const struct wreq *w)
+{
+	const struct call *c = w->arg;
+
+	return real.sendmsg(w->fd, c->msg, w->flags);
+}
+
+static ssize_t
+d_write(const struct wreq *w)
+{
+	const struct call *c = w->arg;
+
+	return real.write(w->fd, c->buf, w->len);
+}
+
+static ssize_t
+d_writev(const struct wreq *w)
+{
+	return real.writev(w->fd, w->iov, w->iovcnt);
+}
+
+static ssize_t
+d_sendfile(const struct wreq *w)
+{
+	return real.sendfile(w->fd, w->in_fd, w->offp, w->len);
+}
+
+static ssize_t
+d_splice(const struct wreq *w)
+{
+	const struct call *c = w->arg;
+
+	return real.splice(w->in_fd, c->off_in, w->fd, c->off_out, w->len,
+	    c->splice_flags);
+}
+
+ssize_t
+op_send(int fd, const void *buf, size_t len, int flags)
+{
+	struct iovec iov = { (void *)buf, len };
+	struct call c = { .buf = buf };
+	struct wreq w = { .fd = fd, .src = WSRC_IOV, .iov = &iov,
+		.iovcnt = 1, .len = len, .flags = flags, .arg = &c,
+		.direct = d_send, .unspoolable = flags_unspoolable(flags) };
+
+	return write_req(&w);
+}
+
+ssize_t
+op_sendto(int fd, const void *buf, size_t len, int flags,
+    __CONST_SOCKADDR_ARG addr, socklen_t alen)
+{
+	struct iovec iov = { (void *)buf, len };
+	struct call c = { .buf = buf, .addr = addr, .alen = alen };
+	struct wreq w = { .fd = fd, .src = WSRC_IOV, .iov = &iov,
+		.iovcnt = 1, .len = len, .flags = flags, .arg = &c,
+		.direct = d_sendto, .unspoolable = flags_unspoolable(flags),
+		.has_addr = alen != 0 };
+
+	return write_req(&w);
+}
+
+static void
+msg_wreq(struct wreq *w, struct call *c, int fd, const struct msghdr *msg,
+    int flags, size_t len)
+{
+	c->msg = msg;
+	*w = (struct wreq){ .fd = fd, .src = WSRC_IOV, .iov = msg->msg_iov,
+		.iovcnt = (int)msg->msg_iovlen, .len = len, .flags = flags,
+		.arg = c, .direct = d_sendmsg,
+		.unspoolable = flags_unspoolable(flags) ||
+		    msg->msg_controllen > 0,
+		.has_addr = msg->msg_name != NULL && msg->msg_namelen != 0 };
+}
+
+ssize_t
+op_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct call c = { 0 };
+	struct wreq w;
+	size_t len;
+
+	if (msg == NULL || msg->msg_iovlen > INT_MAX ||
+	    !iov_total(msg->msg_iov, (int)msg->msg_iovlen, &len))
+		return real.sendmsg(fd, msg, flags);	/* the kernel says */
+	msg_wreq(&w, &c, fd, msg, flags, len);
+	return write_req(&w);
+}
+
+static size_t
+msg_len(const struct msghdr *m)
+{
+	size_t len;
+
+	if (m->msg_iovlen > INT_MAX ||
+	    !iov_total(m->msg_iov, (int)m->msg_iovlen, &len))
+		return 0;
+	return len;
+}
+
+/*
+ * Reports per message, as the kernel would: messages sent or spooled
+ * whole, then at most one short one; -1 only if the first could not go.
+ */
+int
+op_sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags)
+{
+	struct stream *p = fdtab_peek(fd);
+	int saved = errno, r;
+	unsigned i = 0;
+	struct call c = { 0 };
+	struct wreq w;
+	ssize_t out;
+
+	if (vlen > UIO_MAXIOV)
+		vlen = UIO_MAXIOV;
+	if (!FDTAB_IS_STREAM(p)) {
+		r = real.sendmmsg(fd, vec, vlen, flags);
+		if (p != NULL || vlen == 0 || (r < 0 && !is_eagain(errno)))
+			return r;
+		i = r < 0 ? 0 : (unsigned)r;
+		if (i > 0 && vec[i - 1].msg_len < msg_len(&vec[i - 1].msg_hdr)) {
+			/* The last one went in part: spool its rest first. */
+			size_t len = msg_len(&vec[i - 1].msg_hdr);
+
+			msg_wreq(&w, &c, fd, &vec[i - 1].msg_hdr, flags, len);
+			if (w.unspoolable)
+				return r;
+			out = first_spool(&w, vec[i - 1].msg_len, EAGAIN,
+			    saved);
+			if (out < (ssize_t)len) {
+				errno = saved;
+				return r;
+			}
+			vec[i - 1].msg_len = (unsigned)len;
+		}
+		if (i == vlen)
+			return r;
+	}
+	for (; i < vlen; i++) {
+		size_t len;
+
+		if (vec[i].msg_hdr.msg_iovlen > INT_MAX ||
+		    !iov_total(vec[i].msg_hdr.msg_iov,
+		    (int)vec[i].msg_hdr.msg_iovlen, &len)) {
+			if (i > 0)
+				break;
+			return real.sendmmsg(fd, vec + i, 1, flags);
+		}
+		msg_wreq(&w, &c, fd, &vec[i].msg_hdr, flags, len);
+		if ((out = write_req(&w)) < 0) {
+			if (i == 0)
+				return -1;
+			break;
+		}
+		vec[i].msg_len = (unsigned)out;
+		if ((size_t)out < len) {
+			i++;
+			break;
+		}
+	}
+	errno = saved;
+	return (int)i;
+}
+
+ssize_t
+op_write(int fd, const void *buf, size_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+	struct call c = { .buf = buf };
+	struct wreq w = { .fd = fd, .src = WSRC_IOV, .iov = &iov,
+		.iovcnt = 1, .len = len, .arg = &c, .direct = d_write };
+
+	return write_req(&w);
+}
+
+ssize_t
+op_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct wreq w = { .fd = fd, .src = WSRC_IOV, .iov = iov,
+		.iovcnt = iovcnt, .direct = d_writev };
+
+	if (!iov_total(iov, iovcnt, &w.len))
+		return real.writev(fd, iov, iovcnt);	/* the kernel says */
+	return write_req(&w);
+}
+
+ssize_t
+op_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	struct wreq w = { .fd = out_fd, .src = WSRC_FILE, .in_fd = in_fd,
+		.offp = offset, .len = count, .direct = d_sendfile };
+
+	return write_req(&w);
+}
+
+ssize_t
+op_splice(int fd_in, off_t *off_in, int fd_out, off_t *off_out, size_t len,
+    unsigned flags)
+{
+	struct call c = { .off_in = off_in, .off_out = off_out,
+		.splice_flags = flags };
+	struct wreq w = { .fd = fd_out, .src = WSRC_PIPE, .in_fd = fd_in,
+		.len = len, .arg = &c, .direct = d_splice };
+
+	/* Into a socket, the input is a pipe and neither has an offset. */
+	if (off_in != NULL || off_out != NULL)
+		return real.splice(fd_in, off_in, fd_out, off_out, len, flags);
+	return write_req(&w);
+}
+
+/* ------------------------------------------------------- fd lifecycle */
+
+/* A stream lost an application fd; the last one going finishes it. */
+static void
+lost_fd(struct stream *s, int left, int fd)
+{
+	if (left == 0)
+		stream_app_gone(s, fd);
+	stream_unref(s);
+}
+
+/* The application fd is about to be closed (by close, dup2, ...). */
+static void
+release_app_fd(int fd)
+{
+	struct stream *s;
+	int left;
+
+	/* A vfork child shares our memory: its closes are not its parent's. */
+	if ((pid_t)syscall(SYS_getpid) != runtime_pid())
+		return;
+	if ((s = fdtab_take(fd, &left)) != NULL)
+		lost_fd(s, left, fd);
+}
+
+int
+op_new_fd(int fd)
+{
+	struct stream *s;
+	int saved, left;
+
+	if (fd < 0 || fdtab_peek(fd) == NULL)
+		return fd;
+	saved = errno;
+	if ((s = fdtab_forget(fd, &left)) != NULL)
+		lost_fd(s, left, -1);	/* its close was not seen */
+	errno = saved;
+	return fd;
+}
+
+int
+op_close(int fd)
+{
+	struct stream *p = fdtab_peek(fd);
+	int saved;
+
+	if (p == NULL)
+		return real.close(fd);
+	if (p == FDTAB_PRIVATE)
+		return 0;	/* ours: the host never opened it */
+	saved = errno;
+	if (p == FDTAB_IGNORED)
+		fdtab_clear_tag(fd);
+	else
+		release_app_fd(fd);
+	errno = saved;
+	return real.close(fd);
+}
+
+struct range_scan {
+	int *priv;
+	size_t n, cap;
+};
+
+static void
+range_visit(void *arg, int fd, struct stream *p)
+{
+	struct range_scan *rs = arg;
+
+	if (p == FDTAB_PRIVATE) {
+		if (rs->n == rs->cap) {
+			size_t nc = rs->cap ? 2 * rs->cap : 16;
+			int *v = reallocarray(rs->priv, nc, sizeof(*v));
+
+			if (v == NULL)
+				return;
+			rs->priv = v;
+			rs->cap = nc;
+		}
+		rs->priv[rs->n++] = fd;
+	} else if (p == FDTAB_IGNORED)
+		fdtab_clear_tag(fd);
+	else
+		release_app_fd(fd);
+}
+
+/* close_range around the library's private fds, which stay open. */
+int
+op_close_range(unsigned first, unsigned last, int flags)
+{
+	struct range_scan rs = { 0 };
+	unsigned start = first;
+	int saved = errno, r = 0, rc;
+	size_t i;
+
+	if ((flags & CLOSE_RANGE_CLOEXEC) || first > last ||
+	    first >= FDTAB_MAX)
+		return real.close_range(first, last, flags);
+	fdtab_each((int)first, last >= FDTAB_MAX ? FDTAB_MAX - 1 : (int)last,
+	    range_visit, &rs);
+	for (i = 0; i < rs.n; i++) {
+		unsigned fd = (unsigned)rs.priv[i];
+
+		if (fd > start && (rc = real.close_range(start, fd - 1,
+		    flags)) != 0 && r == 0) {
+			r = rc;
+			saved = errno;
+		}
+		start = fd + 1;
+	}
+	if (start <= last && start > 0 &&
+	    (rc = real.close_range(start, last, flags)) != 0 && r == 0) {
+		r = rc;
+		saved = errno;
+	}
+	free(rs.priv);
+	errno = saved;
+	return r;
+}
+
+void
+op_closefrom(int lowfd)
+{
+	int saved = errno;
+
+	if (lowfd < 0)
+		lowfd = 0;
+	if (op_close_range((unsigned)lowfd, ~0U, 0) != 0)
+		real.closefrom(lowfd);
+	errno = saved;
+}
+
+int
+op_shutdown(int fd, int how)
+{
+	struct stream *s;
+	int r;
+
+	if (!FDTAB_IS_STREAM(fdtab_peek(fd)) || (s = fdtab_get(fd)) == NULL)
+		return real.shutdown(fd, how);
+	r = stream_shutdown(s, fd, how);
+	stream_unref(s);
+	return r;
+}
+
+/* nfd is a new number for the same file as fd: it shares fd's stream. */
+static void
+after_dup(int fd, int nfd)
+{
+	struct stream *s, *old;
+	int saved = errno;
+
+	op_new_fd(nfd);
+	if (FDTAB_IS_STREAM(fdtab_peek(fd)) && (s = fdtab_get(fd)) != NULL) {
+		if (fdtab_install(nfd, NULL, s, &old) && old != NULL)
+			stream_unref(old);
+		stream_unref(s);
+	}
+	errno = saved;
+}
+
+int
+op_dup(int fd)
+{
+	int r = real.dup(fd);
+
+	if (r >= 0)
+		after_dup(fd, r);
+	return r;
+}
+
+/* dup2/dup3 onto fd2: refuse to replace a private fd; finish fd2's stream. */
+static bool
+before_replace(int fd, int fd2)
+{
+	struct stream *p = fdtab_peek(fd2);
+
+	if (p == NULL || fd == fd2)
+		return true;
+	if (p == FDTAB_PRIVATE) {
+		errno = EBUSY;
+		return false;
+	}
+	if (real.fcntl(fd, F_GETFD) == -1)
+		return false;	/* EBADF, as dup2 would say */
+	if (p == FDTAB_IGNORED)
+		fdtab_clear_tag(fd2);
+	else
+		release_app_fd(fd2);
+	return true;
+}
+
+int
+op_dup2(int fd, int fd2)
+{
+	int saved = errno, r;
+
+	if (!before_replace(fd, fd2))
+		return -1;
+	errno = saved;
+	if ((r = real.dup2(fd, fd2)) >= 0 && fd != fd2)
+		after_dup(fd, r);
+	return r;
+}
+
+int
+op_dup3(int fd, int fd2, int flags)
+{
+	int saved = errno, r;
+
+	if (fd != fd2 && !before_replace(fd, fd2))
+		return -1;
+	errno = saved;
+	if ((r = real.dup3(fd, fd2, flags)) >= 0)
+		after_dup(fd, r);
+	return r;
+}
+
+int
+op_fcntl(int fd, int cmd, void *arg, bool is64)
+{
+	int r = is64 ? real.fcntl64(fd, cmd, arg) : real.fcntl(fd, cmd, arg);
+
+	if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
+		after_dup(fd, r);
+	return r;
+}
+
+void
+op_exit(void)
+{
+	runtime_exit();
+}

@@ -1,0 +1,54 @@
+/*
+ * replay.h — the one background thread of a process that sends spooled
+ * records when a peer's window reopens.
+ *
+ * It owns an epoll set of the private duplicates of every registered
+ * stream (EPOLLOUT, edge-triggered; EPOLLIN while lingering) and an
+ * eventfd to be woken. Its epoll timeout is the earliest timer of its
+ * streams (flush interval, status publication, linger deadline): it never
+ * polls and never sleeps. Started by the first registration (never in a
+ * constructor), again in a forked child by its first registration.
+ *
+ * Every registered stream is also listed: the list holds a reference, and
+ * is swept only by the thread itself between two epoll_wait calls, so an
+ * event never names a freed stream.
+ */
+#ifndef TCPSPOOL_REPLAY_H
+#define TCPSPOOL_REPLAY_H
+
+#include <stdint.h>
+
+struct stream;
+
+/*
+ * Called under s->mu when s starts spooling: makes the private duplicate of
+ * fd (F_DUPFD_CLOEXEC, high range, marked private in the fd table) and adds
+ * it to the epoll set. 0, or a negative errno (nothing changed).
+ */
+int replay_register(struct stream *s, int fd);
+/* Called under s->mu: epoll out, duplicate closed, s no longer counted. */
+void replay_unregister(struct stream *s);
+/* Switch s to waiting for input (lingering). Under s->mu. */
+void replay_watch_input(struct stream *s);
+/* Wake the thread (a timer of a stream moved earlier). */
+void replay_wake(void);
+/* Notes the flush deadline of s after an append; wakes if it is new. */
+void replay_note_staged(struct stream *s, int64_t since_ns);
+/* Delivery made room in the spool: wake threads blocked for room
+ * (overflow=block) on s, and on every listed stream if any is blocked. */
+void replay_room_changed(struct stream *s);
+/* A thread starts (+1) or stops (-1) waiting for room. */
+void replay_blocked(int delta);
+
+/*
+ * Process end: waits until no stream is registered or deadline_ns
+ * (CLOCK_MONOTONIC); then stops the thread and orphans what is left.
+ */
+void replay_drain(int64_t deadline_ns);
+
+/* fork: prepare locks, parent unlocks, child unlocks and forgets. */
+void replay_fork_prepare(void);
+void replay_fork_parent(void);
+void replay_fork_child(void);
+
+#endif

@@ -1,0 +1,210 @@
+/*
+ * runtime.c — process-wide state in stages (see runtime.h): the config,
+ * the spool dir, fork and process end.
+ */
+#include <sys/auxv.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fdtab.h"
+#include "log.h"
+#include "replay.h"
+#include "runtime.h"
+#include "stream.h"
+
+extern char **environ;
+
+enum { STAGE_NONE, STAGE_ACTIVE, STAGE_PASSTHROUGH };
+
+static struct {
+	pthread_mutex_t mu;
+	_Atomic int stage;
+	struct tcpspool_config cfg;
+	struct spool_dir *dir;
+	bool dir_failed;
+	_Atomic pid_t pid;
+	int floor;
+} rt = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void
+fork_prepare(void)
+{
+	pthread_mutex_lock(&rt.mu);
+	replay_fork_prepare();
+	fdtab_lock_for_fork();
+}
+
+static void
+fork_parent(void)
+{
+	fdtab_unlock_after_fork();
+	replay_fork_parent();
+	pthread_mutex_unlock(&rt.mu);
+}
+
+/*
+ * The child forgets the parent's streams (they are the parent's to
+ * deliver), closes its copies of the parent's private fds, and opens its
+ * own spool dir and thread when it first spools.
+ */
+static void
+fork_child(void)
+{
+	fdtab_reset_after_fork();
+	fdtab_unlock_after_fork();
+	replay_fork_child();
+	if (rt.dir != NULL)
+		(void)syscall(SYS_close, spool_dir_fd(rt.dir));
+	rt.dir = NULL;	/* the parent's, its lock may be held: leaked */
+	rt.dir_failed = false;
+	atomic_store(&rt.pid, (pid_t)syscall(SYS_getpid));
+	pthread_mutex_unlock(&rt.mu);
+}
+
+/* Our fds go at or above this: half the soft limit, at most 1024, so a
+ * select()-sized set of the host's never meets them. */
+static int
+private_floor(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur < 64)
+		return 3;
+	if (rl.rlim_cur >= 2048)
+		return 1024;
+	return (int)(rl.rlim_cur / 2);
+}
+
+static void
+init_locked(void)
+{
+	char err[CONFIG_MSG_MAX], warn[CONFIG_MSG_MAX];
+
+	atomic_store(&rt.pid, getpid());
+	if (getauxval(AT_SECURE) != 0) {
+		atomic_store(&rt.stage, STAGE_PASSTHROUGH);
+		return;
+	}
+	if (config_parse(&rt.cfg, environ, err, sizeof(err), warn,
+	    sizeof(warn)) < 0) {
+		log_error("%s; passing everything through", err);
+		atomic_store(&rt.stage, STAGE_PASSTHROUGH);
+		return;
+	}
+	log_configure(&rt.cfg);
+	if (warn[0] != '\0')
+		log_warn("%s", warn);
+	if (rt.cfg.disabled) {
+		atomic_store(&rt.stage, STAGE_PASSTHROUGH);
+		return;
+	}
+	rt.floor = private_floor();
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	atomic_store_explicit(&rt.stage, STAGE_ACTIVE, memory_order_release);
+}
+
+bool
+runtime_active(void)
+{
+	int st = atomic_load_explicit(&rt.stage, memory_order_acquire);
+	int saved;
+
+	if (st != STAGE_NONE)
+		return st == STAGE_ACTIVE;
+	saved = errno;
+	pthread_mutex_lock(&rt.mu);
+	if (atomic_load(&rt.stage) == STAGE_NONE)
+		init_locked();
+	pthread_mutex_unlock(&rt.mu);
+	errno = saved;
+	return atomic_load(&rt.stage) == STAGE_ACTIVE;
+}
+
+const struct tcpspool_config *
+runtime_config(void)
+{
+	return &rt.cfg;
+}
+
+struct spool_dir *
+runtime_dir(void)
+{
+	struct spool_limits lim;
+	struct spool_err e;
+	struct spool_dir *d;
+	int saved = errno;
+
+	pthread_mutex_lock(&rt.mu);
+	if (rt.dir == NULL && !rt.dir_failed) {
+		lim.stream_max = rt.cfg.max_stream;
+		lim.total_max = rt.cfg.max_total;
+		lim.min_free = rt.cfg.min_free;
+		if (spool_dir_open(rt.cfg.dir, &lim, &rt.dir, &e) < 0) {
+			rt.dir = NULL;
+			rt.dir_failed = true;
+			log_error("spool dir %s: %s; passing through",
+			    rt.cfg.dir, e.msg);
+		}
+	}
+	d = rt.dir;
+	pthread_mutex_unlock(&rt.mu);
+	errno = saved;
+	return d;
+}
+
+void
+runtime_spool_options(struct spool_options *o)
+{
+	spool_options_default(o);
+	o->segment_max = rt.cfg.segment_size;
+	o->level = rt.cfg.level;
+	o->fsync = rt.cfg.fsync == FSYNC_ALWAYS ? SPOOL_FSYNC_ALWAYS :
+	    rt.cfg.fsync == FSYNC_NEVER ? SPOOL_FSYNC_NEVER :
+	    SPOOL_FSYNC_INTERVAL;
+	o->fsync_interval_ms = rt.cfg.fsync_interval_ms;
+}
+
+int
+runtime_private_floor(void)
+{
+	return rt.floor > 0 ? rt.floor : 3;
+}
+
+pid_t
+runtime_pid(void)
+{
+	return atomic_load(&rt.pid);
+}
+
+static void
+release_idle(void *arg, int fd, struct stream *p)
+{
+	struct stream *s;
+
+	(void)arg;
+	if (FDTAB_IS_STREAM(p) && (s = fdtab_get(fd)) != NULL) {
+		stream_release_idle(s);
+		stream_unref(s);
+	}
+}
+
+void
+runtime_exit(void)
+{
+	int saved = errno;
+
+	if (atomic_load(&rt.stage) != STAGE_ACTIVE)
+		return;
+	/* A vfork child shares our memory: the streams are its parent's. */
+	if ((pid_t)syscall(SYS_getpid) != atomic_load(&rt.pid))
+		return;
+	replay_drain(mono_ns() + (int64_t)rt.cfg.linger_ms * 1000000LL);
+	fdtab_each(0, FDTAB_MAX - 1, release_idle, NULL);
+	errno = saved;
+}

@@ -1,0 +1,868 @@
+/*
+ * stream.c — what happens to a write, a close, a shutdown of a spooled
+ * connection, and what the replay thread does with it. The state machine
+ * is written down in stream.h.
+ */
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "classify.h"
+#include "fdtab.h"
+#include "log.h"
+#include "real.h"
+#include "replay.h"
+#include "runtime.h"
+#include "stream.h"
+
+/* sendfile and splice spool at most this much per call (a short count). */
+#define SPOOL_CHUNK	  (1u << 20)
+/* The replay thread serves one stream at most this much before others. */
+#define REPLAY_QUANTUM	  (4u << 20)
+#define DISCARD_QUANTUM	  (1u << 20)
+#define PERSIST_EVERY_NS  (200 * 1000000LL)
+#define PUBLISH_EVERY_NS  (1000 * 1000000LL)
+#define NS_PER_MS	  1000000LL
+
+int64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int64_t
+real_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static struct timespec
+ts_of(int64_t ns)
+{
+	return (struct timespec){ .tv_sec = ns / 1000000000LL,
+		.tv_nsec = ns % 1000000000LL };
+}
+
+static bool
+is_eagain(int err)
+{
+	return err == EAGAIN || err == EWOULDBLOCK;
+}
+
+const char *
+stream_state_name(enum stream_state st)
+{
+	switch (st) {
+	case STREAM_DIRECT:
+		return "direct";
+	case STREAM_SPOOLING:
+		return "spooling";
+	case STREAM_LINGER:
+		return "draining";
+	case STREAM_FAILED:
+		return "failed";
+	case STREAM_DONE:
+		return "done";
+	}
+	return "?";
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+struct stream *
+stream_new(int fd, const struct sockinfo *si)
+{
+	pthread_condattr_t ca;
+	struct stream *s;
+	int saved = errno;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		errno = saved;
+		return NULL;
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	atomic_init(&s->refs, 1);
+	s->state = STREAM_DIRECT;
+	s->fd = fd;
+	s->dup = -1;
+	s->family = si->family;
+	s->id.pid = runtime_pid();
+	s->id.fd = fd;
+	s->id.created_ns = real_ns();
+	strlcpy(s->id.local, si->local, sizeof(s->id.local));
+	strlcpy(s->id.peer, si->peer, sizeof(s->id.peer));
+	return s;
+}
+
+void
+stream_ref(struct stream *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+/* Closes the reader and the writer; the files go (how) or stay. */
+static void
+spool_release(struct stream *s, enum spool_close_how how, const char *reason)
+{
+	struct spool_err e;
+
+	if (s->cur != NULL)
+		spool_cursor_close(s->cur);
+	s->cur = NULL;
+	s->holding = false;
+	if (s->spool != NULL &&
+	    spool_stream_close(s->spool, how, reason, &e) < 0)
+		log_warn("spool %s: close: %s", s->name, e.msg);
+	s->spool = NULL;
+}
+
+void
+stream_unref(struct stream *s)
+{
+	int saved;
+
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	saved = errno;
+	spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+	errno = saved;
+}
+
+static void
+wake_waiters(struct stream *s)
+{
+	if (atomic_load(&s->waiters) > 0)
+		pthread_cond_broadcast(&s->cv);
+}
+
+/* To DONE: a delivered or discarded spool goes, the duplicate closes. */
+static void
+finish(struct stream *s)
+{
+	spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+	if (s->registered)
+		replay_unregister(s);
+	s->state = STREAM_DONE;
+	wake_waiters(s);
+}
+
+/* ---------------------------------------------------------- the spool */
+
+static int
+ensure_spool(struct stream *s)
+{
+	struct spool_options o;
+	struct spool_dir *d;
+	struct spool_err e;
+	int rc;
+
+	if (s->spool != NULL)
+		return 0;
+	if ((d = runtime_dir()) == NULL)
+		return -1;
+	runtime_spool_options(&o);
+	if ((rc = spool_stream_create(d, &s->id, &o, &s->spool, &e)) < 0) {
+		s->spool = NULL;
+		if (s->errors++ == 0)
+			log_error("fd %d (peer %s): cannot create a spool, "
+			    "passing through: %s", s->fd, s->id.peer, e.msg);
+		return -1;
+	}
+	if ((rc = spool_stream_cursor(s->spool, &s->cur, &e)) < 0) {
+		s->cur = NULL;
+		log_error("fd %d (peer %s): cannot read its spool, passing "
+		    "through: %s", s->fd, s->id.peer, e.msg);
+		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+		s->errors++;
+		return -1;
+	}
+	strlcpy(s->name, spool_stream_name(s->spool), sizeof(s->name));
+	return 0;
+}
+
+static void
+publish(struct stream *s, int64_t now)
+{
+	struct spool_status st;
+	struct spool_counts c;
+	struct spool_err e;
+
+	atomic_store(&s->publish_due, now + PUBLISH_EVERY_NS);
+	if (s->spool == NULL)
+		return;
+	memset(&st, 0, sizeof(st));
+	spool_stream_counts(s->spool, &c);
+	st.pid = s->id.pid;
+	st.fd = s->fd;
+	strlcpy(st.state, stream_state_name(s->state), sizeof(st.state));
+	st.pending_bytes = c.pending_bytes;
+	st.pending_records = c.pending_records;
+	st.drops = s->drops;
+	st.errors = s->errors;
+	st.updated_ns = real_ns();
+	if (spool_status_publish(s->spool, &st, &e) < 0 && s->errors++ == 0)
+		log_warn("spool %s: status: %s", s->name, e.msg);
+}
+
+enum admission { ADMIT, DROP, REFUSE };
+
+/*
+ * Is there room for len more bytes? Applies the overflow policy; with
+ * block, waits (mu released) for room up to the block timeout.
+ */
+static enum admission
+admit(struct stream *s, uint64_t len)
+{
+	const struct tcpspool_config *cfg = runtime_config();
+	const char *which;
+	struct timespec ts;
+	int64_t deadline;
+	int rc;
+
+	if ((rc = spool_budget_check(s->spool, len, &which)) == 0)
+		return ADMIT;
+	if (!s->overflow_logged) {
+		s->overflow_logged = true;
+		log_warn("spool %s (fd %d, peer %s): %s reached, overflow=%s",
+		    s->name, s->fd, s->id.peer, which,
+		    cfg->overflow == OVERFLOW_DROP ? "drop" :
+		    cfg->overflow == OVERFLOW_BLOCK ? "block" : "eagain");
+	}
+	if (cfg->overflow == OVERFLOW_DROP) {
+		s->drops++;
+		return DROP;
+	}
+	if (cfg->overflow != OVERFLOW_BLOCK)
+		return REFUSE;
+	deadline = mono_ns() + (int64_t)cfg->block_timeout_ms * NS_PER_MS;
+	ts = ts_of(deadline);
+	atomic_fetch_add(&s->waiters, 1);
+	replay_blocked(1);
+	while (rc != 0 && (s->state == STREAM_DIRECT ||
+	    s->state == STREAM_SPOOLING) && s->spool != NULL) {
+		if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT) {
+			rc = s->spool ? spool_budget_check(s->spool, len,
+			    &which) : -1;
+			break;
+		}
+		if (s->spool != NULL)
+			rc = spool_budget_check(s->spool, len, &which);
+	}
+	replay_blocked(-1);
+	atomic_fetch_sub(&s->waiters, 1);
+	if (rc == 0 && s->spool != NULL &&
+	    (s->state == STREAM_DIRECT || s->state == STREAM_SPOOLING))
+		return ADMIT;
+	return REFUSE;
+}
+
+/* Appends the bytes of iov after skip, len of them, as records. */
+static size_t
+append_iov(struct stream *s, const struct iovec *iov, int iovcnt, size_t skip,
+    size_t len)
+{
+	struct iovec rec[64];
+	struct spool_err e;
+	size_t done = 0, inrec = 0;
+	int64_t ts = real_ns();
+	int n = 0, i;
+
+	for (i = 0; i < iovcnt && done + inrec < len; i++) {
+		const char *p = iov[i].iov_base;
+		size_t l = iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		p += skip;
+		l -= skip;
+		skip = 0;
+		while (l > 0 && done + inrec < len) {
+			size_t take = l;
+
+			if (take > len - done - inrec)
+				take = len - done - inrec;
+			if (take > SPOOL_RECORD_MAX - inrec)
+				take = SPOOL_RECORD_MAX - inrec;
+			rec[n++] = (struct iovec){ (void *)p, take };
+			inrec += take;
+			p += take;
+			l -= take;
+			if (n == (int)(sizeof(rec) / sizeof(rec[0])) ||
+			    inrec == SPOOL_RECORD_MAX || done + inrec == len) {
+				if (spool_stream_append(s->spool, rec, n, ts,
+				    &e) < 0)
+					goto fail;
+				done += inrec;
+				inrec = 0;
+				n = 0;
+			}
+		}
+	}
+	return done;
+fail:
+	if (s->errors++ == 0)
+		log_error("spool %s: append: %s", s->name, e.msg);
+	return done;
+}
+
+/* Reads up to want bytes of w's input (file or pipe) into a buffer. */
+static ssize_t
+read_input(const struct wreq *w, void *buf, size_t want)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < want) {
+		if (w->src == WSRC_FILE && w->offp != NULL)
+			n = pread(w->in_fd, (char *)buf + got, want - got,
+			    *w->offp + (off_t)got);
+		else
+			n = read(w->in_fd, (char *)buf + got, want - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return got > 0 ? (ssize_t)got : -1;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		if (w->src == WSRC_PIPE)
+			break;
+	}
+	return (ssize_t)got;
+}
+
+/* How many bytes of w's input after done are there to take now. */
+static size_t
+input_available(const struct wreq *w, size_t done)
+{
+	size_t want = w->len - done;
+	struct stat st;
+	off_t pos;
+	int n;
+
+	if (w->src == WSRC_IOV)
+		return want;
+	if (want > SPOOL_CHUNK)
+		want = SPOOL_CHUNK;
+	if (w->src == WSRC_PIPE) {
+		if (ioctl(w->in_fd, FIONREAD, &n) == -1 || n <= 0)
+			return 0;
+		return (size_t)n < want ? (size_t)n : want;
+	}
+	if (fstat(w->in_fd, &st) == -1)
+		return 0;
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return want;
+	pos = w->offp ? *w->offp : lseek(w->in_fd, 0, SEEK_CUR);
+	if (pos < 0 || st.st_size <= pos)
+		return 0;
+	if ((uint64_t)(st.st_size - pos) < want)
+		want = (size_t)(st.st_size - pos);
+	return want;
+}
+
+bool
+wreq_rest_available(const struct wreq *w, size_t done)
+{
+	int saved = errno;
+	bool yes = done < w->len && input_available(w, done) > 0;
+
+	errno = saved;
+	return yes;
+}
+
+/* Spools want bytes of a file or pipe input; returns the bytes taken. */
+static size_t
+append_input(struct stream *s, const struct wreq *w, size_t want, bool drop)
+{
+	struct iovec iov;
+	size_t took;
+	ssize_t got;
+	void *buf;
+
+	if ((buf = malloc(want)) == NULL)
+		return 0;
+	if ((got = read_input(w, buf, want)) <= 0) {
+		free(buf);
+		return 0;
+	}
+	iov = (struct iovec){ buf, (size_t)got };
+	took = drop ? (size_t)got : append_iov(s, &iov, 1, 0, (size_t)got);
+	free(buf);
+	if (w->src == WSRC_FILE && w->offp != NULL)
+		*w->offp += (off_t)took;
+	else if (w->src == WSRC_FILE && took < (size_t)got)
+		lseek(w->in_fd, -(off_t)((size_t)got - took), SEEK_CUR);
+	else if (took < (size_t)got) {
+		s->errors++;
+		log_error("spool %s: %zu bytes read from a pipe could not be "
+		    "spooled and are lost", s->name, (size_t)got - took);
+	}
+	return took;
+}
+
+/* What the application gets when nothing more of its call is queued. */
+static ssize_t
+result(size_t done, int err)
+{
+	if (done > 0)
+		return (ssize_t)done;
+	errno = err;
+	return -1;
+}
+
+/*
+ * Spools what follows the first done bytes of w. State DIRECT or
+ * SPOOLING, mu held. Returns what the application gets.
+ */
+static ssize_t
+spool_rest(struct stream *s, struct wreq *w, size_t done)
+{
+	size_t want, took;
+	enum admission a;
+
+	if ((want = input_available(w, done)) == 0)
+		return w->src == WSRC_FILE ? (ssize_t)done : result(done,
+		    EAGAIN);
+	if (ensure_spool(s) < 0)
+		return result(done, EAGAIN);
+	a = admit(s, want);
+	if (s->state == STREAM_FAILED)
+		return result(done, s->err);
+	if (a == REFUSE || (s->state != STREAM_DIRECT &&
+	    s->state != STREAM_SPOOLING))
+		return result(done, EAGAIN);
+	if (a == DROP) {
+		if (w->src != WSRC_IOV)
+			(void)append_input(s, w, want, true);
+		return (ssize_t)(done + want);
+	}
+	if (s->state == STREAM_DIRECT) {
+		int rc = replay_register(s, w->fd);
+
+		if (rc < 0) {
+			if (s->errors++ == 0)
+				log_error("fd %d: cannot start replay, passing "
+				    "through: %s", w->fd, strerror(-rc));
+			return result(done, EAGAIN);
+		}
+		s->state = STREAM_SPOOLING;
+	}
+	if (w->src == WSRC_IOV)
+		took = append_iov(s, w->iov, w->iovcnt, done, want);
+	else
+		took = append_input(s, w, want, false);
+	replay_note_staged(s, spool_stream_staged_since(s->spool));
+	return result(done + took, EAGAIN);
+}
+
+ssize_t
+stream_after_direct(struct stream *s, struct wreq *w, ssize_t r, int err)
+{
+	size_t done = r < 0 ? 0 : (size_t)r;
+
+	if ((r < 0 && !is_eagain(err)) || done >= w->len || w->unspoolable)
+		goto kernel;
+	if (s->state != STREAM_DIRECT && s->state != STREAM_SPOOLING)
+		goto kernel;
+	return spool_rest(s, w, done);
+kernel:
+	errno = err;
+	return r;
+}
+
+/* Waits (bounded) for s to leave SPOOLING; true if it did. */
+static bool
+wait_not_spooling(struct stream *s)
+{
+	int64_t deadline = mono_ns() +
+	    (int64_t)runtime_config()->block_timeout_ms * NS_PER_MS;
+	struct timespec ts = ts_of(deadline);
+
+	atomic_fetch_add(&s->waiters, 1);
+	while (s->state == STREAM_SPOOLING)
+		if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)
+			break;
+	atomic_fetch_sub(&s->waiters, 1);
+	return s->state != STREAM_SPOOLING;
+}
+
+ssize_t
+stream_write(struct stream *s, struct wreq *w)
+{
+	ssize_t out;
+
+	pthread_mutex_lock(&s->mu);
+	if (fdtab_peek(w->fd) != s) {
+		pthread_mutex_unlock(&s->mu);
+		return STREAM_RETRY;
+	}
+again:
+	switch (s->state) {
+	case STREAM_DIRECT: {
+		ssize_t r = w->direct(w);
+
+		out = stream_after_direct(s, w, r, errno);
+		break;
+	}
+	case STREAM_SPOOLING:
+		if (s->shut_wr_pending) {
+			errno = EPIPE;
+			out = -1;
+		} else if (w->has_addr && s->family == AF_UNIX) {
+			errno = EISCONN;
+			out = -1;
+		} else if (w->unspoolable) {
+			/* Never ahead of spooled bytes: wait for the spool to
+			 * empty, then go direct; else EAGAIN, as a full
+			 * socket would. */
+			if (wait_not_spooling(s))
+				goto again;
+			errno = EAGAIN;
+			out = -1;
+		} else if (w->len == 0)
+			out = 0;
+		else
+			out = spool_rest(s, w, 0);
+		break;
+	case STREAM_FAILED:
+		errno = s->err;
+		out = -1;
+		break;
+	default:
+		errno = EBADF;
+		out = -1;
+		break;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return out;
+}
+
+/* ------------------------------------------------------ close, shutdown */
+
+/* SO_LINGER {1, 0} on fd: the application asks for an abortive close. */
+static bool
+linger_abort(int fd)
+{
+	struct linger l;
+	socklen_t len = sizeof(l);
+
+	return getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 &&
+	    l.l_onoff && l.l_linger == 0;
+}
+
+void
+stream_app_gone(struct stream *s, int fd)
+{
+	int saved = errno;
+
+	pthread_mutex_lock(&s->mu);
+	s->app_gone = true;
+	switch (s->state) {
+	case STREAM_DIRECT:
+	case STREAM_FAILED:
+		finish(s);
+		break;
+	case STREAM_SPOOLING:
+		if (fd >= 0 && linger_abort(fd)) {
+			log_info("spool %s (fd %d, peer %s): closed with "
+			    "SO_LINGER 0: spool discarded, connection reset",
+			    s->name, fd, s->id.peer);
+			finish(s);
+		} else
+			log_debug("spool %s (fd %d): close deferred until "
+			    "delivered", s->name, fd);
+		break;
+	default:
+		break;
+	}
+	pthread_mutex_unlock(&s->mu);
+	errno = saved;
+}
+
+int
+stream_shutdown(struct stream *s, int fd, int how)
+{
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->state == STREAM_SPOOLING && (how == SHUT_WR ||
+	    how == SHUT_RDWR)) {
+		s->shut_wr_pending = true;
+		r = how == SHUT_RDWR ? real.shutdown(fd, SHUT_RD) : 0;
+	} else
+		r = real.shutdown(fd, how);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+/* -------------------------------------------------------------- replay */
+
+static const char *
+failure_reason(int err)
+{
+	switch (err) {
+	case EPIPE:
+		return "broken pipe";
+	case ECONNRESET:
+		return "peer reset";
+	case ETIMEDOUT:
+		return "timed out";
+	case EIO:
+		return "spool unreadable";
+	default:
+		return strerror(err);
+	}
+}
+
+/* SPOOLING -> FAILED: the spool stays as an orphan, the app gets err. */
+static void
+fail(struct stream *s, int err, const char *detail)
+{
+	const char *reason = failure_reason(err);
+	struct spool_counts c;
+
+	spool_stream_counts(s->spool, &c);
+	log_warn("spool %s (fd %d, peer %s): %s%s%s; %" PRIu64 " bytes kept "
+	    "as orphan spool %s/%s", s->name, s->fd, s->id.peer, reason,
+	    detail ? ": " : "", detail ? detail : "", c.pending_bytes,
+	    spool_dir_path(runtime_dir()), s->name);
+	spool_release(s, SPOOL_CLOSE_KEEP, reason);
+	replay_unregister(s);
+	s->err = err;
+	s->state = s->app_gone ? STREAM_DONE : STREAM_FAILED;
+	wake_waiters(s);
+}
+
+static void
+discard_input(struct stream *s, int64_t now)
+{
+	char buf[16384];
+	size_t total = 0;
+	ssize_t n;
+
+	while (total < DISCARD_QUANTUM) {
+		n = recv(s->dup, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0) {
+			total += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && is_eagain(errno) &&
+		    now < atomic_load(&s->linger_due))
+			return;
+		finish(s);	/* EOF, error, or linger time over */
+		return;
+	}
+	atomic_store(&s->ready, true);
+}
+
+/* The spool is empty: back to DIRECT, or on to LINGER after a close. */
+static void
+drained(struct stream *s, int64_t now)
+{
+	const struct tcpspool_config *cfg = runtime_config();
+	struct spool_err e;
+
+	atomic_store(&s->flush_due, 0);
+	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
+		log_warn("spool %s: trim: %s", s->name, e.msg);
+	if (s->shut_wr_pending || s->app_gone) {
+		real.shutdown(s->dup, SHUT_WR);
+		s->shut_wr_pending = false;
+	}
+	if (!s->app_gone) {
+		s->state = STREAM_DIRECT;
+		publish(s, now);
+		replay_unregister(s);
+		wake_waiters(s);
+		return;
+	}
+	s->state = STREAM_LINGER;
+	publish(s, now);
+	atomic_store(&s->linger_due, now + (int64_t)cfg->linger_ms * NS_PER_MS);
+	replay_watch_input(s);
+	discard_input(s, now);
+}
+
+static void
+flush_staged(struct stream *s, int64_t now)
+{
+	struct spool_err e;
+
+	if (spool_stream_flush(s->spool, &e) < 0) {
+		if (s->errors++ == 0)
+			log_error("spool %s: flush: %s", s->name, e.msg);
+		atomic_store(&s->flush_due, now + (int64_t)
+		    runtime_config()->flush_ms * NS_PER_MS);
+		return;
+	}
+	atomic_store(&s->flush_due, 0);
+}
+
+/*
+ * The next record to send: the one the socket refused last time, else the
+ * cursor's next (flushing staged records once when it has caught up).
+ * 1 with *rec, 0 when the spool is empty, -1 on a flush that must wait,
+ * -2 after fail().
+ */
+static int
+next_record(struct stream *s, struct spool_record *rec, int64_t now)
+{
+	struct spool_err e;
+	int rc;
+
+	if (s->holding) {
+		*rec = s->held;
+		s->holding = false;
+		return 1;
+	}
+	if ((rc = spool_cursor_next(s->cur, rec, &e)) == 0 &&
+	    spool_stream_staged_since(s->spool) != 0) {
+		flush_staged(s, now);
+		if (atomic_load(&s->flush_due) != 0)
+			return -1;
+		rc = spool_cursor_next(s->cur, rec, &e);
+	}
+	if (rc < 0) {
+		fail(s, EIO, e.msg);
+		return -2;
+	}
+	return rc;
+}
+
+/*
+ * Sends what the spool holds until the socket is full or the spool is
+ * empty. A refused record is held, not re-read: the cursor has moved on.
+ * (It relies on spool_cursor_ack leaving the record's data in place.)
+ */
+static void
+pump(struct stream *s, int64_t now)
+{
+	int64_t due = atomic_load(&s->flush_due);
+	struct spool_record rec;
+	struct spool_err e;
+	size_t sent = 0;
+	ssize_t n;
+	int rc;
+
+	if (due != 0 && now >= due)
+		flush_staged(s, now);
+	while ((rc = next_record(s, &rec, now)) == 1) {
+		n = real.send(s->dup, rec.data + rec.off, rec.len - rec.off,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR) {
+			s->held = rec;
+			s->holding = true;
+			continue;
+		}
+		if (n < 0 && is_eagain(errno)) {
+			s->held = rec;
+			s->holding = true;
+			break;
+		}
+		if (n < 0) {
+			fail(s, errno, NULL);
+			return;
+		}
+		if (spool_cursor_ack(s->cur, rec.seq, rec.off + (size_t)n,
+		    false, &e) < 0) {
+			fail(s, EIO, e.msg);
+			return;
+		}
+		if ((sent += (size_t)n) >= REPLAY_QUANTUM) {
+			atomic_store(&s->ready, true);
+			break;
+		}
+	}
+	if (rc == -2)
+		return;
+	if (sent > 0) {
+		if (now - s->persisted_ns >= PERSIST_EVERY_NS) {
+			s->persisted_ns = now;
+			(void)spool_cursor_ack(s->cur, 0, 0, true, &e);
+		}
+		replay_room_changed(s);
+	}
+	if (rc == 0)
+		drained(s, now);
+}
+
+void
+stream_service(struct stream *s)
+{
+	int64_t now;
+
+	pthread_mutex_lock(&s->mu);
+	if (!s->registered)
+		goto out;
+	now = mono_ns();
+	atomic_store(&s->ready, false);
+	if (s->state == STREAM_SPOOLING)
+		pump(s, now);
+	else if (s->state == STREAM_LINGER)
+		discard_input(s, now);
+	if (s->registered && now >= atomic_load(&s->publish_due))
+		publish(s, now);
+out:
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* ------------------------------------------------------------ exit */
+
+void
+stream_orphan_at_exit(struct stream *s, int64_t deadline_ns)
+{
+	struct timespec ts = ts_of(deadline_ns);
+	struct spool_counts c;
+
+	if (pthread_mutex_clocklock(&s->mu, CLOCK_MONOTONIC, &ts) != 0) {
+		log_warn("spool %s: busy at exit, left as it is", s->name);
+		return;
+	}
+	if (s->state == STREAM_SPOOLING) {
+		spool_stream_counts(s->spool, &c);
+		log_warn("spool %s (fd %d, peer %s): %" PRIu64 " bytes not "
+		    "delivered within the linger time; kept as orphan spool "
+		    "%s/%s", s->name, s->fd, s->id.peer, c.pending_bytes,
+		    spool_dir_path(runtime_dir()), s->name);
+		spool_release(s, SPOOL_CLOSE_KEEP, "exit");
+		replay_unregister(s);
+		s->state = STREAM_DONE;
+	} else if (s->state == STREAM_LINGER)
+		finish(s);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void
+stream_release_idle(struct stream *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->state == STREAM_DIRECT)
+		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+	pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,185 @@
+/*
+ * stream.h — one connection the library has spooled for, and its state
+ * machine. The hook (ops.c) says which stream; this module says what
+ * happens to a write, a close, a shutdown; replay.c runs the thread.
+ *
+ * States (field state, changed only under mu):
+ *
+ *   DIRECT    nothing pending. An application write is the real call on the
+ *             application fd, made under mu; if it returns EAGAIN or a short
+ *             count, the rest is spooled and the state becomes SPOOLING.
+ *   SPOOLING  bytes pending. Application writes append to the spool (never
+ *             to the socket); the replay thread sends records through the
+ *             private duplicate dup.
+ *   LINGER    the application closed its last fd and everything was
+ *             delivered: the write side is shut down, input is read and
+ *             discarded until the peer closes or the linger time ends.
+ *   FAILED    the peer went away during replay, or the spool could not be
+ *             read: the spool is kept on disk as an orphan with the reason,
+ *             and application writes fail with err.
+ *   DONE      finished; nothing is held but memory, freed with the last
+ *             reference.
+ *
+ * Transitions (who makes them):
+ *   DIRECT   -> SPOOLING  app write got EAGAIN/short, the rest admitted (app)
+ *   SPOOLING -> DIRECT    spool empty, an app fd still open (replay);
+ *                         a deferred shutdown(SHUT_WR) is done first
+ *   SPOOLING -> LINGER    spool empty, no app fd left (replay)
+ *   SPOOLING -> FAILED    send error other than EAGAIN, or spool read error
+ *                         (replay)
+ *   SPOOLING -> DONE      last app fd closed with SO_LINGER {1, 0}: the
+ *                         spool is discarded (app); process end with bytes
+ *                         left after the linger time: orphan "exit" (exit)
+ *   LINGER   -> DONE      peer EOF or error, or linger deadline (replay, exit)
+ *   DIRECT   -> DONE      last app fd closed (app)
+ *   FAILED   -> DONE      last app fd closed (app)
+ *
+ * Invariants:
+ *   - The spool of a stream has pending bytes only in SPOOLING (and in
+ *     FAILED, where it is an orphan no longer held open).
+ *   - registered (the stream has a private duplicate in the replay epoll
+ *     set) iff state is SPOOLING or LINGER.
+ *   - No byte reaches the socket through the application fd while state
+ *     is not DIRECT; the switch to DIRECT happens under mu only after the
+ *     last spooled byte was accepted by the kernel, so a direct write can
+ *     never overtake a spooled one.
+ *   - Lock order: stream mu, then the replay lock, then the table lock.
+ */
+#ifndef TCPSPOOL_STREAM_H
+#define TCPSPOOL_STREAM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "spool.h"
+
+enum stream_state {
+	STREAM_DIRECT,
+	STREAM_SPOOLING,
+	STREAM_LINGER,
+	STREAM_FAILED,
+	STREAM_DONE,
+};
+
+struct stream {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;	/* room in the spool; leaving SPOOLING */
+	_Atomic int refs;
+	int app_fds;		/* table slots pointing here (table lock) */
+
+	/* Under mu. */
+	enum stream_state state;
+	int fd;			/* the application fd it was created for */
+	int family;
+	int dup;		/* private duplicate while registered, or -1 */
+	int err;		/* FAILED: what application writes get */
+	bool app_gone;		/* the last application fd was closed */
+	bool shut_wr_pending;	/* shutdown(SHUT_WR) deferred until drained */
+	bool overflow_logged;
+	struct spool_stream *spool;
+	struct spool_cursor *cur;
+	/* A record the cursor returned that the socket refused (EAGAIN):
+	 * sent first on the next turn (the cursor has moved past it). */
+	struct spool_record held;
+	bool holding;
+	struct spool_identity id;
+	char name[SPOOL_NAME_MAX];
+	uint64_t drops, errors;
+	int64_t persisted_ns;	/* last progress persist */
+	_Atomic int waiters;	/* threads waiting on cv */
+
+	/* Under mu and the replay lock. */
+	bool registered;
+	/* Under the replay lock. */
+	bool listed;
+	/* Timers (CLOCK_MONOTONIC ns, 0 = none), read by the replay thread
+	 * without mu. */
+	_Atomic int64_t flush_due, publish_due, linger_due;
+	_Atomic bool ready;	/* more to send without waiting for EPOLLOUT */
+};
+
+/* What a socket is, as far as spooling goes (classify.c). */
+struct sockinfo {
+	int family;
+	char local[SPOOL_ADDR_MAX];
+	char peer[SPOOL_ADDR_MAX];
+};
+
+/* A new stream for application fd (one reference, state DIRECT). */
+struct stream *stream_new(int fd, const struct sockinfo *si);
+void stream_ref(struct stream *s);
+void stream_unref(struct stream *s);
+
+/* Where the bytes of an application write come from. */
+enum wsrc {
+	WSRC_IOV,	/* write, writev, send, sendto, sendmsg */
+	WSRC_FILE,	/* sendfile: in_fd at *offp, or at its position */
+	WSRC_PIPE,	/* splice: in_fd is a pipe */
+};
+
+/* One application write call, described once for every path. */
+struct wreq {
+	int fd;
+	enum wsrc src;
+	const struct iovec *iov;
+	int iovcnt;
+	size_t len;		/* bytes asked */
+	int in_fd;
+	off_t *offp;
+	bool unspoolable;	/* MSG_OOB, MSG_ZEROCOPY, ancillary data */
+	bool has_addr;		/* a destination address was given */
+	/* The real call on fd, as the application made it. */
+	ssize_t (*direct)(const struct wreq *w);
+	const void *arg;
+	int flags;
+};
+
+/* Returned by stream_write when fd no longer maps to s: look it up again. */
+#define STREAM_RETRY (-2)
+
+/*
+ * An application write on fd, which maps to s. Returns what the
+ * application gets (errno set on -1), or STREAM_RETRY.
+ */
+ssize_t stream_write(struct stream *s, struct wreq *w);
+
+/*
+ * The real call on a fd with no stream returned r (errno err): EAGAIN or a
+ * short count on an eligible socket. Spools the rest in s (just created and
+ * installed, or found installed), under its lock. Returns what the
+ * application gets.
+ */
+ssize_t stream_after_direct(struct stream *s, struct wreq *w, ssize_t r,
+    int err);
+
+/* True if the part of w after done bytes is worth creating a stream for:
+ * sendfile and splice end short at the end of their input. */
+bool wreq_rest_available(const struct wreq *w, size_t done);
+
+/*
+ * The last application fd of s is gone. fd is that fd, still open (for
+ * SO_LINGER), or -1 if it was closed behind our back.
+ */
+void stream_app_gone(struct stream *s, int fd);
+
+/* shutdown(fd, how) on a fd of s; returns what the application gets. */
+int stream_shutdown(struct stream *s, int fd, int how);
+
+/* For the replay thread: serve s (events from epoll, or a timer). */
+void stream_service(struct stream *s);
+
+/* Process end: leaves what is still pending as an orphan "exit". */
+void stream_orphan_at_exit(struct stream *s, int64_t deadline_ns);
+
+/* Process end: an application fd still open on a delivered stream. */
+void stream_release_idle(struct stream *s);
+
+const char *stream_state_name(enum stream_state st);
+
+int64_t mono_ns(void);
+
+#endif
