@@ -229,8 +229,9 @@ config_port_match(const struct port_set *ps, uint16_t port)
 
 /*
  * An absolute path the library may create files under: starts with '/',
- * no "." or ".." component can climb out, no control byte (which would
- * reach a log line or a terminal), shorter than maxlen. Trailing slashes
+ * has no ".." component (so it cannot climb out of where it says), no
+ * control byte (which would reach a log line or a terminal), and is
+ * shorter than maxlen. Trailing slashes
  * are removed; the root itself is refused. Returns the length kept, or -1.
  */
 static long
