@@ -1,0 +1,176 @@
+/*
+ * tcpspool rm: named streams and --orphans [--older-than], never a live
+ * writer's stream, never anything through a symlink or outside the spool
+ * dir.
+ */
+#include <sys/stat.h>
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools_test.h"
+
+TestSuite(tools_rm, .init = t_setup, .fini = t_teardown);
+
+static bool
+exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static const char *
+stream_path(const char *name)
+{
+	static char p[600];
+
+	snprintf(p, sizeof(p), "%s/%s", t_spool, name);
+	return p;
+}
+
+Test(tools_rm, removes_named_streams_by_name_and_prefix)
+{
+	struct t_stream_spec sp = { .writer = T_ORPHAN, .records = 3 };
+	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX], c[SPOOL_NAME_MAX];
+	char prefix[8], want[128];
+	struct t_out o;
+
+	t_make_stream(&sp, a);
+	t_make_stream(&sp, b);
+	t_make_stream(&sp, c);
+	snprintf(prefix, sizeof(prefix), "%.7s", b);
+	t_cli(&o, "rm", "--dir", t_spool, a, prefix, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	snprintf(want, sizeof(want), "removed %s\nremoved %s\n", a, b);
+	cr_assert_str_eq(o.out, want);
+	cr_assert(!exists(stream_path(a)));
+	cr_assert(!exists(stream_path(b)));
+	cr_assert(exists(stream_path(c)));
+	t_out_free(&o);
+
+	/* Gone: an error naming it. */
+	t_cli(&o, "rm", "--dir", t_spool, a, NULL);
+	cr_assert_eq(o.status, 1);
+	cr_assert(strstr(o.err, a) != NULL, "%s", o.err);
+	t_out_free(&o);
+}
+
+Test(tools_rm, never_removes_a_live_writers_stream)
+{
+	struct t_stream_spec sp = { .writer = T_LIVE_CLOSED, .records = 3 };
+	char name[SPOOL_NAME_MAX];
+	struct t_out o;
+
+	t_make_stream(&sp, name);
+	t_cli(&o, "rm", "--dir", t_spool, name, NULL);
+	cr_assert_eq(o.status, 1);
+	cr_assert(strstr(o.err, "is running; not removed") != NULL, "%s",
+	    o.err);
+	cr_assert(exists(stream_path(name)));
+	t_out_free(&o);
+}
+
+Test(tools_rm, orphans_removes_only_streams_whose_writer_is_gone)
+{
+	struct t_stream_spec dead = { .writer = T_ORPHAN, .records = 3 };
+	struct t_stream_spec crashed = { .writer = T_CRASHED, .records = 3 };
+	struct t_stream_spec live = { .writer = T_LIVE_OPEN, .records = 3 };
+	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX], c[SPOOL_NAME_MAX];
+	struct t_out o;
+
+	t_make_stream(&dead, a);
+	t_make_stream(&crashed, b);
+	t_make_stream(&live, c);
+
+	t_cli(&o, "rm", "-n", "--orphans", "--dir", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert(strstr(o.out, a) && strstr(o.out, b) && !strstr(o.out, c),
+	    "%s", o.out);
+	cr_assert(exists(stream_path(a)) && exists(stream_path(b)));
+	t_out_free(&o);
+
+	t_cli(&o, "rm", "--orphans", "--dir", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert(!exists(stream_path(a)));
+	cr_assert(!exists(stream_path(b)));
+	cr_assert(exists(stream_path(c)));
+	t_out_free(&o);
+}
+
+Test(tools_rm, older_than_spares_recent_orphans)
+{
+	struct t_stream_spec sp = { .writer = T_ORPHAN, .records = 3 };
+	char name[SPOOL_NAME_MAX];
+	struct timespec pause = { 0, 300 * 1000000L };
+	struct t_out o;
+
+	t_make_stream(&sp, name);
+	t_cli(&o, "rm", "--orphans", "--older-than", "1h", "--dir", t_spool,
+	    NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert_eq(o.out_len, 0, "%s", o.out);
+	cr_assert(exists(stream_path(name)));
+	t_out_free(&o);
+
+	nanosleep(&pause, NULL);
+	t_cli(&o, "rm", "--orphans", "--older-than", "200ms", "--dir", t_spool,
+	    NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert(!exists(stream_path(name)), "%s", o.out);
+	t_out_free(&o);
+}
+
+Test(tools_rm, never_follows_a_symlink_out_of_the_spool_dir)
+{
+	char victim[400], victim_file[500], link[600], name[SPOOL_NAME_MAX];
+	struct t_stream_spec sp = { .writer = T_ORPHAN, .records = 3 };
+	struct t_out o;
+
+	/* A dir outside the spool, reachable through a stream-like name. */
+	snprintf(victim, sizeof(victim), "%s/victim", t_dir);
+	cr_assert(mkdir(victim, 0700) == 0);
+	snprintf(victim_file, sizeof(victim_file), "%s/0000000000000000.seg",
+	    victim);
+	t_write_file(victim_file, "precious", 8);
+	snprintf(link, sizeof(link), "%s/00000000deadbeef", t_spool);
+	cr_assert(symlink(victim, link) == 0);
+	t_make_stream(&sp, name);
+
+	t_cli(&o, "rm", "--dir", t_spool, "00000000deadbeef", NULL);
+	cr_assert_eq(o.status, 1);
+	cr_assert(strstr(o.err, "symlink") != NULL, "%s", o.err);
+	t_out_free(&o);
+
+	t_cli(&o, "rm", "--orphans", "--dir", t_spool, NULL);
+	cr_assert_eq(o.status, 1, "%s", o.err);	/* the symlink is reported */
+	cr_assert(!exists(stream_path(name)));	/* the real orphan is gone */
+	t_out_free(&o);
+
+	/* A path outside the spool dir is refused, even one named like a
+	 * stream. */
+	t_cli(&o, "rm", "--dir", t_spool, victim, NULL);
+	cr_assert_eq(o.status, 1);
+	t_out_free(&o);
+	{
+		char outside[500], f[600];
+
+		snprintf(outside, sizeof(outside), "%s/0123456789abcdef", t_dir);
+		cr_assert(mkdir(outside, 0700) == 0);
+		snprintf(f, sizeof(f), "%s/progress", outside);
+		t_write_file(f, "x", 1);
+		t_cli(&o, "rm", "--dir", t_spool, outside, NULL);
+		cr_assert_eq(o.status, 1);
+		cr_assert(strstr(o.err, "not inside the spool dir") != NULL,
+		    "%s", o.err);
+		cr_assert(exists(f));
+		t_out_free(&o);
+	}
+
+	cr_assert(exists(victim_file), "rm followed a symlink out of the spool");
+	cr_assert(exists(link));
+}
