@@ -4,7 +4,6 @@
  * could use a field to size a buffer or a read.
  */
 #include <string.h>
-#include <zlib.h>
 
 #include "internal.h"
 
@@ -35,12 +34,6 @@ uint64_t
 get_u64(const uint8_t *p)
 {
 	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-uint32_t
-spool_crc(const void *p, size_t len)
-{
-	return (uint32_t)crc32_z(0, p, len);
 }
 
 size_t

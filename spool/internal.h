@@ -69,7 +69,9 @@ void put_u32(uint8_t *p, uint32_t v);
 void put_u64(uint8_t *p, uint64_t v);
 uint32_t get_u32(const uint8_t *p);
 uint64_t get_u64(const uint8_t *p);
+/* CRC-32C (crc.c); spool_crc_update(0, ...) == spool_crc(...). */
 uint32_t spool_crc(const void *p, size_t len);
+uint32_t spool_crc_update(uint32_t crc, const void *p, size_t len);
 size_t varint_put(uint8_t *p, uint64_t v);
 /* Returns bytes consumed, 0 if malformed or truncated. */
 size_t varint_get(const uint8_t *p, size_t len, uint64_t *v);

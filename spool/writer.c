@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "internal.h"
 
@@ -351,10 +350,9 @@ crc32_cols(const struct iovec cols[3])
 	uint32_t crc = 0;
 	int i;
 
-	/* crc32_z(crc, NULL, 0) would return 0, not crc: skip empty ones. */
 	for (i = 0; i < 3; i++)
 		if (cols[i].iov_len > 0)
-			crc = (uint32_t)crc32_z(crc, cols[i].iov_base,
+			crc = spool_crc_update(crc, cols[i].iov_base,
 			    cols[i].iov_len);
 	return crc;
 }

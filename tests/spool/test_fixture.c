@@ -27,10 +27,25 @@ u64(size_t off)
 	return (uint64_t)u32(off) | (uint64_t)u32(off + 4) << 32;
 }
 
+/* CRC-32C bit by bit, as FORMAT.md defines it: independent of spool/. */
+static uint32_t
+crc32c(const uint8_t *p, size_t len)
+{
+	uint32_t c = 0xFFFFFFFFu;
+	int k;
+
+	while (len-- > 0) {
+		c ^= *p++;
+		for (k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+	}
+	return ~c;
+}
+
 static uint32_t
 crc(size_t off, size_t len)
 {
-	return (uint32_t)crc32(0, f + off, (uInt)len);
+	return crc32c(f + off, len);
 }
 
 static void
@@ -47,6 +62,11 @@ load(void)
 }
 
 TestSuite(spool, .init = load);
+
+Test(spool, fixture_crc32c_check_value)
+{
+	cr_assert_eq(crc32c((const uint8_t *)"123456789", 9), 0xE3069283u);
+}
 
 Test(spool, fixture_segment_header_by_offsets)
 {
