@@ -1,9 +1,10 @@
 /*
  * harness.c — see harness.h. Failures inside the harness are test failures
- * (cr_assert), reported with what the fixtures said.
+ * (H_ASSERT), reported with what the fixtures said.
  */
+#ifndef H_PLAIN
 #include <criterion/criterion.h>
-
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -49,6 +50,45 @@ static struct {
 
 extern char **environ;
 
+static int failures;
+
+void
+h_fail(bool fatal, const char *file, int line, const char *cond,
+    const char *fmt, ...)
+{
+	static char msg[8192];
+	va_list ap;
+	int n;
+
+	n = snprintf(msg, sizeof(msg), "%s:%d: ", file, line);
+	va_start(ap, fmt);
+	if (*fmt == ' ')
+		fmt++;
+	if (*fmt != '\0')
+		vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	else
+		snprintf(msg + n, sizeof(msg) - (size_t)n, "%s", cond);
+	va_end(ap);
+	failures++;
+#ifdef H_PLAIN
+	fprintf(stderr, "FAIL %s\n", msg);
+	if (fatal) {
+		h_teardown();
+		exit(1);
+	}
+#else
+	if (fatal)
+		cr_assert_fail("%s", msg);
+	cr_expect_fail("%s", msg);
+#endif
+}
+
+int
+h_failures(void)
+{
+	return failures;
+}
+
 void
 h_fmt(char *out, size_t len, const char *fmt, ...)
 {
@@ -58,7 +98,7 @@ h_fmt(char *out, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(out, len, fmt, ap);
 	va_end(ap);
-	cr_assert(n >= 0 && (size_t)n < len, "string too long: %s", out);
+	H_ASSERT(n >= 0 && (size_t)n < len, "string too long: %s", out);
 }
 
 void
@@ -67,12 +107,12 @@ h_arg(struct h_argv *a, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	cr_assert(a->n < (int)(sizeof(a->v) / sizeof(a->v[0])) - 1,
+	H_ASSERT(a->n < (int)(sizeof(a->v) / sizeof(a->v[0])) - 1,
 	    "too many arguments");
 	va_start(ap, fmt);
 	n = vsnprintf(a->buf + a->used, sizeof(a->buf) - a->used, fmt, ap);
 	va_end(ap);
-	cr_assert(n >= 0 && (size_t)n < sizeof(a->buf) - a->used,
+	H_ASSERT(n >= 0 && (size_t)n < sizeof(a->buf) - a->used,
 	    "arguments too long");
 	if (a->n == 0)
 		a->n = 1;	/* v[0] is the program, set by h_spawn */
@@ -122,15 +162,15 @@ h_setup(void)
 {
 	const char *tmp = getenv("TMPDIR");
 
-	cr_assert(getenv("TCPSPOOL_TEST_PRELOAD") != NULL &&
+	H_ASSERT(getenv("TCPSPOOL_TEST_PRELOAD") != NULL &&
 	    getenv("TCPSPOOL_FIXTURE_DIR") != NULL,
 	    "TCPSPOOL_TEST_PRELOAD/TCPSPOOL_FIXTURE_DIR unset: run via meson test");
 	snprintf(h.dir, sizeof(h.dir), "%s/tcpspool-integ.XXXXXX",
 	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
-	cr_assert(mkdtemp(h.dir) != NULL, "mkdtemp %s: %s", h.dir,
+	H_ASSERT(mkdtemp(h.dir) != NULL, "mkdtemp %s: %s", h.dir,
 	    strerror(errno));
 	h_fmt(h.spool, sizeof(h.spool), "%s/spool", h.dir);
-	cr_assert(mkdir(h.spool, 0700) == 0, "mkdir %s: %s", h.spool,
+	H_ASSERT(mkdir(h.spool, 0700) == 0, "mkdir %s: %s", h.spool,
 	    strerror(errno));
 }
 
@@ -228,7 +268,7 @@ child_env(const struct h_spawn *o, char *spool_var, size_t spool_len)
 		envp[n++] = spool_var;
 	}
 	for (const char *const *e = o->env; e != NULL && *e != NULL; e++) {
-		cr_assert(n < 1020, "environment too large");
+		H_ASSERT(n < 1020, "environment too large");
 		envp[n++] = (char *)*e;
 	}
 	envp[n] = NULL;
@@ -289,8 +329,8 @@ h_spawn(const char *label, const char *prog, struct h_argv *argv,
 
 	if (o == NULL)
 		o = &none;
-	cr_assert(h.nprocs < MAX_PROCS, "too many processes");
-	cr_assert((p = calloc(1, sizeof(*p))) != NULL);
+	H_ASSERT(h.nprocs < MAX_PROCS, "too many processes");
+	H_ASSERT((p = calloc(1, sizeof(*p))) != NULL);
 	snprintf(p->label, sizeof(p->label), "%s", label);
 	h_fmt(p->out_path, sizeof(p->out_path), "%s/%s.out", h.dir, label);
 	h_fmt(p->err_path, sizeof(p->err_path), "%s/%s.err", h.dir, label);
@@ -298,10 +338,10 @@ h_spawn(const char *label, const char *prog, struct h_argv *argv,
 		argv->n = 1;
 	argv->v[0] = (char *)prog;
 	argv->v[argv->n] = NULL;
-	cr_assert(pipe2(sp, O_CLOEXEC) == 0);
+	H_ASSERT(pipe2(sp, O_CLOEXEC) == 0);
 	envp = child_env(o, spool_var, sizeof(spool_var));
 	p->pid = fork();
-	cr_assert(p->pid >= 0, "fork: %s", strerror(errno));
+	H_ASSERT(p->pid >= 0, "fork: %s", strerror(errno));
 	if (p->pid == 0)
 		exec_child(prog, argv->v, envp, o, sp[1], p->out_path,
 		    p->err_path);
@@ -524,7 +564,7 @@ h_gate_init(struct h_gate *g)
 {
 	int fds[2];
 
-	cr_assert(pipe2(fds, O_CLOEXEC) == 0);
+	H_ASSERT(pipe2(fds, O_CLOEXEC) == 0);
 	g->rfd = fds[0];
 	g->wfd = fds[1];
 }
@@ -555,7 +595,7 @@ h_server_a(const struct h_spawn *o, unsigned short *port, ...)
 	snprintf(label, sizeof(label), "server_a-%d", nserver++);
 	p = h_spawn(label, prog, &a, o);
 	line = h_status_line(p, "port ", 0, H_DEADLINE_MS);
-	cr_assert(line != NULL, "server_a announced no port: %s", h_describe(p));
+	H_ASSERT(line != NULL, "server_a announced no port: %s", h_describe(p));
 	*port = (unsigned short)strtol(line + 5, NULL, 10);
 	return p;
 }
@@ -691,7 +731,7 @@ h_story_start(struct h_story *st, const struct h_spawn *o, int n,
 	char prog[PATH_MAX], conns[32];
 	const char *line;
 
-	cr_assert(n >= 1 && n <= H_MAX_READERS);
+	H_ASSERT(n >= 1 && n <= H_MAX_READERS);
 	memset(st, 0, sizeof(*st));
 	st->n = n;
 	h_gate_init(&st->gate);
@@ -707,7 +747,7 @@ h_story_start(struct h_story *st, const struct h_spawn *o, int n,
 		strlcat(st->desc, "(preloaded)", sizeof(st->desc));
 	st->server = h_spawn("server_a", prog, &a, o);
 	line = h_status_line(st->server, "port ", 0, H_DEADLINE_MS);
-	cr_assert(line != NULL, "server_a announced no port: %s",
+	H_ASSERT(line != NULL, "server_a announced no port: %s",
 	    h_describe(st->server));
 	st->port = (unsigned short)strtol(line + 5, NULL, 10);
 	for (int i = 0; i < n; i++) {
@@ -738,7 +778,7 @@ h_story_wait_status(struct h_story *st, const char *prefix, int n)
 
 		if (line != NULL)
 			continue;
-		cr_assert_fail("server_a %s\nreported %d of %d \"%s\" lines; "
+		H_FAIL("server_a %s\nreported %d of %d \"%s\" lines; "
 		    "status so far:\n%s\nserver: %s", st->desc, i, n, prefix,
 		    st->server->status, h_describe(st->server));
 	}
@@ -753,7 +793,7 @@ h_story_finish_readers(struct h_story *st)
 	for (int i = 0; i < st->n; i++) {
 		struct h_proc *r = st->reader[i];
 
-		cr_assert(h_wait(r, left_ms(deadline)),
+		H_ASSERT(h_wait(r, left_ms(deadline)),
 		    "server_a %s: %s did not finish in time: %s; server: %s",
 		    st->desc, r->label, h_describe(r), h_describe(st->server));
 		h_reader_result(r, &st->result[i]);
@@ -766,7 +806,7 @@ h_story_finish_readers(struct h_story *st)
 void
 h_story_wait_server(struct h_story *st)
 {
-	cr_assert(h_wait(st->server, H_DEADLINE_MS), "server_a %s did not "
+	H_ASSERT(h_wait(st->server, H_DEADLINE_MS), "server_a %s did not "
 	    "exit after its readers finished: %s", st->desc,
 	    h_describe(st->server));
 }
@@ -787,26 +827,26 @@ h_story_assert_delivered(struct h_story *st, long long bytes_each)
 		struct h_result *r = &st->result[i];
 		struct h_proc *p = st->reader[i];
 
-		cr_assert(r->valid, "server_a %s: %s left no result: %s",
+		H_ASSERT(r->valid, "server_a %s: %s left no result: %s",
 		    st->desc, p->label, h_describe(p));
-		cr_expect_eq(r->mismatch, -1, "server_a %s: %s: the stream "
+		H_EXPECT(r->mismatch == -1, "server_a %s: %s: the stream "
 		    "differs at byte %lld (of %lld received): %s", st->desc,
 		    p->label, r->mismatch, r->bytes, h_describe(p));
-		cr_expect_eq(r->bytes, bytes_each, "%s received %lld bytes, "
+		H_EXPECT(r->bytes == bytes_each, "%s received %lld bytes, "
 		    "expected %lld (end %s): %s", p->label, r->bytes,
 		    bytes_each, r->end, h_describe(p));
-		cr_expect_str_eq(r->end, "EOF", "%s: the stream ended with %s, "
+		H_EXPECT(strcmp(r->end, "EOF") == 0, "%s: the stream ended with %s, "
 		    "not EOF, after %lld bytes", p->label, r->end, r->bytes);
-		cr_expect_eq(h_exit_code(p), 0, "%s: %s", p->label,
+		H_EXPECT(h_exit_code(p) == 0, "%s: %s", p->label,
 		    h_describe(p));
 	}
-	cr_expect_eq(h_exit_code(st->server), 0, "server_a %s did not "
+	H_EXPECT(h_exit_code(st->server) == 0, "server_a %s did not "
 	    "finish cleanly (3: it saw EAGAIN or a short write): %s; "
 	    "status:\n%s", st->desc, h_describe(st->server),
 	    st->server->status);
-	cr_expect_eq(h_stdout_size(st->server), 0,
+	H_EXPECT(h_stdout_size(st->server) == 0,
 	    "server_a wrote on its stdout");
-	cr_expect(h_spool_wait_empty(10000), "spool dir not empty after "
+	H_EXPECT(h_spool_wait_empty(10000), "spool dir not empty after "
 	    "delivery: %d files: %s", h_spool_files(files, sizeof(files)),
 	    files);
 }

@@ -23,6 +23,24 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/*
+ * Checks that work in Criterion tests (built normally) and in plain
+ * programs (built with H_PLAIN, for the TSan build, where Criterion cannot
+ * start): H_ASSERT ends the test, H_EXPECT records a failure and goes on.
+ * The message is a printf format and arguments, or nothing (then the
+ * condition's text is the message); the macros prefix the format with a
+ * space, which h_fail drops.
+ */
+void h_fail(bool fatal, const char *file, int line, const char *cond,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Failures recorded so far (plain programs exit 1 if any). */
+int h_failures(void);
+#define H_ASSERT(cond, ...) do { if (!(cond)) h_fail(true, __FILE__, \
+	__LINE__, #cond, " " __VA_ARGS__); } while (0)
+#define H_EXPECT(cond, ...) do { if (!(cond)) h_fail(false, __FILE__, \
+	__LINE__, #cond, " " __VA_ARGS__); } while (0)
+#define H_FAIL(...) h_fail(true, __FILE__, __LINE__, "", " " __VA_ARGS__)
+
 /* Deadline for one phase of a scenario; Criterion's .timeout is the last
  * resort above it. */
 #define H_DEADLINE_MS	90000

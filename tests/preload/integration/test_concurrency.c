@@ -1,20 +1,23 @@
 /*
- * Concurrency (suite 'concurrency', also run under TSan): server A forking
- * a child per connection for 50 slow readers at once, and two threads
+ * Concurrency (suites 'preload' and 'concurrency'): server A forking a
+ * child per connection for 50 slow readers at once, and two threads
  * writing whole messages to one socket, each thread's order checked.
+ *
+ * A plain program (exit status 0 = pass), not Criterion, because the TSan
+ * build runs suite 'concurrency' and Criterion cannot start under TSan. It
+ * runs the scenario named by its argument (or all of them).
  */
-#include <criterion/criterion.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "harness.h"
 
-TestSuite(concurrency, .init = h_setup, .fini = h_teardown,
-    .timeout = H_TEST_TIMEOUT);
+static const char *const linger_env[] = { "TCPSPOOL_LINGER=60s", NULL };
 
-Test(concurrency, fork_per_connection_50_slow_readers_each_get_their_stream)
+static void
+fork_per_connection_50_slow_readers_each_get_their_stream(void)
 {
-	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
-	struct h_spawn o = { .preload = true, .env = env };
+	struct h_spawn o = { .preload = true, .env = linger_env };
 	struct h_story st;
 
 	/* 50 x 10000 messages: 280 KB each, 14 MB in all, spooled in 50
@@ -28,10 +31,10 @@ Test(concurrency, fork_per_connection_50_slow_readers_each_get_their_stream)
 	h_story_assert_delivered(&st, 10000LL * 28);
 }
 
-Test(concurrency, two_threads_on_one_fd_keep_each_thread_in_order)
+static void
+two_threads_on_one_fd_keep_each_thread_in_order(void)
 {
-	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
-	struct h_spawn o = { .preload = true, .env = env };
+	struct h_spawn o = { .preload = true, .env = linger_env };
 	struct h_story st;
 
 	h_story_start(&st, &o, 1,
@@ -42,4 +45,36 @@ Test(concurrency, two_threads_on_one_fd_keep_each_thread_in_order)
 	h_story_wait_status(&st, "done ", 1);
 	h_story_finish(&st);
 	h_story_assert_delivered(&st, 2 * 20000LL * 28);
+}
+
+static const struct {
+	const char *name;
+	void (*run)(void);
+} scenarios[] = {
+	{ "fork_per_connection_50_slow_readers_each_get_their_stream",
+	  fork_per_connection_50_slow_readers_each_get_their_stream },
+	{ "two_threads_on_one_fd_keep_each_thread_in_order",
+	  two_threads_on_one_fd_keep_each_thread_in_order },
+};
+
+int
+main(int argc, char **argv)
+{
+	int ran = 0;
+
+	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+		if (argc > 1 && strcmp(argv[1], scenarios[i].name) != 0)
+			continue;
+		h_setup();
+		scenarios[i].run();
+		h_teardown();
+		fprintf(stderr, "%s: %s\n", scenarios[i].name,
+		    h_failures() ? "FAILED" : "ok");
+		ran++;
+	}
+	if (ran == 0) {
+		fprintf(stderr, "usage: %s [scenario]\n", argv[0]);
+		return 2;
+	}
+	return h_failures() ? 1 : 0;
 }
