@@ -1,0 +1,212 @@
+/*
+ * The CLI next to a real process under the library: server A's simulator,
+ * started with `tcpspool run`, writes to a client that does not read, so
+ * the library spools. ls shows the stream live (its process alive, the
+ * state and figures the library publishes), stat/verify inspect it,
+ * replay and rm refuse it; once the client reads everything, the stream is
+ * delivered byte for byte and leaves the spool dir.
+ */
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../fixtures/pattern.h"
+#include "tools_test.h"
+
+TestSuite(tools_live, .init = t_setup, .fini = t_teardown, .timeout = 150);
+
+#define MESSAGES 400000		/* 28 bytes each: 11.2 MB, far above the
+				 * ~4 MiB the kernel absorbs for a stalled
+				 * client */
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static bool
+sanitized(void)
+{
+	const char *s = getenv("TCPSPOOL_TEST_SANITIZE");
+
+	return s != NULL && (strstr(s, "address") || strstr(s, "undefined") ||
+	    strstr(s, "thread"));
+}
+
+/* The sanitizer runtime the library needs before it, if any. */
+static void
+preload_env(char *buf, size_t len)
+{
+	const char *p = getenv("TCPSPOOL_TEST_PRELOAD");
+	char *colon;
+
+	if (!sanitized() || p == NULL) {
+		snprintf(buf, len, "LD_PRELOAD");	/* unset */
+		return;
+	}
+	snprintf(buf, len, "LD_PRELOAD=%s", p);
+	cr_assert((colon = strrchr(buf, ':')) != NULL);
+	*colon = '\0';
+}
+
+static int
+read_port(const char *path)
+{
+	FILE *f;
+	int port = 0, i;
+
+	for (i = 0; i < 1000 && port == 0; i++) {
+		if ((f = fopen(path, "r")) != NULL) {
+			if (fscanf(f, "%d", &port) != 1)
+				port = 0;
+			fclose(f);
+		}
+		if (port == 0)
+			sleep_ms(20);
+	}
+	cr_assert(port > 0, "server_a announced no port");
+	return port;
+}
+
+static int
+connect_stalled(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), small = 4096;
+
+	cr_assert(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	return fd;
+}
+
+/* Polls ls --json until a stream is spooling live; fills its name. */
+static void
+wait_spooling(char name[SPOOL_NAME_MAX], int *pid)
+{
+	struct t_out o, py;
+	int i;
+
+	for (i = 0; i < 300; i++) {
+		t_cli(&o, "ls", "--json", t_spool, NULL);
+		cr_assert(o.status == 0, "%s", o.err);
+		if (strstr(o.out, "\"state\":\"spooling\"") == NULL) {
+			t_out_free(&o);
+			sleep_ms(50);
+			continue;
+		}
+		t_write_file(t_path("ls.json"), o.out, o.out_len);
+		t_out_free(&o);
+		t_python(&py,
+		    "import json, sys\n"
+		    "for line in sys.stdin:\n"
+		    "    o = json.loads(line)\n"
+		    "    s = o['status']\n"
+		    "    if (o['alive'] and o['state'] == 'spooling' and s and\n"
+		    "        s['fresh'] and s['pending_bytes'] > 0):\n"
+		    "        print(o['stream'], o['pid'])\n",
+		    t_path("ls.json"));
+		if (sscanf(py.out, "%16s %d", name, pid) == 2) {
+			t_out_free(&py);
+			return;
+		}
+		t_out_free(&py);
+		sleep_ms(100);
+	}
+	cr_assert_fail("no live spooling stream appeared in ls --json");
+}
+
+Test(tools_live, ls_shows_a_spooling_process_live_and_the_cli_keeps_off)
+{
+	char port_file[400], pre[PATH_MAX + 16], name[SPOOL_NAME_MAX], want[64];
+	char msg[PATTERN_DEFAULT_SIZE], count[32], fixture[PATH_MAX];
+	const char *fdir = getenv("TCPSPOOL_FIXTURE_DIR");
+	const char *env[] = { pre, "TCPSPOOL_LIB", NULL };
+	struct t_proc server;
+	struct t_out o;
+	uint8_t *got;
+	size_t len = 0, total = (size_t)MESSAGES * PATTERN_DEFAULT_SIZE, i;
+	ssize_t n;
+	int port, fd, pid;
+
+	cr_assert(fdir != NULL);
+	snprintf(fixture, sizeof(fixture), "%s/server_a", fdir);
+	snprintf(port_file, sizeof(port_file), "%s/port", t_dir);
+	snprintf(count, sizeof(count), "%d", MESSAGES);
+	preload_env(pre, sizeof(pre));
+	{
+		const char *argv[] = { "CLI", "run", "--dir", t_spool,
+		    "--linger", "60s", "--log-level", "warn", "--",
+		    fixture, "--port-file", port_file, "--count", count, NULL };
+
+		t_spawn(&server, argv, env);
+	}
+	port = read_port(port_file);
+	fd = connect_stalled(port);
+
+	wait_spooling(name, &pid);
+	cr_assert_neq(pid, server.pid, "the writer is server_a's child");
+
+	t_cli(&o, "ls", t_spool, NULL);
+	cr_assert(strstr(o.out, " yes ") != NULL, "%s", o.out);
+	cr_assert(strstr(o.out, "spooling") != NULL, "%s", o.out);
+	t_out_free(&o);
+	t_cli(&o, "stat", "--dir", t_spool, name, NULL);
+	snprintf(want, sizeof(want), "pid:      %d (running)\n", pid);
+	cr_assert(strstr(o.out, want) != NULL, "%s", o.out);
+	t_out_free(&o);
+	t_cli(&o, "verify", "--dir", t_spool, name, NULL);
+	cr_assert_eq(o.status, 0, "%s%s", o.out, o.err);
+	t_out_free(&o);
+	t_cli(&o, "replay", "--dir", t_spool, name, "--to", "127.0.0.1:9",
+	    NULL);
+	cr_assert_eq(o.status, 1);
+	cr_assert(strstr(o.err, "is running") != NULL, "%s", o.err);
+	t_out_free(&o);
+	t_cli(&o, "rm", "--dir", t_spool, name, NULL);
+	cr_assert_eq(o.status, 1);
+	t_out_free(&o);
+	t_cli(&o, "rm", "--orphans", "--dir", t_spool, NULL);
+	cr_assert_eq(o.status, 0);
+	cr_assert_eq(o.out_len, 0, "%s", o.out);
+	t_out_free(&o);
+
+	/* Now read: every byte, in order, then EOF. */
+	got = malloc(total + 65536);
+	cr_assert(got != NULL);
+	while ((n = read(fd, got + len, total + 65536 - len)) > 0)
+		len += (size_t)n;
+	cr_assert(n == 0, "read: %s", strerror(errno));
+	cr_assert_eq(len, total);
+	for (i = 0; i < MESSAGES; i++) {
+		pattern_message(msg, sizeof(msg), -1, i + 1);
+		cr_assert(memcmp(got + i * sizeof(msg), msg, sizeof(msg)) == 0,
+		    "message %zu differs", i + 1);
+	}
+	free(got);
+	close(fd);
+	t_wait(&server, &o);
+	cr_assert_eq(o.status, 0, "server_a: %s", o.err);
+	t_out_free(&o);
+
+	/* Delivered: nothing left to list. */
+	t_cli(&o, "ls", "--json", t_spool, NULL);
+	cr_assert_eq(o.status, 0);
+	cr_assert_eq(o.out_len, 0, "%s", o.out);
+	t_out_free(&o);
+}
