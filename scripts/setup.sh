@@ -31,9 +31,23 @@ tcpspool_setup() {
 	fi
 	echo "setup: installing ${missing[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
-	if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/tcpspool-apt.log 2>&1; then
+	# Packages such as nginx start their service on install; tests run
+	# their own instances, so keep services from starting meanwhile.
+	local policy=/usr/sbin/policy-rc.d made_policy=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null &&
+			"${sudo[@]}" chmod 755 "$policy" && made_policy=1
+	fi
+	tcpspool_apt "${missing[@]}"
+	local rc=$?
+	[ "$made_policy" -eq 1 ] && "${sudo[@]}" rm -f "$policy"
+	return "$rc"
+}
+
+tcpspool_apt() {
+	if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/tmp/tcpspool-apt.log 2>&1; then
 		"${sudo[@]}" apt-get update -qq >>/tmp/tcpspool-apt.log 2>&1
-		"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >>/tmp/tcpspool-apt.log 2>&1 || {
+		"${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >>/tmp/tcpspool-apt.log 2>&1 || {
 			echo "setup: apt-get failed; see /tmp/tcpspool-apt.log" >&2
 			return 1
 		}
