@@ -251,3 +251,95 @@ Test(tools_verify, a_dir_with_one_bad_stream_exits_2_and_reports_each)
 	cr_assert(strstr(o.out, want) != NULL, "%s", o.out);
 	t_out_free(&o);
 }
+
+/* Every command on randomly damaged copies: a clear exit, never a crash. */
+Test(tools_verify, random_damage_never_crashes_any_command, .timeout = 150)
+{
+	struct t_stream_spec sp = { .writer = T_CRASHED, .records = 60,
+	    .per_frame = 7, .segment_max = 64 << 10 };
+	static const char *const cmds[][4] = {
+		{ "verify", NULL }, { "stat", NULL },
+		{ "dump", "--format", "json", NULL }, { "dump", "--format", "hex",
+		NULL }, { "verify", "--repair", NULL },
+	};
+	char name[SPOOL_NAME_MAX], file[64];
+	unsigned seed = 12345, round, k, c;
+	struct t_frame fr[64];
+	struct t_out o;
+	size_t n;
+
+	for (round = 0; round < 12; round++) {
+		t_make_stream(&sp, name);
+		n = t_frames(name, fr, 64);
+		cr_assert(n > 0);
+		for (k = 0; k < 1 + round % 4; k++) {
+			const struct t_frame *f = &fr[rand_r(&seed) % n];
+			off_t size;
+
+			/* The frame's segment, sealed or still open. */
+			snprintf(file, sizeof(file), "%s.seg", f->file);
+			if (access(seg_path(name, file), F_OK) != 0)
+				snprintf(file, sizeof(file), "%s.open", f->file);
+			size = file_size(seg_path(name, file));
+			flip(seg_path(name, file), (off_t)(rand_r(&seed) %
+			    (unsigned)size));
+		}
+		if (round % 3 == 2)	/* and a torn end */
+			cr_assert(truncate(seg_path(name, file),
+			    file_size(seg_path(name, file)) - 1 -
+			    (off_t)(rand_r(&seed) % 200)) == 0);
+		for (c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+			const char *argv[8] = { "CLI", cmds[c][0], "--dir",
+			    t_spool };
+			int a = 4, j;
+
+			for (j = 1; j < 4 && cmds[c][j] != NULL; j++)
+				argv[a++] = cmds[c][j];
+			argv[a++] = name;
+			argv[a] = NULL;
+			t_run(&o, argv, NULL);
+			cr_assert(o.status <= 2, "%s on round %u: status %d\n%s",
+			    cmds[c][0], round, o.status, o.err);
+			t_out_free(&o);
+		}
+		t_cli(&o, "ls", "--json", t_spool, NULL);
+		cr_assert(o.status <= 1, "ls: %d %s", o.status, o.err);
+		t_out_free(&o);
+	}
+}
+
+Test(tools_verify, hostile_status_and_progress_files_are_harmless)
+{
+	struct t_stream_spec sp = { .writer = T_ORPHAN, .records = 5 };
+	char name[SPOOL_NAME_MAX], status[1024];
+	struct t_out o, py;
+	uint8_t junk[80];
+	size_t i;
+
+	t_make_stream(&sp, name);
+	snprintf(status, sizeof(status),
+	    "version=1\npid=-5\nfd=99999999999\nstate=\x1b[31mred\x07\n"
+	    "reason=%s\npending_bytes=-1\nupdated_ns=zz\n", "\x01\xfe\\\"");
+	t_write_file(seg_path(name, "status"), status, strlen(status));
+	for (i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 151);
+	t_write_file(seg_path(name, "progress"), junk, sizeof(junk));
+
+	t_cli(&o, "ls", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert(memchr(o.out, '\x1b', o.out_len) == NULL, "%s", o.out);
+	cr_assert(memchr(o.out, '\x01', o.out_len) == NULL, "%s", o.out);
+	t_out_free(&o);
+	t_cli(&o, "ls", "--json", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	t_write_file(t_path("ls.json"), o.out, o.out_len);
+	t_python(&py, "import json, sys\nfor l in sys.stdin: json.loads(l)\n",
+	    t_path("ls.json"));
+	t_out_free(&py);
+	t_out_free(&o);
+	/* A progress file with no valid slot means nothing was delivered. */
+	t_cli(&o, "dump", "--format", "json", "--dir", t_spool, name, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert(strstr(o.out, "{\"seq\":0,") != NULL, "%s", o.out);
+	t_out_free(&o);
+}
