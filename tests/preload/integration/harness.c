@@ -850,3 +850,38 @@ h_story_assert_delivered(struct h_story *st, long long bytes_each)
 	    "delivery: %d files: %s", h_spool_files(files, sizeof(files)),
 	    files);
 }
+
+void
+h_kill_group(struct h_proc *p, int sig)
+{
+	if (kill(-p->pid, 0) == 0)
+		kill(-p->pid, sig);
+}
+
+struct h_proc *
+h_cli(char *out, size_t outlen, ...)
+{
+	static int ncli;
+	struct h_argv a = { .n = 0 };
+	char label[32];
+	struct h_proc *p;
+	va_list ap;
+	ssize_t r;
+	int fd;
+
+	H_ASSERT(getenv("TCPSPOOL_TEST_CLI") != NULL, "TCPSPOOL_TEST_CLI unset");
+	va_start(ap, outlen);
+	h_vargs(&a, ap);
+	va_end(ap);
+	h_fmt(label, sizeof(label), "cli-%d", ncli++);
+	p = h_spawn(label, getenv("TCPSPOOL_TEST_CLI"), &a, NULL);
+	H_ASSERT(h_wait(p, H_DEADLINE_MS), "tcpspool did not finish: %s",
+	    h_describe(p));
+	out[0] = '\0';
+	if ((fd = open(p->out_path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		r = read(fd, out, outlen - 1);
+		out[r > 0 ? r : 0] = '\0';
+		close(fd);
+	}
+	return p;
+}

@@ -146,6 +146,16 @@ int h_spool_files(char *list, size_t len);
  * regular file; true if it got there. */
 bool h_spool_wait_empty(int timeout_ms);
 
+/* Sends sig to p's whole process group (p and the children it forked). */
+void h_kill_group(struct h_proc *p, int sig);
+
+/*
+ * Runs the tcpspool CLI ($TCPSPOOL_TEST_CLI) with the given arguments
+ * (NULL-ended) and TCPSPOOL_DIR set to the test's spool dir, waits for it;
+ * returns it (exit code, stderr) and its stdout in out.
+ */
+struct h_proc *h_cli(char *out, size_t outlen, ...) __attribute__((sentinel));
+
 /* One line describing p for an assertion message: exit, stderr tail. */
 const char *h_describe(struct h_proc *p);
 

@@ -1,8 +1,10 @@
 /*
  * The ends of a connection and of a process while bytes are still spooled:
- * close, shutdown(SHUT_WR), exit, _exit, _Exit and return from main; a fd
- * number reused after a deferred close; the peer resetting the connection
- * in the middle of the replay.
+ * close, shutdown(SHUT_WR), exit, _exit, _Exit and return from main, an
+ * abortive close, an exit that outlasts the linger time, kill -9; a fd
+ * number reused after a deferred close; writes through a duplicated fd; a
+ * forked child that outlives the connection; the peer resetting the
+ * connection in the middle of the replay.
  *
  * As in test_server_a.c, small buffers and gated readers make server_a's
  * writes meet a full window, so every end here happens with a spool.
@@ -13,6 +15,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "harness.h"
 
@@ -182,4 +185,153 @@ Test(lifecycle, peer_reset_mid_replay_fails_next_write_without_sigpipe)
 	cr_expect_gt(h_spool_files(files, sizeof(files)), 0, "no orphan spool "
 	    "was left for the undelivered bytes");
 	cr_expect_eq(h_stdout_size(st.server), 0, "server_a wrote on stdout");
+}
+
+Test(lifecycle, abort_close_discards_the_spool_and_resets)
+{
+	struct h_spawn o = { .preload = true, .env = linger_env };
+	struct h_story st;
+	struct h_result *r = &st.result[0];
+
+	/* SO_LINGER {1, 0} then close: the application asks for a reset, so
+	 * the spool is discarded rather than delivered. */
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ "--sndbuf=4096", "--count=" COUNT,
+	        "--end=abort-exit", NULL },
+	    (const char *[]){ "--rcvbuf=4096", "--expect-prefix",
+	        "--count=" COUNT, NULL });
+	h_story_wait_status(&st, "done ", 1);
+	h_story_finish(&st);
+
+	cr_expect_eq(h_exit_code(st.server), 0, "%s", h_describe(st.server));
+	cr_assert(r->valid, "%s", h_describe(st.reader[0]));
+	cr_expect_eq(r->mismatch, -1, "the stream differs at byte %lld",
+	    r->mismatch);
+	cr_expect_lt(r->bytes, BYTES, "the spool was delivered despite the "
+	    "abortive close");
+	cr_expect_str_eq(r->end, "ECONNRESET", "the abortive close did not "
+	    "reset the connection (%lld bytes, then %s)", r->bytes, r->end);
+	cr_expect(h_spool_wait_empty(10000), "the discarded spool is still "
+	    "on disk");
+}
+
+Test(lifecycle, exit_past_linger_leaves_an_orphan_and_says_so)
+{
+	static const char *const env[] = { "TCPSPOOL_LINGER=300ms", NULL };
+	struct h_spawn o = { .preload = true, .env = env };
+	struct h_story st;
+	struct h_result *r = &st.result[0];
+	struct h_proc *cli;
+	char out[4096];
+
+	/* The reader reads nothing until server_a has exited: its exit can
+	 * only wait the linger time, then leave the rest on disk. */
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ "--sndbuf=4096", "--count=" COUNT, NULL },
+	    (const char *[]){ "--rcvbuf=4096", "--expect-prefix",
+	        "--count=" COUNT, NULL });
+	h_story_wait_status(&st, "done ", 1);
+	h_story_wait_server(&st);
+	cr_expect_eq(h_exit_code(st.server), 0, "%s", h_describe(st.server));
+	cr_expect_gt(h_spool_files(NULL, 0), 0, "nothing was left on disk");
+	cr_expect_geq(h_stderr_lines_with(st.server, h_spool_dir()), 1,
+	    "no log line names the orphan spool: %s", h_describe(st.server));
+	cli = h_cli(out, sizeof(out), "verify", "--dir", h_spool_dir(), NULL);
+	cr_expect_eq(h_exit_code(cli), 0, "tcpspool verify: %s\n%s",
+	    h_describe(cli), out);
+	h_story_finish_readers(&st);
+	cr_expect(r->valid && r->mismatch == -1 && r->bytes < BYTES,
+	    "the reader should get a clean, short prefix: %s",
+	    h_describe(st.reader[0]));
+	cr_expect_eq(h_stdout_size(st.server), 0);
+}
+
+Test(lifecycle, kill_9_leaves_a_spool_the_cli_verifies)
+{
+	struct h_spawn o = { .preload = true, .env = linger_env };
+	struct h_story st;
+	struct h_proc *cli;
+	char out[4096];
+
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ "--sndbuf=4096", "--count=" COUNT, NULL },
+	    (const char *[]){ "--rcvbuf=4096", "--expect-prefix",
+	        "--count=" COUNT, NULL });
+	h_story_wait_status(&st, "done ", 1);
+	/* server_a's child is waiting for its spool to drain at exit. */
+	h_kill_group(st.server, SIGKILL);
+	h_story_wait_server(&st);
+	cr_expect_gt(h_spool_files(NULL, 0), 0, "nothing on disk after kill -9");
+	cli = h_cli(out, sizeof(out), "verify", "--dir", h_spool_dir(), NULL);
+	cr_expect_eq(h_exit_code(cli), 0, "tcpspool verify after kill -9: "
+	    "%s\n%s", h_describe(cli), out);
+	cli = h_cli(out, sizeof(out), "ls", "--json", "--dir", h_spool_dir(),
+	    NULL);
+	cr_expect_eq(h_exit_code(cli), 0, "tcpspool ls: %s", h_describe(cli));
+	cr_expect(strstr(out, "\"pending_records\"") != NULL, "tcpspool ls "
+	    "shows no stream: %s", out);
+	h_story_finish_readers(&st);
+}
+
+Test(lifecycle, forked_child_does_not_keep_the_connection_open)
+{
+	struct h_spawn o = { .preload = true, .env = linger_env, .nfds = 1 };
+	struct h_story st;
+	struct h_gate hold;
+	long long held;
+
+	/* After its last write server_a forks a child that closes its copy
+	 * of the connection and lives on. The reader must get EOF while that
+	 * child lives: the child must not keep the library's private
+	 * duplicate of the connection. */
+	h_gate_init(&hold);
+	o.fds[0].child = 5;
+	o.fds[0].parent = hold.rfd;
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ "--sndbuf=4096", "--count=" COUNT,
+	        "--fork-hold", "--resume-fd=5", NULL },
+	    (const char *[]){ "--rcvbuf=4096", "--read-size=2000",
+	        "--pause-us=20", "--idle-timeout=20000", "--count=" COUNT,
+	        NULL });
+	h_story_wait_status(&st, "done ", 1);
+	held = h_field(h_status_line(st.server, "held ", 0, H_DEADLINE_MS),
+	    "pid");
+	cr_assert_gt(held, 0, "no forked child reported: %s",
+	    h_status_text(st.server));
+	h_story_finish_readers(&st);
+	cr_expect_eq(kill((pid_t)held, 0), 0, "the forked child ended before "
+	    "the reader: the test proves nothing");
+	h_gate_open(&hold);
+	h_story_wait_server(&st);
+	h_story_assert_delivered(&st, BYTES);
+}
+
+static struct end_case dup_cases[] = {
+	{ "dup", false }, { "dup2", false }, { "dup3", false },
+	{ "fcntl", false },
+};
+
+ParameterizedTestParameters(lifecycle, writes_through_a_duplicate_fd_stay_in_order)
+{
+	return cr_make_param_array(struct end_case, dup_cases,
+	    sizeof(dup_cases) / sizeof(dup_cases[0]));
+}
+
+ParameterizedTest(struct end_case *c, lifecycle,
+    writes_through_a_duplicate_fd_stay_in_order)
+{
+	struct h_spawn o = { .preload = true, .env = linger_env };
+	struct h_story st;
+	char dup[32];
+
+	/* Writes alternate between the fd and its duplicate (one connection,
+	 * two numbers); the duplicate is closed first, with bytes spooled. */
+	h_fmt(dup, sizeof(dup), "--dup-with=%s", c->end);
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ "--sndbuf=4096", "--count=" COUNT, dup, NULL },
+	    (const char *[]){ "--rcvbuf=4096", "--read-size=2000",
+	        "--pause-us=20", "--count=" COUNT, NULL });
+	h_story_wait_status(&st, "done ", 1);
+	h_story_finish(&st);
+	h_story_assert_delivered(&st, BYTES);
 }
