@@ -5,13 +5,16 @@
  *           up, exit 3), and every byte it was told it sent before that
  *           still reaches the reader, then EOF;
  *   drop    server_a never sees EAGAIN; writes over the quota are dropped
- *           whole (never torn), counted, and logged; what arrives is whole
- *           messages in order, some missing;
+ *           whole (never torn), counted (tcpspool ls shows the count while
+ *           the stream lives), and logged; what arrives is whole messages
+ *           in order, some missing;
  *   block   server_a waits for room while the reader drains, then goes on:
  *           everything arrives.
  */
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
@@ -19,6 +22,35 @@
 #define COUNT		"40000"
 #define BYTES		(40000LL * 28)
 #define QUOTA		(256LL * 1024)
+
+/*
+ * The largest "drops" figure `tcpspool ls --json` shows for the spool dir,
+ * asked again (a bounded retry on the condition) until it is non-zero:
+ * the library publishes a stream's status from time to time.
+ */
+static long long
+published_drops(void)
+{
+	for (int attempt = 0; attempt < 50; attempt++) {
+		char out[8192];
+		long long most = 0;
+		struct h_proc *cli = h_cli(out, sizeof(out), "ls", "--json",
+		    "--dir", h_spool_dir(), NULL);
+
+		cr_assert_eq(h_exit_code(cli), 0, "%s", h_describe(cli));
+		for (const char *s = out; (s = strstr(s, "\"drops\":")) != NULL;
+		    s++) {
+			long long n = strtoll(s + 8, NULL, 10);
+
+			if (n > most)
+				most = n;
+		}
+		if (most > 0)
+			return most;
+		poll(NULL, 0, 100);
+	}
+	return 0;
+}
 
 TestSuite(overflow, .init = h_setup, .fini = h_teardown,
     .timeout = H_TEST_TIMEOUT);
@@ -66,14 +98,21 @@ Test(overflow, drop_at_quota_drops_whole_writes_and_counts_them)
 	struct h_spawn o = { .preload = true, .env = env };
 	struct h_story st;
 	struct h_result *r = &st.result[0];
+	long long drops;
 
 	h_story_start(&st, &o, 1,
 	    (const char *[]){ "--sndbuf=4096", "--count=" COUNT, NULL },
 	    (const char *[]){ "--rcvbuf=4096", "--read-size=2000",
 	        "--pause-us=20", "--allow-gaps", "--count=" COUNT, NULL });
 	h_story_wait_status(&st, "done ", 1);
+	/* While the reader waits, the stream is live: tcpspool ls shows the
+	 * drops it counted. */
+	drops = published_drops();
 	h_story_finish(&st);
 
+	cr_expect_gt(drops, 0, "tcpspool ls never showed a drop count");
+	cr_expect_geq(r->missing, drops, "the reader misses %lld messages, "
+	    "fewer than the %lld drops counted", r->missing, drops);
 	cr_assert_eq(h_exit_code(st.server), 0, "server_a must never see "
 	    "EAGAIN under the drop policy: %s", h_describe(st.server));
 	cr_assert(r->valid, "%s", h_describe(st.reader[0]));
