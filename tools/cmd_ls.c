@@ -252,8 +252,11 @@ cmd_ls(int argc, char **argv)
 	if (missing)
 		return EXIT_OK;	/* nothing was ever spooled there */
 	c.now = now_realtime_ns();
-	if (spool_dir_list(c.d, each_stream, &c) != 0)
+	if ((rc = spool_dir_list(c.d, each_stream, &c)) != 0) {
+		if (rc < 0)
+			warnx("%s: %s", spool_dir_path(c.d), strerror(-rc));
 		c.rc = EXIT_ERR;
+	}
 	if (!c.json && c.n > 0)
 		print_table(&c);
 	free(c.rows);
