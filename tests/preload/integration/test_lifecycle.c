@@ -335,3 +335,21 @@ ParameterizedTest(struct end_case *c, lifecycle,
 	h_story_finish(&st);
 	h_story_assert_delivered(&st, BYTES);
 }
+
+Test(lifecycle, posix_spawn_while_spooling_keeps_working)
+{
+	struct h_spawn o = { .preload = true, .env = linger_env };
+	struct h_story st;
+
+	/* glibc's posix_spawn is vfork and exec: the child shares the
+	 * parent's memory until exec, and must neither deadlock on the
+	 * library's locks nor disturb the parent's streams. */
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ "--sndbuf=4096", "--count=" COUNT,
+	        "--spawn=/bin/true", NULL },
+	    (const char *[]){ "--rcvbuf=4096", "--read-size=2000",
+	        "--pause-us=20", "--count=" COUNT, NULL });
+	h_story_wait_status(&st, "spawned ", 1);
+	h_story_finish(&st);
+	h_story_assert_delivered(&st, BYTES);
+}
