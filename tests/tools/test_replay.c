@@ -185,6 +185,28 @@ Test(tools_replay, resumes_after_a_unix_peer_closed_midway)
 	free(want);
 }
 
+/* Waits until the stream's saved progress reaches record seq. */
+static void
+wait_saved(const char *name, uint64_t seq)
+{
+	struct timespec pause = { 0, 20 * 1000000L };
+	struct spool_stream_info si;
+	struct spool_err e = { "" };
+	struct spool_dir *d;
+	int i;
+
+	cr_assert(spool_dir_open(t_spool, NULL, &d, &e) == 0, "%s", e.msg);
+	for (i = 0; i < 3000; i++) {
+		cr_assert(spool_stream_info(d, name, &si, &e) == 0, "%s", e.msg);
+		if (si.acked_seq >= seq)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	spool_dir_close(d);
+	cr_assert(si.acked_seq >= seq, "progress stuck at record %llu",
+	    (unsigned long long)si.acked_seq);
+}
+
 /* Interrupts a TCP replay stalled by its peer with sig, then resumes. */
 static void
 interrupted_tcp_replay(int sig)
@@ -193,7 +215,6 @@ interrupted_tcp_replay(int sig)
 	    .per_frame = 32, .rec = big };
 	struct t_listen_opts stall = { .stall_after = 300000, .rcvbuf = 8192 };
 	struct t_listen_opts full = { 0 };
-	struct timespec pause = { 0, 600 * 1000000L };
 	char name[SPOOL_NAME_MAX];
 	const uint8_t *first, *second;
 	struct t_listener *l1, *l2;
@@ -212,7 +233,8 @@ interrupted_tcp_replay(int sig)
 		t_spawn(&proc, argv, NULL);
 	}
 	t_listener_wait(l1, 300000);
-	nanosleep(&pause, NULL);	/* let it save progress while stalled */
+	/* While stalled, it saves whole records the peer took. */
+	wait_saved(name, 300000 / BIG_LEN);
 	cr_assert(kill(proc.pid, sig) == 0);
 	t_wait(&proc, &o);
 	if (sig == SIGTERM) {
