@@ -417,3 +417,31 @@ Test(tools_inspect, dump_starts_where_delivery_stopped)
 	free(all);
 	t_out_free(&o);
 }
+
+Test(tools_inspect, a_pid_recycled_after_the_stream_was_created_is_not_its_writer)
+{
+	/* Our pid, but the stream says it was created in 2001: long before
+	 * this process started, so this process cannot be its writer. */
+	struct spool_identity id = { .fd = 3, .created_ns = 1000000000LL *
+	    1000000000LL, .local = "127.0.0.1:80", .peer = "127.0.0.1:81" };
+	struct spool_err e = { "" };
+	struct spool_options opt;
+	struct spool_stream *s;
+	struct spool_dir *d;
+	struct iovec iov = { "abc", 3 };
+	struct t_out o;
+
+	id.pid = getpid();
+	cr_assert(spool_dir_open(t_spool, NULL, &d, &e) == 0, "%s", e.msg);
+	spool_options_default(&opt);
+	cr_assert(spool_stream_create(d, &id, &opt, &s, &e) == 0, "%s", e.msg);
+	cr_assert(spool_stream_append(s, &iov, 1, T_TS(0), &e) == 0);
+	cr_assert(spool_stream_close(s, SPOOL_CLOSE_KEEP, "exit", &e) == 0);
+	spool_dir_close(d);
+	t_cli(&o, "ls", "--json", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert(strstr(o.out, "\"alive\":false") != NULL, "%s", o.out);
+	cr_assert(strstr(o.out, "\"state\":\"orphan\",\"why\":\"exit\"") != NULL,
+	    "%s", o.out);
+	t_out_free(&o);
+}
