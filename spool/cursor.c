@@ -532,10 +532,11 @@ persist(struct spool_cursor *c, struct spool_err *err)
 	if (c->prog.generation > 0 && c->prog.next_seq == c->ack_seq &&
 	    c->prog.next_off == c->ack_off)
 		return 0;
-	if (c->prog_fd == -1 && (rc = progress_open(c->sfd)) < 0)
-		goto fail;
-	if (c->prog_fd == -1)
+	if (c->prog_fd == -1) {
+		if ((rc = progress_open(c->sfd)) < 0)
+			goto fail;
 		c->prog_fd = rc;
+	}
 	c->prog.next_seq = c->ack_seq;
 	c->prog.next_off = c->ack_off;
 	if ((rc = progress_store(c->prog_fd, &c->prog, c->sync_progress)) < 0)

@@ -27,6 +27,9 @@ struct shared {
 
 static char root[4096];
 
+static void fail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
 static void
 fail(const char *fmt, ...)
 {
