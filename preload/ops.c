@@ -512,15 +512,50 @@ op_shutdown(int fd, int how)
 	return r;
 }
 
+/*
+ * fd has no stream yet and is being duplicated: if it is a socket we would
+ * spool for, give it a stream now (DIRECT, no spool), so that both numbers
+ * find it and a write through one can never overtake bytes spooled
+ * through the other.
+ */
+static void
+link_before_dup(int fd)
+{
+	struct stream *s, *old;
+	struct sockinfo si;
+
+	if (!runtime_active())
+		return;
+	switch (classify_fd(fd, runtime_config(), &si)) {
+	case FD_NEVER:
+		(void)fdtab_install(fd, NULL, FDTAB_IGNORED, &old);
+		return;
+	case FD_NOT_NOW:
+		return;
+	case FD_SPOOL:
+		break;
+	}
+	if ((s = stream_new(fd, &si)) == NULL)
+		return;
+	(void)fdtab_install(fd, NULL, s, &old);
+	stream_unref(s);
+}
+
 /* nfd is a new number for the same file as fd: it shares fd's stream. */
 static void
 after_dup(int fd, int nfd)
 {
-	struct stream *s, *old;
+	struct stream *p, *s, *old;
 	int saved = errno;
 
 	op_new_fd(nfd);
-	if (FDTAB_IS_STREAM(fdtab_peek(fd)) && (s = fdtab_get(fd)) != NULL) {
+	if ((p = fdtab_peek(fd)) == NULL) {
+		link_before_dup(fd);
+		p = fdtab_peek(fd);
+	}
+	if (p == FDTAB_IGNORED)
+		(void)fdtab_install(nfd, NULL, FDTAB_IGNORED, &old);
+	else if (FDTAB_IS_STREAM(p) && (s = fdtab_get(fd)) != NULL) {
 		if (fdtab_install(nfd, NULL, s, &old) && old != NULL)
 			stream_unref(old);
 		stream_unref(s);

@@ -535,3 +535,20 @@ Test(oob, urgent_data_never_overtakes_the_spool)
 	cr_assert_eq(errno, EAGAIN, "as a full socket would answer");
 	cr_assert(read_pattern(fds[1], 0, BIG));
 }
+
+Test(lifecycle, a_dup_made_before_spooling_shares_the_stream)
+{
+	unsigned char *b = pattern_buf(2 * BIG, 0);
+	int fds[2], d;
+
+	unit_env(NULL);
+	unit_unix_pair(fds);
+	d = op_fcntl(fds[0], F_DUPFD_CLOEXEC, (void *)50, false);
+	cr_assert(d >= 50);
+	cr_assert_eq(fdtab_peek(d), fdtab_peek(fds[0]));
+	cr_assert_eq(op_write(fds[0], b, BIG), (ssize_t)BIG);
+	cr_assert_eq(op_write(d, b + BIG, BIG), (ssize_t)BIG,
+	    "behind the bytes spooled through the other number");
+	cr_assert(read_pattern(fds[1], 0, 2 * (uint64_t)BIG));
+	free(b);
+}
