@@ -25,16 +25,34 @@
 #include <unistd.h>
 
 #include "export.h"
+#include "fdtab.h"
 #include "ops.h"
 #include "real.h"
 
 #define RAW(...) ((long)syscall(__VA_ARGS__))
+
+/*
+ * The fast path of the busiest write calls, inlined: one load of the
+ * resolver state, one of the fd's slot, the real call. Only a result that
+ * left bytes unsent goes on to ops.c.
+ */
+#define FAST_PATH(fd) (real_ready() && fdtab_peek(fd) == NULL)
+#define UNSENT(r, len) ((r) >= 0 ? (size_t)(r) < (len) : \
+	(errno == EAGAIN || errno == EWOULDBLOCK))
 
 /* ------------------------------------------------------------- writes */
 
 TCPSPOOL_EXPORT ssize_t
 send(int fd, const void *buf, size_t len, int flags)
 {
+	if (FAST_PATH(fd)) {
+		int saved = errno;
+		ssize_t r = real.send(fd, buf, len, flags);
+
+		if (!UNSENT(r, len))
+			return r;
+		return op_send_after(fd, buf, len, flags, r, errno, saved);
+	}
 	if (!real_ready())
 		return RAW(SYS_sendto, fd, buf, len, flags, NULL, 0);
 	return op_send(fd, buf, len, flags);
@@ -52,6 +70,16 @@ sendto(int fd, const void *buf, size_t len, int flags,
 TCPSPOOL_EXPORT ssize_t
 sendmsg(int fd, const struct msghdr *msg, int flags)
 {
+	if (FAST_PATH(fd)) {
+		int saved = errno;
+		ssize_t r = real.sendmsg(fd, msg, flags);
+
+		/* One iovec is the common case; more are summed in ops.c. */
+		if (r < 0 ? errno != EAGAIN && errno != EWOULDBLOCK :
+		    msg->msg_iovlen == 1 && (size_t)r >= msg->msg_iov[0].iov_len)
+			return r;
+		return op_sendmsg_after(fd, msg, flags, r, errno, saved);
+	}
 	if (!real_ready())
 		return RAW(SYS_sendmsg, fd, msg, flags);
 	return op_sendmsg(fd, msg, flags);
@@ -68,6 +96,14 @@ sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 TCPSPOOL_EXPORT ssize_t
 write(int fd, const void *buf, size_t len)
 {
+	if (FAST_PATH(fd)) {
+		int saved = errno;
+		ssize_t r = real.write(fd, buf, len);
+
+		if (!UNSENT(r, len))
+			return r;
+		return op_write_after(fd, buf, len, r, errno, saved);
+	}
 	if (!real_ready())
 		return RAW(SYS_write, fd, buf, len);
 	return op_write(fd, buf, len);

@@ -343,6 +343,61 @@ op_writev(int fd, const struct iovec *iov, int iovcnt)
 	return write_req(&w);
 }
 
+/*
+ * The hooks' inlined fast path made the real call on a fd with an empty
+ * slot and it left part of the write unsent (r, errno err; saved is the
+ * caller's errno from before the call): continue as write_req would.
+ */
+ssize_t
+op_send_after(int fd, const void *buf, size_t len, int flags, ssize_t r,
+    int err, int saved)
+{
+	struct iovec iov = { (void *)buf, len };
+	struct call c = { .buf = buf };
+	struct wreq w = { .fd = fd, .src = WSRC_IOV, .iov = &iov,
+		.iovcnt = 1, .len = len, .flags = flags, .arg = &c,
+		.direct = d_send, .unspoolable = flags_unspoolable(flags) };
+
+	if (w.unspoolable) {
+		errno = err;
+		return r;
+	}
+	return first_spool(&w, r, err, saved);
+}
+
+ssize_t
+op_write_after(int fd, const void *buf, size_t len, ssize_t r, int err,
+    int saved)
+{
+	struct iovec iov = { (void *)buf, len };
+	struct call c = { .buf = buf };
+	struct wreq w = { .fd = fd, .src = WSRC_IOV, .iov = &iov,
+		.iovcnt = 1, .len = len, .arg = &c, .direct = d_write };
+
+	return first_spool(&w, r, err, saved);
+}
+
+ssize_t
+op_sendmsg_after(int fd, const struct msghdr *msg, int flags, ssize_t r,
+    int err, int saved)
+{
+	struct call c = { 0 };
+	struct wreq w;
+	size_t len;
+
+	if (msg == NULL || msg->msg_iovlen > INT_MAX ||
+	    !iov_total(msg->msg_iov, (int)msg->msg_iovlen, &len)) {
+		errno = err;
+		return r;
+	}
+	msg_wreq(&w, &c, fd, msg, flags, len);
+	if (w.unspoolable || (r >= 0 && (size_t)r >= len)) {
+		errno = err;
+		return r;
+	}
+	return first_spool(&w, r, err, saved);
+}
+
 ssize_t
 op_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {

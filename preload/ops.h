@@ -28,6 +28,18 @@ ssize_t op_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
 ssize_t op_splice(int fd_in, off_t *off_in, int fd_out, off_t *off_out,
     size_t len, unsigned flags);
 
+/*
+ * The slow half of the fast path the hooks inline for send, write and
+ * sendmsg: the real call on a fd with an empty slot returned r (errno
+ * err) without taking everything; saved is the caller's errno before it.
+ */
+ssize_t op_send_after(int fd, const void *buf, size_t len, int flags,
+    ssize_t r, int err, int saved);
+ssize_t op_write_after(int fd, const void *buf, size_t len, ssize_t r,
+    int err, int saved);
+ssize_t op_sendmsg_after(int fd, const struct msghdr *msg, int flags,
+    ssize_t r, int err, int saved);
+
 int op_close(int fd);
 int op_close_range(unsigned first, unsigned last, int flags);
 void op_closefrom(int lowfd);
