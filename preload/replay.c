@@ -247,6 +247,11 @@ replay_main(void *arg)
 			timeout = (int)((next - now + 999999) / 1000000);
 		n = epoll_wait(epfd, ev, (int)(sizeof(ev) / sizeof(ev[0])),
 		    timeout);
+		/* Every stream an event names was listed under rp.mu: taking
+		 * it orders us after that, in terms a race detector sees too
+		 * (it cannot follow epoll through our duplicated epoll fd). */
+		pthread_mutex_lock(&rp.mu);
+		pthread_mutex_unlock(&rp.mu);
 		for (i = 0; n > 0 && i < (size_t)n; i++) {
 			if (ev[i].data.ptr == NULL) {
 				atomic_store(&wake_pending, false);
