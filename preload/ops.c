@@ -532,7 +532,8 @@ op_close_range(unsigned first, unsigned last, int flags)
 		}
 		start = fd + 1;
 	}
-	if (start <= last && start > 0 &&
+	/* Private fds are below FDTAB_MAX: start never wrapped. */
+	if (start <= last &&
 	    (rc = real.close_range(start, last, flags)) != 0 && r == 0) {
 		r = rc;
 		saved = errno;

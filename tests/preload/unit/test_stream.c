@@ -552,3 +552,23 @@ Test(lifecycle, a_dup_made_before_spooling_shares_the_stream)
 	cr_assert(read_pattern(fds[1], 0, 2 * (uint64_t)BIG));
 	free(b);
 }
+
+Test(lifecycle, close_range_spares_the_private_duplicate)
+{
+	int fds[2], w, r;
+
+	unit_env(NULL);
+	unit_unix_pair(fds);
+	/* The writer gets the highest application number, so the range
+	 * [w, ~0] holds it and the library's duplicate, and nothing of the
+	 * test runner's. */
+	w = op_fcntl(fds[0], F_DUPFD_CLOEXEC, (void *)900, false);
+	cr_assert(w >= 900);
+	cr_assert_eq(op_close(fds[0]), 0);
+	r = fds[1];
+	fill_until_spooling(w);
+	cr_assert_eq(op_close_range((unsigned)w, ~0U, 0), 0);
+	cr_assert_eq(fcntl(w, F_GETFD), -1, "the application's fd is closed");
+	cr_assert(read_pattern(r, 0, BIG), "the duplicate still delivers");
+	cr_assert(read_eof(r));
+}
