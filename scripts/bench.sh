@@ -39,11 +39,11 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build" >/dev/null
 
-work=$(mktemp -d /var/tmp/tcpspool-bench.XXXXXX)
-pids=()
+work=$(mktemp -d /var/tmp/tcpspool-benchsh.XXXXXX)
+# Only this shell's own background jobs still running (never a recycled id).
 cleanup() {
 	local p
-	for p in "${pids[@]}"; do
+	for p in $(jobs -p); do
 		kill "$p" 2>/dev/null || true
 	done
 	wait 2>/dev/null || true
@@ -81,12 +81,21 @@ under_lib() {
 	    TCPSPOOL_MAX_STREAM=64G TCPSPOOL_MIN_FREE=1G TCPSPOOL_LINGER=0 "$@"
 }
 
+# Sizes: the full run, then the smoke run's (little data, one repetition).
 if [ "$smoke" -eq 1 ]; then
 	ingest_args=(2 1 20000)
 	store_mib=2
+	replay_args=(16 1 10)
+	mem_args=(50 1 1024)
+	burst_quota=$((8 << 20)) reps=1
+	lat_count=200 thr_msgs=100000
 else
 	ingest_args=(64 5 200000)
 	store_mib=32
+	replay_args=(1024 3 100)
+	mem_args=(1000 3 1024)
+	burst_quota=$((256 << 20)) reps=3
+	lat_count=5000 thr_msgs=4000000
 fi
 
 run ingest under_lib "$bench/ingest_bench" "${ingest_args[@]}"
@@ -111,6 +120,208 @@ for k in 0 1 2; do
 			    name, st, gz, val, goal, ok ? "met" : "MISSED"
 		}' "$work/store.$k" >>"$rows"
 done
+
+run replay under_lib "$bench/replay_bench" "${replay_args[@]}"
+run memory under_lib "$bench/mem_bench" "${mem_args[@]}"
+
+# --- Server A's scenario: kernel alone, tcpspool, a socat/mbuffer relay ---
+#
+# The relay a user could put between server A and its client instead of
+# the library, from Debian packages only: a socat that accepts the client
+# and, per connection, runs a pipeline that connects to server A and
+# buffers what it reads in mbuffer, on a file-backed buffer (-T) of the
+# same size as tcpspool's per-stream quota:
+#   client -> socat TCP-LISTEN -> [ socat TCP:serverA STDOUT | mbuffer -T file ]
+# (a real set-up adds ',fork' to serve every client). server A then writes
+# to a reader that never stalls (socat), and the slow client's stalls are
+# absorbed by mbuffer, up to its size, raw (uncompressed).
+
+# wait_line FILE REGEX: waits (up to 120 s) for a line, prints it.
+wait_line() {
+	local i
+	for ((i = 0; i < 2400; i++)); do
+		if grep -m1 -e "$2" "$1" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	echo "bench: no '$2' in $1" >&2
+	return 1
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# relay_start UPSTREAM_PORT BUFFER_BYTES: starts the relay; sets relay_port
+# and relay_pid.
+relay_start() {
+	local up=$1 size=$2 port n=$RANDOM i
+	port=$(free_port)
+	cat >"$work/relay.$n.sh" <<-EOF
+	#!/bin/sh
+	exec socat -u TCP:127.0.0.1:$up STDOUT | mbuffer -q -m $size -s 4k -T "$work/mbuffer.$n"
+	EOF
+	chmod +x "$work/relay.$n.sh"
+	socat -U TCP-LISTEN:"$port",bind=127.0.0.1,reuseaddr \
+	    SYSTEM:"$work/relay.$n.sh" </dev/null >/dev/null 2>>"$log" &
+	relay_pid=$!
+	for ((i = 0; i < 200; i++)); do
+		ss -ltn 2>/dev/null | grep -q "127.0.0.1:$port " && break
+		sleep 0.02
+	done
+	relay_port=$port
+}
+
+# server_a_start MODE ARGS...: server A plain (kernel, relay) or under the
+# library; sets spid and port.
+server_a_start() {
+	local mode=$1; shift
+	st=$work/status.$RANDOM
+	: >"$st"
+	if [ "$mode" = lib ]; then
+		under_lib env TCPSPOOL_MAX_STREAM="$burst_quota" \
+		    TCPSPOOL_LINGER=600s "$fixtures/server_a" "$@" \
+		    --status-fd 3 3>"$st" 2>>"$log" &
+	else
+		"$fixtures/server_a" "$@" --status-fd 3 3>"$st" 2>>"$log" &
+	fi
+	spid=$!
+	port=$(wait_line "$st" '^port ' | awk '{print $2}')
+}
+
+# burst MODE: server A writes until its first failed write while the client
+# does not read; then the client reads everything. Sets result to "TOLD DELIVERED".
+burst() {
+	local mode=$1 gate=$work/gate.$RANDOM res=$work/result.$RANDOM cport rpid told
+	server_a_start "$mode" --count 0
+	cport=$port
+	if [ "$mode" = relay ]; then
+		relay_start "$port" "$burst_quota"
+		cport=$relay_port
+	fi
+	mkfifo "$gate"
+	"$fixtures/slow_reader" --port "$cport" --start-fd 4 --expect-prefix \
+	    --count 100000000000 --read-size 65536 --idle-timeout 120000 \
+	    --result-file "$res" 4<"$gate" 2>>"$log" &
+	rpid=$!
+	exec 5>"$gate"
+	told=$(wait_line "$st" '^gaveup\|^error\|^done' | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')
+	exec 5>&-
+	wait "$rpid" || true
+	wait "$spid" || true
+	if [ "$mode" = relay ]; then
+		wait "$relay_pid" || true
+	fi
+	result="$told $(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' "$res")"
+}
+
+# throughput MODE: server A's 28-byte messages to a client reading as fast
+# as it can; sets result to "MICROSECONDS BYTES" from the client's start to
+# its exit.
+throughput() {
+	local mode=$1 res=$work/result.$RANDOM cport t0 t1
+	server_a_start "$mode" --count "$thr_msgs"
+	cport=$port
+	if [ "$mode" = relay ]; then
+		relay_start "$port" "$burst_quota"
+		cport=$relay_port
+	fi
+	t0=$(date +%s%N)
+	"$fixtures/slow_reader" --port "$cport" --count "$thr_msgs" \
+	    --read-size 65536 --result-file "$res" 2>>"$log" ||
+		echo "bench: throughput $mode: $(cat "$res")" >&2
+	t1=$(date +%s%N)
+	wait "$spid" || true
+	if [ "$mode" = relay ]; then
+		wait "$relay_pid" || true
+	fi
+	result="$(((t1 - t0) / 1000)) $(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' "$res")"
+}
+
+# latency MODE: paced 64-byte messages, one every 200 us; sets result to
+# "P50_NS P99_NS" one-way.
+latency() {
+	local mode=$1 out=$work/lat.$RANDOM lport
+	: >"$out"
+	if [ "$mode" = lib ]; then
+		under_lib "$bench/lat_bench" send "$lat_count" 200 >"$out" &
+	else
+		"$bench/lat_bench" send "$lat_count" 200 >"$out" &
+	fi
+	spid=$!
+	lport=$(wait_line "$out" '^port ' | awk '{print $2}')
+	if [ "$mode" = relay ]; then
+		relay_start "$lport" "$burst_quota"
+		lport=$relay_port
+	fi
+	result=$("$bench/lat_bench" recv "$lport" | awk '{print $4, $6}')
+	wait "$spid" || true
+	if [ "$mode" = relay ]; then
+		wait "$relay_pid" || true
+	fi
+}
+
+# median_spread "v1 v2 ...": "MEDIAN MIN MAX"
+median_spread() {
+	tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR] = $1}
+		END { printf "%s %s %s\n", v[int((NR + 1) / 2)], v[1], v[NR] }'
+}
+
+echo "== server A scenario: burst absorbed (kernel, tcpspool, relay)" >&2
+bk="" bl="" br="" rk="" rr="" dk="" dl="" dr=""
+for ((r = 0; r < reps; r++)); do
+	burst kernel; read -r tk dlk <<<"$result"
+	burst lib; read -r tl dll <<<"$result"
+	burst relay; read -r tr dlr <<<"$result"
+	echo "burst $r: kernel told $tk delivered $dlk | tcpspool told $tl delivered $dll | relay told $tr delivered $dlr" | tee -a "$log" >&2
+	bk+=" $tk" bl+=" $tl" br+=" $tr"
+	rk+=" $(awk -v a="$tl" -v b="$tk" 'BEGIN{printf "%.2f", a / b}')"
+	rr+=" $(awk -v a="$tr" -v b="$tl" 'BEGIN{printf "%.3f", a / b}')"
+	dk+=" $((dlk - tk))" dl+=" $((dll - tl))" dr+=" $((dlr - tr))"
+done
+read -r mk _ _ < <(median_spread "$bk")
+read -r ml _ _ < <(median_spread "$bl")
+read -r mr _ _ < <(median_spread "$br")
+read -r q1 q2 q3 < <(median_spread "$rk")
+read -r s1 s2 s3 < <(median_spread "$rr")
+lost=$(awk -v a="$dk$dl$dr" 'BEGIN{n = split(a, v, " "); for (i = 1; i <= n; i++) if (v[i] != 0) { print "NOT all"; exit } print "all"}')
+quota_mib=$((burst_quota >> 20))
+echo "ROW|burst absorbed by server A (28-byte sendmsg, client not reading) before its first failed write; tcpspool quota ${quota_mib} MiB|tcpspool: $(awk -v b="$ml" 'BEGIN{printf "%.1f", b / 1048576}') MiB|kernel alone: $(awk -v b="$mk" 'BEGIN{printf "%.1f", b / 1048576}') MiB|${q1}x (${q2}–${q3}); $lost bytes the server was told were sent delivered|the quota is the limit|$(awk -v a="$ml" -v q="$burst_quota" 'BEGIN{print (a >= q ? "met" : "MISSED")}')" >>"$rows"
+echo "ROW|the same burst through socat + mbuffer -T file (buffer ${quota_mib} MiB)|relay: $(awk -v b="$mr" 'BEGIN{printf "%.1f", b / 1048576}') MiB delivered|tcpspool: $(awk -v b="$ml" 'BEGIN{printf "%.1f", b / 1048576}') MiB delivered|relay/tcpspool ${s1}x (${s2}–${s3})|report|—" >>"$rows"
+
+echo "== server A scenario: throughput, fast client (tcpspool, relay)" >&2
+tl_="" tr_="" rt=""
+for ((r = 0; r < reps; r++)); do
+	throughput lib; read -r ul _ <<<"$result"
+	throughput relay; read -r ur _ <<<"$result"
+	echo "throughput $r: tcpspool ${ul} us, relay ${ur} us for $thr_msgs messages" | tee -a "$log" >&2
+	tl_+=" $ul" tr_+=" $ur"
+	rt+=" $(awk -v a="$ul" -v b="$ur" 'BEGIN{printf "%.2f", a / b}')"
+done
+read -r mtl _ _ < <(median_spread "$tl_")
+read -r mtr _ _ < <(median_spread "$tr_")
+read -r t1 t2 t3 < <(median_spread "$rt")
+mb=$(awk -v n="$thr_msgs" 'BEGIN{printf "%.1f", n * 28 / 1e6}')
+echo "ROW|throughput, server A to a client reading as fast as it can ($mb MB of 28-byte messages)|relay: $(awk -v m="$mb" -v u="$mtr" 'BEGIN{printf "%.1f", m / u * 1e6}') MB/s|tcpspool: $(awk -v m="$mb" -v u="$mtl" 'BEGIN{printf "%.1f", m / u * 1e6}') MB/s|relay/tcpspool ${t1}x (${t2}–${t3})|report|—" >>"$rows"
+
+echo "== fast-path latency per message (kernel, tcpspool, relay)" >&2
+lk="" ll="" lr="" lk9="" ll9="" lr9=""
+for ((r = 0; r < reps; r++)); do
+	latency kernel; read -r a9 a99 <<<"$result"
+	latency lib; read -r b9 b99 <<<"$result"
+	latency relay; read -r c9 c99 <<<"$result"
+	echo "latency $r (p50/p99 ns): kernel $a9/$a99 tcpspool $b9/$b99 relay $c9/$c99" | tee -a "$log" >&2
+	lk+=" $a9" ll+=" $b9" lr+=" $c9" lk9+=" $a99" ll9+=" $b99" lr9+=" $c99"
+done
+read -r k50 _ _ < <(median_spread "$lk")
+read -r l50 _ _ < <(median_spread "$ll")
+read -r r50 _ _ < <(median_spread "$lr")
+read -r k99 _ _ < <(median_spread "$lk9")
+read -r l99 _ _ < <(median_spread "$ll9")
+read -r r99 _ _ < <(median_spread "$lr9")
+us() { awk -v n="$1" 'BEGIN{printf "%.1f", n / 1000}'; }
+echo "ROW|added latency per message on the fast path (64 B every 200 µs, reader keeping up), p50 / p99|relay: +$(us $((r50 - k50))) µs / +$(us $((r99 - k99))) µs; tcpspool: +$(us $((l50 - k50))) µs / +$(us $((l99 - k99))) µs|kernel alone: $(us "$k50") µs / $(us "$k99") µs one-way|relay p50 $(awk -v a="$r50" -v b="$l50" 'BEGIN{printf "%.1f", a / b}')x tcpspool's (medians of $reps runs)|report|—" >>"$rows"
 
 # The table.
 elapsed=$(($(date +%s) - start))
