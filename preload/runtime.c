@@ -38,11 +38,13 @@ fork_prepare(void)
 	pthread_mutex_lock(&rt.mu);
 	replay_fork_prepare();
 	fdtab_lock_for_fork();
+	log_fork_prepare();	/* last: the log lock is taken under ours */
 }
 
 static void
 fork_parent(void)
 {
+	log_fork_parent();
 	fdtab_unlock_after_fork();
 	replay_fork_parent();
 	pthread_mutex_unlock(&rt.mu);
@@ -56,6 +58,7 @@ fork_parent(void)
 static void
 fork_child(void)
 {
+	log_fork_child();
 	fdtab_reset_after_fork();
 	fdtab_unlock_after_fork();
 	replay_fork_child();

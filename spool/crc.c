@@ -7,6 +7,7 @@
  * CPUs without the instruction; both give the same values.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "internal.h"
@@ -63,11 +64,16 @@ crc_hw(uint32_t c, const uint8_t *p, size_t len)
 static bool
 have_hw(void)
 {
-	static int have = -1;	/* racy but idempotent */
+	/* Every thread computes the same answer; relaxed atomics make the
+	 * benign race a defined one (and TSan-clean). */
+	static _Atomic int have = -1;
+	int h = atomic_load_explicit(&have, memory_order_relaxed);
 
-	if (have < 0)
-		have = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-	return have == 1;
+	if (h < 0) {
+		h = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+		atomic_store_explicit(&have, h, memory_order_relaxed);
+	}
+	return h == 1;
 }
 #else
 static uint32_t
