@@ -247,6 +247,7 @@ maps_library(pid_t pid)
 
 Test(security, setuid_process_is_never_spooled)
 {
+	/* (Sanitizer builds: see setuid_asan.c.) */
 	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
 	struct h_spawn o = { .preload = false, .env = env };
 	char prog[PATH_MAX];
