@@ -308,8 +308,7 @@ if [ "$host_conns" -ge 2 ]; then
 	[ "$hfds1" = "$hfds0" ] || fail "host fds: $hfds0 after its first connection, $hfds1 after its last ($host_conns)"
 	[ $((hrss1 - hrss0)) -lt 4096 ] || fail "host RSS grew from $hrss0 KiB to $hrss1 KiB over $host_conns connections"
 fi
-kill -KILL "$host_pid" 2>/dev/null
-wait "$host_pid" 2>/dev/null
+{ kill -KILL "$host_pid"; wait "$host_pid"; } 2>/dev/null
 
 # ------------------------------------------------------------ the spool dir
 # Only orphans of reset connections may remain; they verify clean.
@@ -329,7 +328,8 @@ left=$(find "$spool" -mindepth 1 | wc -l)
 peak_srss=$(awk 'NR > 1 && $2 > m { m = $2 } END { print m + 0 }' "$work/samples.tsv")
 peak_sfds=$(awk 'NR > 1 && $3 > m { m = $3 } END { print m + 0 }' "$work/samples.tsv")
 peak_spool=$(awk 'NR > 1 && $6 > m { m = $6 } END { print m + 0 }' "$work/samples.tsv")
-sanitizer=$(cat "$work"/round-*/server.err "$work/host.err" 2>/dev/null | grep -c -e 'ERROR: AddressSanitizer' -e 'runtime error:' )
+sanitizer=$(cat "$work"/round-*/server.err "$work/host.err" 2>/dev/null | grep -c -e 'ERROR: AddressSanitizer' -e 'runtime error:' \
+	-e 'WARNING: ThreadSanitizer')
 clients=$((clients + host_conns))
 messages=$((messages + host_msgs))
 bytes=$((bytes + host_bytes))
