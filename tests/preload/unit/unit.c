@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,17 +27,53 @@ pattern_fill(unsigned char *buf, size_t len, uint64_t from)
 		buf[i] = pattern(from + i);
 }
 
+static char unit_dir[64];
+
+static int
+remove_entry(const char *path, const struct stat *st, int flag,
+    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	(void)remove(path);
+	return 0;
+}
+
+/*
+ * At exit: the spool dir goes, whatever the test left in it. The replay
+ * thread may still be writing a status file or an orphan into it, so a
+ * dir that is not empty yet is walked again a few times.
+ */
+static void
+remove_unit_dir(void)
+{
+	int i;
+
+	if (unit_dir[0] == '\0')
+		return;
+	for (i = 0; i < 10; i++) {
+		(void)nftw(unit_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		if (access(unit_dir, F_OK) != 0)
+			break;
+		usleep(10000);
+	}
+}
+
 const char *
 unit_env(const char *first, ...)
 {
-	static char dir[64];
 	const char *kv;
 	va_list ap;
 
-	strcpy(dir, "/tmp/tcpspool-unit.XXXXXX");
-	if (mkdtemp(dir) == NULL)
-		abort();
-	setenv("TCPSPOOL_DIR", dir, 1);
+	/* One dir per process: the runtime opens it once anyway. */
+	if (unit_dir[0] == '\0') {
+		strcpy(unit_dir, "/tmp/tcpspool-unit.XXXXXX");
+		if (mkdtemp(unit_dir) == NULL)
+			abort();
+		atexit(remove_unit_dir);
+	}
+	setenv("TCPSPOOL_DIR", unit_dir, 1);
 	setenv("TCPSPOOL_LOG_LEVEL", "error", 1);
 	va_start(ap, first);
 	for (kv = first; kv != NULL; kv = va_arg(ap, const char *)) {
@@ -50,7 +87,7 @@ unit_env(const char *first, ...)
 	/* What a hook does first: the real symbols, before any op_ call. */
 	if (!real_resolve())
 		abort();
-	return dir;
+	return unit_dir;
 }
 
 static void

@@ -27,7 +27,7 @@ void pattern_fill(unsigned char *buf, size_t len, uint64_t from);
  * Points TCPSPOOL_DIR at a fresh private dir (and sets the other
  * variables given as "NAME=value" pairs, NULL-terminated); call before the
  * first operation of a test; it also resolves the real symbols, as a hook
- * would. Returns the dir.
+ * would. Returns the dir, which is removed with all it holds at exit.
  */
 const char *unit_env(const char *first, ...);
 
