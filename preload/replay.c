@@ -35,6 +35,10 @@ static struct {
 	struct stream **list;	/* listed streams, one reference each */
 	size_t n, cap;
 	size_t registered;
+	/* Streams with a writer waiting for room (overflow=block), once per
+	 * waiter; each is held by that waiter's own reference. */
+	struct stream **blocked;
+	size_t nblocked, capblocked;
 } rp = { .mu = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .evfd = -1 };
 
 static pthread_once_t rp_once = PTHREAD_ONCE_INIT;
@@ -112,10 +116,40 @@ replay_note_staged(struct stream *s, int64_t since_ns)
 		replay_wake();
 }
 
-void
-replay_blocked(int delta)
+bool
+replay_blocked(struct stream *s, int delta)
 {
-	atomic_fetch_add(&blocked, delta);
+	bool ok = true;
+	size_t i;
+
+	pthread_mutex_lock(&rp.mu);
+	if (delta > 0) {
+		if (rp.nblocked == rp.capblocked) {
+			size_t nc = rp.capblocked ? rp.capblocked * 2 : 8;
+			struct stream **v = reallocarray(rp.blocked, nc,
+			    sizeof(*v));
+
+			if (v == NULL)
+				ok = false;
+			else {
+				rp.blocked = v;
+				rp.capblocked = nc;
+			}
+		}
+		if (ok) {
+			rp.blocked[rp.nblocked++] = s;
+			atomic_fetch_add(&blocked, 1);
+		}
+	} else {
+		for (i = 0; i < rp.nblocked && rp.blocked[i] != s; i++)
+			;
+		if (i < rp.nblocked) {
+			rp.blocked[i] = rp.blocked[--rp.nblocked];
+			atomic_fetch_sub(&blocked, 1);
+		}
+	}
+	pthread_mutex_unlock(&rp.mu);
+	return ok;
 }
 
 void
@@ -128,9 +162,9 @@ replay_room_changed(struct stream *s)
 	if (atomic_load(&blocked) == 0)
 		return;
 	pthread_mutex_lock(&rp.mu);
-	for (i = 0; i < rp.n; i++)
-		if (atomic_load(&rp.list[i]->waiters) > 0)
-			pthread_cond_broadcast(&rp.list[i]->cv);
+	for (i = 0; i < rp.nblocked; i++)
+		if (rp.blocked[i] != s)
+			pthread_cond_broadcast(&rp.blocked[i]->cv);
 	pthread_mutex_unlock(&rp.mu);
 }
 
@@ -473,6 +507,10 @@ replay_fork_child(void)
 	free(rp.list);
 	rp.list = NULL;
 	rp.n = rp.cap = rp.registered = 0;
+	/* The parent's waiters do not exist here. */
+	free(rp.blocked);
+	rp.blocked = NULL;
+	rp.nblocked = rp.capblocked = 0;
 	rp.epfd = rp.evfd = -1;
 	rp.started = rp.stopping = rp.exited = false;
 	atomic_store(&wake_pending, false);

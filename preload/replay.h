@@ -16,6 +16,7 @@
 #ifndef TCPSPOOL_REPLAY_H
 #define TCPSPOOL_REPLAY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct stream;
@@ -34,11 +35,14 @@ void replay_watch_input(struct stream *s);
 void replay_wake(void);
 /* Notes the flush deadline of s after an append; wakes if it is new. */
 void replay_note_staged(struct stream *s, int64_t since_ns);
-/* Delivery made room in the spool: wake threads blocked for room
- * (overflow=block) on s, and on every listed stream if any is blocked. */
+/* Room was made in the spool dir (delivery, a spool deleted): wake the
+ * threads blocked for room (overflow=block) on s and on every other
+ * stream, listed or not: the quota of the whole dir is shared. */
 void replay_room_changed(struct stream *s);
-/* A thread starts (+1) or stops (-1) waiting for room. */
-void replay_blocked(int delta);
+/* A thread starts (+1) or stops (-1) waiting for room on s; s stays
+ * referenced by that thread meanwhile. false if it could not be noted
+ * (out of memory): the thread then waits out its timeout. */
+bool replay_blocked(struct stream *s, int delta);
 
 /*
  * Process end: waits until no stream is registered or deadline_ns

@@ -160,11 +160,15 @@ wake_waiters(struct stream *s)
 static void
 finish(struct stream *s)
 {
+	bool had = s->spool != NULL;
+
 	spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
 	if (s->registered)
 		replay_unregister(s);
 	s->state = STREAM_DONE;
 	wake_waiters(s);
+	if (had)
+		replay_room_changed(s);	/* its files counted in the quota */
 }
 
 /* ---------------------------------------------------------- the spool */
@@ -238,6 +242,7 @@ admit(struct stream *s, uint64_t len)
 	const char *which;
 	struct timespec ts;
 	int64_t deadline;
+	bool noted;
 	int rc;
 
 	if ((rc = spool_budget_check(s->spool, len, &which)) == 0)
@@ -258,7 +263,7 @@ admit(struct stream *s, uint64_t len)
 	deadline = mono_ns() + (int64_t)cfg->block_timeout_ms * NS_PER_MS;
 	ts = ts_of(deadline);
 	atomic_fetch_add(&s->waiters, 1);
-	replay_blocked(1);
+	noted = replay_blocked(s, 1);
 	while (rc != 0 && (s->state == STREAM_DIRECT ||
 	    s->state == STREAM_SPOOLING) && s->spool != NULL) {
 		if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT) {
@@ -269,7 +274,8 @@ admit(struct stream *s, uint64_t len)
 		if (s->spool != NULL)
 			rc = spool_budget_check(s->spool, len, &which);
 	}
-	replay_blocked(-1);
+	if (noted)
+		(void)replay_blocked(s, -1);
 	atomic_fetch_sub(&s->waiters, 1);
 	if (rc == 0 && s->spool != NULL &&
 	    (s->state == STREAM_DIRECT || s->state == STREAM_SPOOLING))
@@ -691,6 +697,7 @@ drained(struct stream *s, int64_t now)
 	atomic_store(&s->flush_due, 0);
 	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
 		log_warn("spool %s: trim: %s", s->name, e.msg);
+	replay_room_changed(s);	/* trim deleted the delivered segments */
 	if (s->shut_wr_pending || s->app_gone) {
 		real.shutdown(s->dup, SHUT_WR);
 		s->shut_wr_pending = false;

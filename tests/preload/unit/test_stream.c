@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fdtab.h"
@@ -521,6 +522,72 @@ Test(overflow, block_policy_waits_for_room)
 		    "blocks for room, never refuses while the reader reads");
 	pthread_join(t, NULL);
 	cr_assert(rd.ok);
+	free(b);
+}
+
+struct writer {
+	int fd;
+	const unsigned char *buf;
+	size_t len;
+	ssize_t r;
+};
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	w->r = op_write(w->fd, w->buf, w->len);
+	return NULL;
+}
+
+/* A thread blocked for room on s (overflow=block). */
+static void
+wait_blocked(int fd)
+{
+	struct stream *s;
+	int i;
+
+	for (i = 0; i < 30000; i++) {
+		if ((s = unit_stream(fd)) != NULL) {
+			bool blocked = atomic_load(&s->waiters) > 0;
+
+			stream_unref(s);
+			if (blocked)
+				return;
+		}
+		usleep(1000);
+	}
+	cr_assert_fail("the writer never blocked for room");
+}
+
+Test(overflow, block_policy_wakes_a_first_spool_when_another_stream_drains)
+{
+	unsigned char *b = pattern_buf(BIG, 0);
+	struct timespec t0, t1;
+	struct writer w;
+	pthread_t t;
+	int a[2], c[2], i;
+
+	unit_env("TCPSPOOL_MAX=512K", "TCPSPOOL_LEVEL=0",
+	    "TCPSPOOL_OVERFLOW=block", "TCPSPOOL_BLOCK_TIMEOUT=60s", NULL);
+	unit_unix_pair(a);
+	unit_unix_pair(c);
+	for (i = 0; i < 6; i++)		/* a fills most of the dir quota */
+		cr_assert_eq(op_write(a[0], b + i * 65536, 65536), 65536);
+	/* c's first spool does not fit: it waits for room, on a stream the
+	 * replay thread does not know yet. */
+	w = (struct writer){ c[0], b, 256 * 1024, 0 };
+	cr_assert_eq(pthread_create(&t, NULL, writer_main, &w), 0);
+	wait_blocked(c[0]);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert(read_pattern(a[1], 0, 6 * 65536));
+	pthread_join(t, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_eq(w.r, 256 * 1024);
+	cr_assert_lt(t1.tv_sec - t0.tv_sec, 30, "woken by the room a's "
+	    "delivery made, not at the end of the 60 s block timeout");
+	cr_assert(read_pattern(c[1], 0, 256 * 1024));
 	free(b);
 }
 
