@@ -716,12 +716,17 @@ drained(struct stream *s, int64_t now)
 	discard_input(s, now);
 }
 
+/*
+ * Writes the staged records as a frame, for the cursor to read and send
+ * them. The fdatasync it may owe is left for after the sending
+ * (sync_after_send): a first byte never waits for the disk.
+ */
 static void
 flush_staged(struct stream *s, int64_t now)
 {
 	struct spool_err e;
 
-	if (spool_stream_flush(s->spool, &e) < 0) {
+	if (spool_stream_flush_nosync(s->spool, &e) < 0) {
 		if (s->errors++ == 0)
 			log_error("spool %s: flush: %s", s->name, e.msg);
 		atomic_store(&s->flush_due, now + (int64_t)
@@ -760,6 +765,16 @@ next_record(struct stream *s, struct spool_record *rec, int64_t now)
 		return -2;
 	}
 	return rc;
+}
+
+/* The fdatasync the policy owes for frames flush_staged wrote. */
+static void
+sync_after_send(struct stream *s)
+{
+	struct spool_err e;
+
+	if (spool_stream_sync(s->spool, &e) < 0 && s->errors++ == 0)
+		log_error("spool %s: %s", s->name, e.msg);
 }
 
 /*
@@ -808,6 +823,7 @@ pump(struct stream *s, int64_t now)
 	}
 	if (rc == -2)
 		return;
+	sync_after_send(s);
 	if (sent > 0) {
 		if (now - s->persisted_ns >= PERSIST_EVERY_NS) {
 			s->persisted_ns = now;

@@ -150,6 +150,18 @@ int64_t spool_stream_append(struct spool_stream *s, const struct iovec *iov,
 /* Forms a frame of whatever is staged and writes it; fsync per policy. */
 int spool_stream_flush(struct spool_stream *s, struct spool_err *err);
 
+/*
+ * The same, but the fdatasync the interval policy may owe is left to the
+ * next spool_stream_sync (or the next frame written): for a caller that
+ * has something more urgent to do first with what it flushed, such as
+ * sending it, and syncs right after. With SPOOL_FSYNC_ALWAYS it syncs.
+ */
+int spool_stream_flush_nosync(struct spool_stream *s, struct spool_err *err);
+
+/* The fdatasync the policy owes now (interval policy: frames written and
+ * the interval elapsed since the last one); 0 if none was due. */
+int spool_stream_sync(struct spool_stream *s, struct spool_err *err);
+
 /* CLOCK_MONOTONIC ns of the oldest staged, unwritten record; 0 if none. */
 int64_t spool_stream_staged_since(const struct spool_stream *s);
 

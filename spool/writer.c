@@ -357,9 +357,13 @@ crc32_cols(const struct iovec cols[3])
 	return crc;
 }
 
-/* Forms one frame of everything staged and writes it with one pwritev. */
+/*
+ * Forms one frame of everything staged and writes it with one pwritev;
+ * then the fdatasync the policy owes, unless sync is false (the caller
+ * calls spool_stream_sync soon; never skipped with SPOOL_FSYNC_ALWAYS).
+ */
 static int
-form_frame(struct spool_stream *s, struct spool_err *err)
+form_frame_sync(struct spool_stream *s, bool sync, struct spool_err *err)
 {
 	struct iovec cols[3], iov[4];
 	uint8_t hb[FRAME_HEADER_LEN];
@@ -402,7 +406,8 @@ form_frame(struct spool_stream *s, struct spool_err *err)
 	rc = pwritev_all(s->seg_fd, iov, n, s->seg_end);
 	if (rc == 0) {
 		s->unsynced = true;
-		if ((rc = sync_policy(s, false)) < 0 &&
+		if ((sync || s->opt.fsync == SPOOL_FSYNC_ALWAYS) &&
+		    (rc = sync_policy(s, false)) < 0 &&
 		    ftruncate(s->seg_fd, (off_t)s->seg_end) == -1)
 			rc = -errno;
 	}
@@ -425,6 +430,12 @@ form_frame(struct spool_stream *s, struct spool_err *err)
 	stage_free(&s->tss);
 	stage_free(&s->data);
 	return 0;
+}
+
+static int
+form_frame(struct spool_stream *s, struct spool_err *err)
+{
+	return form_frame_sync(s, true, err);
 }
 
 static void
@@ -625,6 +636,23 @@ spool_stream_flush(struct spool_stream *s, struct spool_err *err)
 
 	if ((rc = form_frame(s, err)) < 0)
 		return rc;
+	if ((rc = sync_policy(s, false)) < 0)
+		spool_seterr(err, "%s/%s: fdatasync: %s", s->dir->path,
+		    s->name, strerror(-rc));
+	return rc;
+}
+
+int
+spool_stream_flush_nosync(struct spool_stream *s, struct spool_err *err)
+{
+	return form_frame_sync(s, false, err);
+}
+
+int
+spool_stream_sync(struct spool_stream *s, struct spool_err *err)
+{
+	int rc;
+
 	if ((rc = sync_policy(s, false)) < 0)
 		spool_seterr(err, "%s/%s: fdatasync: %s", s->dir->path,
 		    s->name, strerror(-rc));
