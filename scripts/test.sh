@@ -6,6 +6,8 @@
 #   3. build-tsan/   TSan: the tests in suite 'concurrency'
 #   4. build-fuzz/   clang libFuzzer targets, each for a short bounded run
 #                    (suite 'fuzz'; TCPSPOOL_FUZZ_SECONDS, default 15)
+#   5. build-bench/  release build, scripts/bench.sh --smoke: every
+#                    benchmark still runs (no timing is asserted)
 # Exits non-zero on any failure. The last line is the summary:
 #   tests: N passed, N failed
 set -uo pipefail
@@ -91,6 +93,15 @@ step asan build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=fal
 step tsan build-tsan -Db_sanitize=thread -Db_lundef=false -- --suite concurrency
 if [ "${TCPSPOOL_SKIP_FUZZ:-0}" != 1 ]; then
 	CC=clang step fuzz build-fuzz -Dfuzz=true -Dtests=true -Db_lundef=false -- --suite fuzz
+fi
+# The benchmarks still run (a smoke run, never a timed assertion).
+echo "== bench smoke (build-bench)"
+if scripts/bench.sh --smoke >"$log_dir/bench.log" 2>&1; then
+	echo "   bench smoke OK"
+	passed=$((passed + 1))
+else
+	tail -n 30 "$log_dir/bench.log" | sed 's/^/   /'
+	failed=$((failed + 1))
 fi
 echo "== logs in $log_dir; $(( $(date +%s) - start )) s"
 echo "tests: $passed passed, $failed failed"
