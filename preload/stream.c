@@ -30,6 +30,12 @@
 #define DISCARD_QUANTUM	  (1u << 20)
 #define PERSIST_EVERY_NS  (200 * 1000000LL)
 #define PUBLISH_EVERY_NS  (1000 * 1000000LL)
+/* One sendmsg of the replay thread: at most this many records, this many
+ * bytes copied (a record's rest up to BATCH_COPY_MAX is copied, a larger
+ * one is sent from the cursor's buffer as the batch's last piece). */
+#define BATCH_RECORDS	  1024
+#define BATCH_BYTES	  (64u << 10)
+#define BATCH_COPY_MAX	  (16u << 10)
 #define NS_PER_MS	  1000000LL
 
 int64_t
@@ -118,16 +124,38 @@ stream_ref(struct stream *s)
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
+/* Forgets what the batch holds (its memory stays). */
+static void
+batch_reset(struct replay_batch *b)
+{
+	b->n = b->first = b->used = b->pos = b->tail_len = 0;
+	b->tail = NULL;
+	b->switched = false;
+}
+
+/* Empties the batch and gives its memory back (leaving SPOOLING). */
+static void
+batch_free(struct replay_batch *b)
+{
+	if (b->p != &b->one)
+		free(b->p);
+	free(b->buf);
+	b->p = NULL;
+	b->buf = NULL;
+	b->ncap = b->cap = 0;
+	batch_reset(b);
+}
+
 /* Closes the reader and the writer; the files go (how) or stay. */
 static void
 spool_release(struct stream *s, enum spool_close_how how, const char *reason)
 {
 	struct spool_err e;
 
+	batch_free(&s->batch);	/* its tail may point into the cursor */
 	if (s->cur != NULL)
 		spool_cursor_close(s->cur);
 	s->cur = NULL;
-	s->holding = false;
 	if (s->spool != NULL &&
 	    spool_stream_close(s->spool, how, reason, &e) < 0)
 		log_warn("spool %s: close: %s", s->name, e.msg);
@@ -695,6 +723,7 @@ drained(struct stream *s, int64_t now)
 	struct spool_err e;
 
 	atomic_store(&s->flush_due, 0);
+	batch_free(&s->batch);
 	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
 		log_warn("spool %s: trim: %s", s->name, e.msg);
 	replay_room_changed(s);	/* trim deleted the delivered segments */
@@ -737,10 +766,9 @@ flush_staged(struct stream *s, int64_t now)
 }
 
 /*
- * The next record to send: the one the socket refused last time, else the
- * cursor's next (flushing staged records once when it has caught up).
- * 1 with *rec, 0 when the spool is empty, -1 on a flush that must wait,
- * -2 after fail().
+ * The cursor's next record (flushing staged records once when it has
+ * caught up). 1 with *rec, 0 when the spool is empty, -1 on a flush that
+ * must wait, -2 after fail().
  */
 static int
 next_record(struct stream *s, struct spool_record *rec, int64_t now)
@@ -748,11 +776,6 @@ next_record(struct stream *s, struct spool_record *rec, int64_t now)
 	struct spool_err e;
 	int rc;
 
-	if (s->holding) {
-		*rec = s->held;
-		s->holding = false;
-		return 1;
-	}
 	if ((rc = spool_cursor_next(s->cur, rec, &e)) == 0 &&
 	    spool_stream_staged_since(s->spool) != 0) {
 		flush_staged(s, now);
@@ -777,52 +800,213 @@ sync_after_send(struct stream *s)
 		log_error("spool %s: %s", s->name, e.msg);
 }
 
+/* Memory for a batch; without it, one record per batch, as it is. */
+static void
+batch_alloc(struct replay_batch *b)
+{
+	b->p = malloc(BATCH_RECORDS * sizeof(*b->p));
+	b->buf = malloc(BATCH_BYTES);
+	if (b->p == NULL || b->buf == NULL) {
+		free(b->p);
+		free(b->buf);
+		b->p = &b->one;
+		b->ncap = 1;
+		b->buf = NULL;
+		b->cap = 0;
+		return;
+	}
+	b->ncap = BATCH_RECORDS;
+	b->cap = BATCH_BYTES;
+}
+
+/*
+ * Fills the empty batch from the cursor: copies the rest of each record
+ * into buf, and ends with a record that is too large for what is left, or
+ * that opened a new frame, kept where the cursor has it (valid until its
+ * next call, which waits until the batch has gone). A record in a new
+ * frame ends the batch so that all but its last piece come from one frame:
+ * a short send then acknowledges an offset inside a record of the frame
+ * the cursor is in, which it can return again without reading the files
+ * again (see batch_sent). Frames are told apart by their data: the records
+ * of one frame lie back to back in the cursor's buffer; a mistake here
+ * costs a slower rewind, never a byte.
+ * Returns next_record's last answer (1 when the batch is full).
+ */
+static int
+batch_fill(struct stream *s, int64_t now)
+{
+	struct replay_batch *b = &s->batch;
+	const uint8_t *prev_end = NULL;
+	struct spool_record rec;
+	struct batch_piece *p;
+	size_t rest;
+	bool switched;
+	int rc;
+
+	if (b->ncap == 0)
+		batch_alloc(b);
+	while (b->n < b->ncap) {
+		if ((rc = next_record(s, &rec, now)) != 1)
+			return rc;
+		rest = rec.len - rec.off;
+		switched = b->n > 0 && rec.data != prev_end;
+		prev_end = rec.data + rec.len;
+		p = &b->p[b->n++];
+		p->seq = rec.seq;
+		p->off = rec.off;
+		p->len = rec.len;
+		if (!switched && rest <= BATCH_COPY_MAX &&
+		    rest <= b->cap - b->used) {
+			if (rest > 0)
+				memcpy(b->buf + b->used, rec.data + rec.off,
+				    rest);
+			b->used += rest;
+			p->end = b->used;
+			if (b->used == b->cap)
+				break;
+			continue;
+		}
+		b->tail = rec.data + rec.off;
+		b->tail_len = rest;
+		p->end = b->used + rest;
+		b->switched = switched;
+		break;
+	}
+	return 1;
+}
+
+/*
+ * The socket took the batch up to pos: acknowledges what it can. All sent:
+ * the last record, whole; the batch is empty. Up to a record boundary: the
+ * records before it; the rest stays for the next send. Inside a record:
+ * its offset, and the cursor returns the rest of it again, so the batch is
+ * dropped; unless the record is in an older frame than the cursor's
+ * (switched), which the cursor could return again only by reading the
+ * files again from their start: then the records before it are
+ * acknowledged and the batch stays, the record's bytes sent so far being
+ * acknowledged with it once it has gone whole.
+ * 1 if all of it was sent, 0 if not, -1 after fail().
+ */
+static int
+batch_sent(struct stream *s)
+{
+	struct replay_batch *b = &s->batch;
+	struct batch_piece *p;
+	struct spool_err e;
+	size_t start;
+	int rc = 0, all = 0;
+
+	while (b->first < b->n && b->p[b->first].end <= b->pos)
+		b->first++;
+	if (b->first == b->n) {
+		p = &b->p[b->n - 1];
+		rc = spool_cursor_ack(s->cur, p->seq, p->len, false, &e);
+		batch_reset(b);
+		all = 1;
+	} else {
+		start = b->first > 0 ? b->p[b->first - 1].end : 0;
+		p = &b->p[b->first];
+		if (b->pos > start && (!b->switched ||
+		    b->first == b->n - 1)) {
+			rc = spool_cursor_ack(s->cur, p->seq,
+			    p->off + (b->pos - start), false, &e);
+			batch_reset(b);
+		} else if (b->first > 0) {
+			p = &b->p[b->first - 1];
+			rc = spool_cursor_ack(s->cur, p->seq, p->len, false,
+			    &e);
+		}
+	}
+	if (rc < 0) {
+		fail(s, EIO, e.msg);
+		return -1;
+	}
+	return all;
+}
+
+/*
+ * One sendmsg of what the batch holds after pos. 2 if the socket took it
+ * all, 1 if some (*n bytes), 0 if none (EAGAIN: the batch stays), -1 after
+ * fail().
+ */
+static int
+batch_send(struct stream *s, size_t *n)
+{
+	struct replay_batch *b = &s->batch;
+	struct msghdr msg;
+	struct iovec iov[2];
+	int k = 0;
+	ssize_t r;
+
+	if (b->pos < b->used)
+		iov[k++] = (struct iovec){ b->buf + b->pos, b->used - b->pos };
+	if (b->tail_len > 0) {
+		size_t skip = b->pos > b->used ? b->pos - b->used : 0;
+
+		iov[k++] = (struct iovec){ (void *)(b->tail + skip),
+		    b->tail_len - skip };
+	}
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = (size_t)k;
+	do
+		r = k > 0 ? real.sendmsg(s->dup, &msg,
+		    MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && is_eagain(errno))
+		return 0;
+	if (r < 0) {
+		fail(s, errno, NULL);
+		return -1;
+	}
+	b->pos += (size_t)r;
+	*n = (size_t)r;
+	if ((r = batch_sent(s)) < 0)
+		return -1;
+	return r == 1 ? 2 : 1;
+}
+
 /*
  * Sends what the spool holds until the socket is full or the spool is
- * empty. A refused record is held, not re-read: the cursor has moved on.
- * (It relies on spool_cursor_ack leaving the record's data in place.)
+ * empty, many records per sendmsg (a batch). What the socket refuses stays
+ * in the batch, not re-read: the cursor has moved past it.
  */
 static void
 pump(struct stream *s, int64_t now)
 {
 	int64_t due = atomic_load(&s->flush_due);
-	struct spool_record rec;
 	struct spool_err e;
-	size_t sent = 0;
-	ssize_t n;
-	int rc;
+	size_t sent = 0, n = 0;
+	int rc = 1, r;
 
 	if (due != 0 && now >= due)
 		flush_staged(s, now);
-	while ((rc = next_record(s, &rec, now)) == 1) {
-		n = real.send(s->dup, rec.data + rec.off, rec.len - rec.off,
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR) {
-			s->held = rec;
-			s->holding = true;
-			continue;
+	for (;;) {
+		if (s->batch.n == 0) {
+			if (rc != 1)
+				break;	/* empty (0), or a flush must wait */
+			if ((rc = batch_fill(s, now)) == -2)
+				return;
+			if (s->batch.n == 0)
+				break;
 		}
-		if (n < 0 && is_eagain(errno)) {
-			s->held = rec;
-			s->holding = true;
+		if ((r = batch_send(s, &n)) < 0)
+			return;
+		if (r == 0) {
+			rc = 1;	/* the socket is full: not drained */
 			break;
 		}
-		if (n < 0) {
-			fail(s, errno, NULL);
-			return;
-		}
-		if (spool_cursor_ack(s->cur, rec.seq, rec.off + (size_t)n,
-		    false, &e) < 0) {
-			fail(s, EIO, e.msg);
-			return;
-		}
-		if ((sent += (size_t)n) >= REPLAY_QUANTUM) {
+		if (r == 1)
+			rc = 1;	/* a part is left (held, or to be read
+				 * again): the spool is not empty; the
+				 * next send sees EAGAIN, which arms the
+				 * next EPOLLOUT */
+		if ((sent += n) >= REPLAY_QUANTUM) {
 			atomic_store(&s->ready, true);
+			rc = 1;
 			break;
 		}
 	}
-	if (rc == -2)
-		return;
 	sync_after_send(s);
 	if (sent > 0) {
 		if (now - s->persisted_ns >= PERSIST_EVERY_NS) {

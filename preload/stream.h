@@ -65,6 +65,35 @@ enum stream_state {
 	STREAM_DONE,
 };
 
+/*
+ * What one sendmsg of the replay thread carries: the rest of successive
+ * records, as one byte sequence. A record's data from the cursor is valid
+ * only until the cursor's next call (spool.h), so every record but the
+ * last is copied into buf; the last (tail) may be the cursor's own bytes,
+ * and then the cursor is not called again until the batch has gone.
+ * Pieces before pos were sent; they are acknowledged when pos passes them
+ * (see stream.c, batch_sent).
+ */
+struct batch_piece {
+	uint64_t seq;
+	size_t off;		/* of the record, where this piece starts */
+	size_t len;		/* the record's length */
+	size_t end;		/* offset in the batch just past this piece */
+};
+
+struct replay_batch {
+	struct batch_piece *p;	/* ncap of them; one inline without memory */
+	size_t n, ncap;
+	size_t first;		/* pieces before it are sent and acknowledged */
+	uint8_t *buf;		/* cap bytes; NULL without memory */
+	size_t used, cap;
+	const uint8_t *tail;	/* the last piece's bytes when not in buf */
+	size_t tail_len;
+	size_t pos;		/* bytes of the batch sent */
+	bool switched;		/* the last piece opened a new frame */
+	struct batch_piece one;
+};
+
 struct stream {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	/* room in the spool; leaving SPOOLING */
@@ -82,10 +111,10 @@ struct stream {
 	bool overflow_logged;
 	struct spool_stream *spool;
 	struct spool_cursor *cur;
-	/* A record the cursor returned that the socket refused (EAGAIN):
-	 * sent first on the next turn (the cursor has moved past it). */
-	struct spool_record held;
-	bool holding;
+	/* Records the cursor returned and the socket has not taken yet
+	 * (replay thread): sent first on the next turn, the cursor having
+	 * moved past them. */
+	struct replay_batch batch;
 	struct spool_identity id;
 	char name[SPOOL_NAME_MAX];
 	uint64_t drops, errors;
