@@ -179,11 +179,12 @@ collect_due(struct stream ***out, size_t *cap, int64_t now)
 		struct stream *s = rp.list[i];
 		int64_t f = atomic_load(&s->flush_due);
 		int64_t l = atomic_load(&s->linger_due);
+		int64_t y = atomic_load(&s->sync_due);
 
 		if (!s->registered)
 			continue;
 		if (!atomic_load(&s->ready) && !(f != 0 && f <= now) &&
-		    !(l != 0 && l <= now) &&
+		    !(l != 0 && l <= now) && !(y != 0 && y <= now) &&
 		    atomic_load(&s->publish_due) > now)
 			continue;
 		if (k == *cap) {
@@ -239,6 +240,8 @@ sweep_locked(struct stream ***drop, size_t *ndrop, size_t *dcap)
 		if ((t = atomic_load(&s->flush_due)) != 0 && t < next)
 			next = t;
 		if ((t = atomic_load(&s->linger_due)) != 0 && t < next)
+			next = t;
+		if ((t = atomic_load(&s->sync_due)) != 0 && t < next)
 			next = t;
 		if ((t = atomic_load(&s->publish_due)) < next)
 			next = t;
@@ -398,6 +401,7 @@ replay_register(struct stream *s, int fd)
 	rp.registered++;
 	atomic_store(&s->flush_due, 0);
 	atomic_store(&s->linger_due, 0);
+	atomic_store(&s->sync_due, 0);
 	atomic_store(&s->publish_due, mono_ns());
 out:
 	pthread_mutex_unlock(&rp.mu);

@@ -5,9 +5,10 @@
  * It owns an epoll set of the private duplicates of every registered
  * stream (EPOLLOUT, edge-triggered; EPOLLIN while lingering) and an
  * eventfd to be woken. Its epoll timeout is the earliest timer of its
- * streams (flush interval, status publication, linger deadline): it never
- * polls and never sleeps. Started by the first registration (never in a
- * constructor), again in a forked child by its first registration.
+ * streams (flush interval, fsync interval, status publication, linger
+ * deadline): it never polls and never sleeps. Started by the first
+ * registration (never in a constructor), again in a forked child by its
+ * first registration.
  *
  * Every registered stream is also listed: the list holds a reference, and
  * is swept only by the thread itself between two epoll_wait calls, so an

@@ -311,6 +311,33 @@ admit(struct stream *s, uint64_t len)
 	return REFUSE;
 }
 
+/*
+ * fsync=interval: a frame may have been written just now. The spool syncs
+ * a frame only when a later one is written after the interval, or when
+ * spool_stream_sync is called after it: the replay thread makes that call
+ * by the time the interval is over (sync_after_send), so that a frame left
+ * alone (the application stopped writing, the peer stalls) is not left
+ * unsynced. From the application's thread (app), the replay thread is
+ * woken to take the new timer into its epoll timeout.
+ */
+static void
+note_written(struct stream *s, bool app)
+{
+	const struct tcpspool_config *cfg = runtime_config();
+	int64_t now;
+
+	if (cfg->fsync != FSYNC_INTERVAL)
+		return;
+	now = mono_ns();
+	s->wrote_ns = now;
+	if (atomic_load(&s->sync_due) != 0)
+		return;
+	atomic_store(&s->sync_due, now +
+	    (int64_t)cfg->fsync_interval_ms * NS_PER_MS);
+	if (app)
+		replay_wake();
+}
+
 /* Appends the bytes of iov after skip, len of them, as records. */
 static size_t
 append_iov(struct stream *s, const struct iovec *iov, int iovcnt, size_t skip,
@@ -319,7 +346,7 @@ append_iov(struct stream *s, const struct iovec *iov, int iovcnt, size_t skip,
 	struct iovec rec[64];
 	struct spool_err e;
 	size_t done = 0, inrec = 0;
-	int64_t ts = real_ns();
+	int64_t ts = real_ns(), before, after;
 	int n = 0, i;
 
 	for (i = 0; i < iovcnt && done + inrec < len; i++) {
@@ -346,9 +373,15 @@ append_iov(struct stream *s, const struct iovec *iov, int iovcnt, size_t skip,
 			l -= take;
 			if (n == (int)(sizeof(rec) / sizeof(rec[0])) ||
 			    inrec == SPOOL_RECORD_MAX || done + inrec == len) {
+				/* A frame was written if what is staged
+				 * was (it is gone, or newer). */
+				before = spool_stream_staged_since(s->spool);
 				if (spool_stream_append(s->spool, rec, n, ts,
 				    &e) < 0)
 					goto fail;
+				after = spool_stream_staged_since(s->spool);
+				if (after == 0 || after != before)
+					note_written(s, true);
 				done += inrec;
 				inrec = 0;
 				n = 0;
@@ -723,6 +756,7 @@ drained(struct stream *s, int64_t now)
 	struct spool_err e;
 
 	atomic_store(&s->flush_due, 0);
+	atomic_store(&s->sync_due, 0);	/* trim syncs what it keeps */
 	batch_free(&s->batch);
 	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
 		log_warn("spool %s: trim: %s", s->name, e.msg);
@@ -763,6 +797,7 @@ flush_staged(struct stream *s, int64_t now)
 		return;
 	}
 	atomic_store(&s->flush_due, 0);
+	note_written(s, false);
 }
 
 /*
@@ -790,14 +825,46 @@ next_record(struct stream *s, struct spool_record *rec, int64_t now)
 	return rc;
 }
 
-/* The fdatasync the policy owes for frames flush_staged wrote. */
+/*
+ * The fdatasync the policy owes: for frames flush_staged wrote (late by
+ * this turn's sending only), and for any frame once sync_due is reached.
+ *
+ * The spool does not say whether it synced. What is known: it syncs when
+ * the interval has passed since its last sync, and it never leaves a frame
+ * unsynced that was written before its last sync. So after a call at now,
+ * a frame written at or before now - interval is synced: either this call
+ * synced, or the spool's last sync is later than that. A frame written
+ * later may still be unsynced, because the spool synced after
+ * sync_due was set (it is set by the first write after a sync): then the
+ * call is made again one step later, until the last write is an interval
+ * old. A frame written at w is synced by the first call after the spool's
+ * last sync plus the interval, itself before w plus the interval; calls
+ * come a step apart from then on, so it is synced by w + interval + step,
+ * and the step is at most the flush interval: FORMAT.md's bound. The
+ * thread runs that often while spooled writes keep coming anyway (their
+ * flush timer); once they stop, sync_due is cleared an interval later.
+ *
+ * Under mu: the spool stream is not thread-safe, and the application's
+ * appends (which may rotate the segment) are made under mu.
+ */
 static void
 sync_after_send(struct stream *s)
 {
+	const struct tcpspool_config *cfg = runtime_config();
+	int64_t due = atomic_load(&s->sync_due), now = mono_ns();
+	int64_t interval = (int64_t)cfg->fsync_interval_ms * NS_PER_MS;
+	int64_t step = (int64_t)(cfg->flush_ms < cfg->fsync_interval_ms ?
+	    cfg->flush_ms : cfg->fsync_interval_ms) * NS_PER_MS;
 	struct spool_err e;
 
 	if (spool_stream_sync(s->spool, &e) < 0 && s->errors++ == 0)
 		log_error("spool %s: %s", s->name, e.msg);
+	if (due == 0 || now < due)
+		return;
+	if (s->wrote_ns <= now - interval)
+		atomic_store(&s->sync_due, 0);
+	else
+		atomic_store(&s->sync_due, now + step);
 }
 
 /* Memory for a batch; without it, one record per batch, as it is. */

@@ -119,6 +119,9 @@ struct stream {
 	char name[SPOOL_NAME_MAX];
 	uint64_t drops, errors;
 	int64_t persisted_ns;	/* last progress persist */
+	/* fsync=interval: when the last call that may have written a frame
+	 * returned (CLOCK_MONOTONIC ns); see sync_after_send. */
+	int64_t wrote_ns;
 	_Atomic int waiters;	/* threads waiting on cv */
 
 	/* Under mu and the replay lock. */
@@ -128,6 +131,9 @@ struct stream {
 	/* Timers (CLOCK_MONOTONIC ns, 0 = none), read by the replay thread
 	 * without mu. */
 	_Atomic int64_t flush_due, publish_due, linger_due;
+	/* A frame may be unsynced: call spool_stream_sync then (written
+	 * under mu too). */
+	_Atomic int64_t sync_due;
 	_Atomic bool ready;	/* more to send without waiting for EPOLLOUT */
 };
 
