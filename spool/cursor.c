@@ -71,6 +71,15 @@ struct spool_cursor {
 
 	struct spool_losses losses;
 	uint64_t loss_hwm;	/* losses below this were already counted */
+
+	/* The oldest segment's base_seq, applied (oldest_base) only at the
+	 * first frame read, once checked against it (FORMAT.md §5 rule 7). */
+	bool base_pending;
+	uint64_t base_hint;
+	/* For a stream read from the files only (live == NULL): the end of
+	 * the last record seen, to catch an impossible progress position. */
+	bool seen_frame, progress_checked;
+	uint64_t disk_end;
 };
 
 static void
@@ -220,10 +229,8 @@ done_push(struct spool_cursor *c)
  * been lost, or spool_stream_trim deleted them).
  */
 static void
-oldest_base(struct spool_cursor *c)
+oldest_base(struct spool_cursor *c, uint64_t base)
 {
-	uint64_t base = c->r.hdr.base_seq;
-
 	if (base <= c->ack_seq)
 		return;
 	c->ack_seq = base;
@@ -275,8 +282,13 @@ open_next_segment(struct spool_cursor *c, struct spool_err *err)
 			segread_close(&c->r);
 			continue;
 		}
-		if (first && i == 0)
-			oldest_base(c);
+		if (first && i == 0) {
+			/* Trusted only once a frame confirms it (frame_enter):
+			 * a header checksum proves it was written so, not that
+			 * it is possible. */
+			c->base_pending = true;
+			c->base_hint = c->r.hdr.base_seq;
+		}
 		c->seg_open = true;
 		rc = 1;
 		break;
@@ -291,6 +303,20 @@ frame_enter(struct spool_cursor *c)
 {
 	const struct frame_header *f = &c->r.fh;
 
+	if (c->base_pending) {
+		c->base_pending = false;
+		/* A segment's first frame starts at its base_seq (FORMAT.md
+		 * §3.2): a base above the first record on disk is impossible.
+		 * Counted, and the frame is believed, not the header. */
+		if (c->base_hint > f->first_seq) {
+			c->losses.frames++;
+			c->base_hint = f->first_seq;
+		}
+		oldest_base(c, c->base_hint);
+	}
+	c->seen_frame = true;
+	if (f->first_seq + f->count > c->disk_end)
+		c->disk_end = f->first_seq + f->count;
 	if (f->first_seq > c->expect)
 		add_loss(c, c->expect, f->first_seq - 1, false);
 	c->frame_min = c->expect;
@@ -352,6 +378,12 @@ load_frame(struct spool_cursor *c, struct spool_err *err)
 				return 1;
 			break;
 		case SR_CORRUPT:
+			if (c->r.bad_hdr_ok && c->r.bad_fh.first_seq +
+			    c->r.bad_fh.count > c->disk_end) {
+				c->seen_frame = true;
+				c->disk_end = c->r.bad_fh.first_seq +
+				    c->r.bad_fh.count;
+			}
 			if (c->r.bad_hdr_ok)
 				add_loss(c, c->r.bad_fh.first_seq,
 				    c->r.bad_fh.first_seq + c->r.bad_fh.count - 1,
@@ -402,6 +434,19 @@ out_push(struct spool_cursor *c, uint64_t seq, uint32_t len)
 	return 0;
 }
 
+/* From the oldest segment again, at ack_seq. */
+static void
+start_over(struct spool_cursor *c)
+{
+	segread_close(&c->r);
+	c->seg_open = false;
+	c->any_seg = false;
+	c->in_frame = false;
+	c->base_pending = false;
+	c->expect = c->ack_seq;
+	c->r.skip_below = c->ack_seq;
+}
+
 /* Back to the first record not fully acknowledged. */
 static void
 do_rewind(struct spool_cursor *c)
@@ -415,13 +460,25 @@ do_rewind(struct spool_cursor *c)
 		c->in_frame = true;
 		return;
 	}
-	/* Not in the current frame: start over from the oldest segment. */
-	segread_close(&c->r);
-	c->seg_open = false;
-	c->any_seg = false;
-	c->in_frame = false;
-	c->expect = c->ack_seq;
-	c->r.skip_below = c->ack_seq;
+	start_over(c);
+}
+
+/*
+ * A stream read from its files (no writer in this process) has been read
+ * to its end. A progress position past the end of the last record seen
+ * is impossible but for a power loss that kept the progress write and
+ * lost frames (FORMAT.md §6): counted as an impossible structure, so it
+ * is reported, never silent; the records below it stay acknowledged.
+ */
+static void
+progress_check(struct spool_cursor *c)
+{
+	if (c->live != NULL || c->progress_checked || !c->seen_frame)
+		return;
+	c->progress_checked = true;
+	if (c->ack_seq > c->disk_end ||
+	    (c->ack_seq == c->disk_end && c->ack_off > 0))
+		c->losses.frames++;
 }
 
 int
@@ -448,13 +505,22 @@ spool_cursor_next(struct spool_cursor *c, struct spool_record *rec,
 			rec->ts_ns = r.ts;
 			rec->data = r.data;
 			rec->len = r.len;
+			if (seq == c->ack_seq && c->ack_off > 0 &&
+			    c->ack_off >= r.len) {
+				/* A progress offset at or past the end of its
+				 * record is impossible (an ack of the whole
+				 * record moves to the next one): counted, and
+				 * the record delivered whole. */
+				c->losses.frames++;
+				c->ack_off = 0;
+			}
 			rec->off = seq == c->ack_seq ? c->ack_off : 0;
-			if (rec->off > rec->len)
-				rec->off = rec->len;
 			return 1;
 		}
 		c->in_frame = false;
-		if ((rc = load_frame(c, err)) <= 0)
+		if ((rc = load_frame(c, err)) == 0)
+			progress_check(c);
+		if (rc <= 0)
 			return rc;
 	}
 }

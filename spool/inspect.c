@@ -24,10 +24,11 @@ struct scan {
 	int stop;		/* non-0 from a callback */
 };
 
+/* A problem concerning records [first, last] (known) or none. */
 static void
-problem(struct scan *sc, const struct segread *r, enum spool_problem_kind k,
-    uint64_t off, uint64_t len, const struct frame_header *f,
-    const char *what)
+problem_seq(struct scan *sc, const struct segread *r,
+    enum spool_problem_kind k, uint64_t off, uint64_t len, bool known,
+    uint64_t first, uint64_t last, const char *what)
 {
 	struct spool_problem p;
 
@@ -39,10 +40,10 @@ problem(struct scan *sc, const struct segread *r, enum spool_problem_kind k,
 	seg_name(p.file, sizeof(p.file), r->seq, r->sealed);
 	p.offset = off;
 	p.length = len;
-	if (f != NULL) {
+	if (known) {
 		p.seq_known = true;
-		p.first_seq = f->first_seq;
-		p.last_seq = f->first_seq + f->count - 1;
+		p.first_seq = first;
+		p.last_seq = last;
 	}
 	snprintf(p.msg, sizeof(p.msg), "%s/%s/%s: offset %" PRIu64
 	    ", %" PRIu64 " bytes: %s", sc->d->path, sc->name, p.file, off,
@@ -50,20 +51,26 @@ problem(struct scan *sc, const struct segread *r, enum spool_problem_kind k,
 	sc->stop = sc->ops->problem(sc->arg, &p);
 }
 
+/* The records of frame f (decoded: first_seq + count does not wrap). */
+static void
+problem(struct scan *sc, const struct segread *r, enum spool_problem_kind k,
+    uint64_t off, uint64_t len, const struct frame_header *f,
+    const char *what)
+{
+	problem_seq(sc, r, k, off, len, f != NULL, f ? f->first_seq : 0,
+	    f ? f->first_seq + f->count - 1 : 0, what);
+}
+
 static void
 gap(struct scan *sc, const struct segread *r, const struct frame_header *f)
 {
-	struct frame_header g;
-
-	if (sc->have_expect && f->first_seq != sc->expect) {
-		memset(&g, 0, sizeof(g));
-		g.first_seq = sc->expect < f->first_seq ? sc->expect : f->first_seq;
-		g.count = (uint32_t)(sc->expect < f->first_seq ?
-		    f->first_seq - sc->expect : sc->expect - f->first_seq);
-		problem(sc, r, SPOOL_PROBLEM_SEQ_GAP, r->fh_off, 0, &g,
+	/* The range as 64-bit bounds: a gap can exceed any frame's count. */
+	if (sc->have_expect && f->first_seq != sc->expect)
+		problem_seq(sc, r, SPOOL_PROBLEM_SEQ_GAP, r->fh_off, 0, true,
+		    sc->expect < f->first_seq ? sc->expect : f->first_seq,
+		    (sc->expect < f->first_seq ? f->first_seq : sc->expect) - 1,
 		    sc->expect < f->first_seq ? "records missing before frame" :
 		    "frame repeats records already seen");
-	}
 	sc->have_expect = true;
 	sc->expect = f->first_seq + f->count;
 }
@@ -134,17 +141,68 @@ seg_info(struct segread *r, struct spool_segment_info *si)
 		seg_totals(r, si);
 }
 
+/*
+ * A segment's first frame starts at its header's base_seq (FORMAT.md
+ * §3.2, §5 rule 8). f is the first frame with a readable header; after
+ * a corrupt region (after_bad) records may be missing, so only a frame
+ * below base_seq is wrong then. In the oldest segment a frame above
+ * base_seq is a gap (a reader counts those records lost); in a later one
+ * it is a header that disagrees with frames that continue the previous
+ * segment (or gap() reports the discontinuity).
+ */
+static void
+base_check(struct scan *sc, const struct segread *r,
+    const struct frame_header *f, bool after_bad)
+{
+	uint64_t base = r->hdr.base_seq;
+	char what[160];
+
+	if (f->first_seq < base) {
+		snprintf(what, sizeof(what), "segment header's base_seq %"
+		    PRIu64 " is above its first frame's first record %" PRIu64
+		    ": impossible, base_seq ignored", base, f->first_seq);
+		problem_seq(sc, r, SPOOL_PROBLEM_BAD_HEADER, 0, SEG_HEADER_LEN,
+		    false, 0, 0, what);
+	} else if (f->first_seq > base && !after_bad && !sc->have_expect) {
+		snprintf(what, sizeof(what), "segment starts at record %"
+		    PRIu64 " (base_seq) but its first frame at %" PRIu64,
+		    base, f->first_seq);
+		problem_seq(sc, r, SPOOL_PROBLEM_SEQ_GAP, r->fh_off, 0, true,
+		    base, f->first_seq - 1, what);
+	} else if (f->first_seq > base && !after_bad &&
+	    sc->expect == f->first_seq) {
+		snprintf(what, sizeof(what), "segment header's base_seq %"
+		    PRIu64 " disagrees with its frames, which start at %"
+		    PRIu64, base, f->first_seq);
+		problem_seq(sc, r, SPOOL_PROBLEM_BAD_HEADER, 0, SEG_HEADER_LEN,
+		    false, 0, 0, what);
+	}
+}
+
 static void
 scan_frames(struct scan *sc, struct segread *r)
 {
 	struct footer sum;
 	enum sr_result res;
 	bool unknown = false;	/* a corrupt region without a frame header */
+	bool first = true, unknown_first = false;
 	int e;
 
 	memset(&sum, 0, sizeof(sum));
 	while (!sc->stop) {
 		res = segread_next(r, true, &e);
+		if (first && (res == SR_FRAME || res == SR_CORRUPT)) {
+			first = false;
+			if (res == SR_FRAME)
+				base_check(sc, r, &r->fh, false);
+			else if (r->bad_hdr_ok)
+				base_check(sc, r, &r->bad_fh, false);
+			else
+				unknown_first = true;
+		} else if (unknown_first && res == SR_FRAME) {
+			unknown_first = false;
+			base_check(sc, r, &r->fh, true);
+		}
 		if (res == SR_FRAME) {
 			gap(sc, r, &r->fh);
 			frame_cb(sc, r, &r->fh, r->fh_off, true);
@@ -318,7 +376,8 @@ info_frame(struct segread *r, const struct progress *pg,
 
 	if (f->first_seq + f->count <= pg->next_seq)
 		return;
-	if (f->first_seq >= pg->next_seq) {
+	if (f->first_seq > pg->next_seq ||
+	    (f->first_seq == pg->next_seq && pg->next_off == 0)) {
 		si->records += f->count;
 		si->raw_bytes += f->data_len;
 		if (si->oldest_ts_ns == 0)
@@ -335,9 +394,11 @@ info_frame(struct segread *r, const struct progress *pg,
 		if (seq < pg->next_seq)
 			continue;
 		si->records++;
+		/* An offset at or past the record's end is impossible: the
+		 * cursor delivers the record whole (FORMAT.md §6). */
 		si->raw_bytes += rec.len -
-		    (seq == pg->next_seq ? (rec.len < pg->next_off ? rec.len :
-		    pg->next_off) : 0);
+		    (seq == pg->next_seq && pg->next_off < rec.len ?
+		    pg->next_off : 0);
 		if (si->oldest_ts_ns == 0)
 			si->oldest_ts_ns = rec.ts;
 	}

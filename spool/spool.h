@@ -264,7 +264,13 @@ int spool_cursor_ack(struct spool_cursor *c, uint64_t seq, size_t off,
  */
 int spool_cursor_rewind(struct spool_cursor *c);
 
-/* Records lost to corruption so far: count and [first, last] sequence. */
+/*
+ * Records lost to corruption so far: count and [first, last] sequence.
+ * frames counts corrupt regions, and also impossible structures whose
+ * records were not lost (FORMAT.md §5 rule 8, §6): a segment base_seq
+ * above its first frame, a progress position past the records on disk
+ * or past the end of its record.
+ */
 struct spool_losses {
 	uint64_t frames;
 	uint64_t records;
@@ -304,7 +310,8 @@ struct spool_frame_info {
 enum spool_problem_kind {
 	SPOOL_PROBLEM_TORN_TAIL,	/* incomplete frame at the end */
 	SPOOL_PROBLEM_CORRUPT_FRAME,	/* bad checksum, skipped */
-	SPOOL_PROBLEM_BAD_HEADER,	/* segment header unreadable */
+	SPOOL_PROBLEM_BAD_HEADER,	/* segment header unreadable, or its
+					 * base_seq contradicts its frames */
 	SPOOL_PROBLEM_BAD_FOOTER,
 	SPOOL_PROBLEM_SEQ_GAP,		/* sequence discontinuity */
 	SPOOL_PROBLEM_IO,
