@@ -16,6 +16,12 @@
  * than the published cur_seg: those the writer never touches again. The
  * writer deletes only its current segment (spool_stream_trim), under
  * live->mu. Counters shared by both are atomics.
+ *
+ * When the writer is stalled (its last frame could not be written: disk
+ * full), the cursor that has read everything written goes on with the
+ * writer's committed staged records, copied under live->mu into its own
+ * buffer and read as one frame (load_staged). Its position may then pass
+ * what is on disk; the progress it persists never does (persist).
  */
 #include <sys/stat.h>
 
@@ -181,7 +187,7 @@ spool_cursor_losses(const struct spool_cursor *c, struct spool_losses *l)
 
 /* What the writer published; for a dead stream: nothing, files rule. */
 struct pub {
-	bool live;
+	bool live, stalled;
 	uint64_t cur_seg, cur_end, written;
 };
 
@@ -196,6 +202,7 @@ pub_read(struct spool_cursor *c, struct pub *p)
 	p->cur_seg = c->live->cur_seg;
 	p->cur_end = c->live->cur_end;
 	p->written = c->live->written;
+	p->stalled = c->live->stalled;
 	pthread_mutex_unlock(&c->live->mu);
 }
 
@@ -346,6 +353,33 @@ later_segment(struct spool_cursor *c)
 }
 
 /*
+ * The stalled writer's committed staged records, as a frame after what
+ * is written: 1 loaded (records not returned yet), 0 none, negative errno.
+ */
+static int
+load_staged(struct spool_cursor *c, struct spool_err *err)
+{
+	struct frame_header fh;
+	int rc;
+
+	pthread_mutex_lock(&c->live->mu);
+	rc = c->live->writer_gone ? 0 : live_staged_copy(c->live, &fh,
+	    &c->r.raw, &c->r.raw_cap);
+	pthread_mutex_unlock(&c->live->mu);
+	if (rc == -ENOMEM)
+		spool_seterr(err, "%s: out of memory", c->name);
+	if (rc <= 0 || fh.first_seq + fh.count <= c->expect)
+		return rc < 0 ? rc : 0;
+	if (!payload_check(&fh, c->r.raw, &c->r.it)) {
+		spool_seterr(err, "%s: staged records do not decode", c->name);
+		return -EIO;
+	}
+	c->r.fh = fh;
+	frame_enter(c);
+	return c->in_frame ? 1 : 0;
+}
+
+/*
  * Loads the next frame holding records. 1 loaded, 0 nothing more yet,
  * negative errno. Each turn of the loop moves the position forward (or
  * to a later segment) or returns, so it ends.
@@ -359,8 +393,15 @@ load_frame(struct spool_cursor *c, struct spool_err *err)
 
 	for (;;) {
 		pub_read(c, &p);
-		if (p.live && c->expect >= p.written)
+		if (p.live && c->expect >= p.written) {
+			if (!p.stalled || (rc = load_staged(c, err)) != 0)
+				return p.stalled ? rc : 0;
+			/* The writer may have written its frame meanwhile. */
+			pub_read(c, &p);
+			if (p.live && c->expect < p.written)
+				continue;
 			return 0;
+		}
 		if (!c->seg_open && (rc = open_next_segment(c, err)) <= 0)
 			return rc;
 		if (!c->r.sealed || p.live) {
@@ -593,18 +634,28 @@ stored_sub(struct spool_cursor *c, uint64_t bytes)
 static int
 persist(struct spool_cursor *c, struct spool_err *err)
 {
+	uint64_t seq = c->ack_seq, off = c->ack_off;
+	struct pub p;
 	int rc;
 
-	if (c->prog.generation > 0 && c->prog.next_seq == c->ack_seq &&
-	    c->prog.next_off == c->ack_off)
+	/* Records delivered from the stalled writer's memory are not on
+	 * disk (yet): the progress file never passes what is (FORMAT.md §6),
+	 * so it says at most "everything written". */
+	pub_read(c, &p);
+	if (p.live && seq > p.written) {
+		seq = p.written;
+		off = 0;
+	}
+	if (c->prog.generation > 0 && c->prog.next_seq == seq &&
+	    c->prog.next_off == off)
 		return 0;
 	if (c->prog_fd == -1) {
 		if ((rc = progress_open(c->sfd)) < 0)
 			goto fail;
 		c->prog_fd = rc;
 	}
-	c->prog.next_seq = c->ack_seq;
-	c->prog.next_off = c->ack_off;
+	c->prog.next_seq = seq;
+	c->prog.next_off = off;
 	if ((rc = progress_store(c->prog_fd, &c->prog, c->sync_progress)) < 0)
 		goto fail;
 	return 0;

@@ -189,7 +189,17 @@ struct stream_live {
 	uint64_t cur_seg;		/* segment being written */
 	uint64_t cur_end;		/* end of its last complete frame, 0 if
 					 * the file does not exist */
-	uint64_t written;		/* records in complete frames */
+	uint64_t written;		/* the record after the last one in a
+					 * complete frame (or discarded, all
+					 * acknowledged, FORMAT.md §4) */
+	/*
+	 * The last frame could not be written (disk full, ...): the staged
+	 * records stay in memory and the cursor may read them from there
+	 * (live_staged_copy). While stalled, the writer changes its staging
+	 * only under mu; otherwise the cursor never touches it.
+	 */
+	bool stalled;			/* under mu */
+	struct spool_stream *w;		/* under mu; NULL once closed */
 	enum spool_fsync fsync;
 	struct spool_dir *dir;
 	LIST_ENTRY(stream_live) link;	/* in dir->lives, under dir->mu */
@@ -227,6 +237,14 @@ struct spool_dir *stream_dir(const struct spool_stream *s);
 struct stream_live *stream_live(const struct spool_stream *s);
 struct stream_live *stream_live_ref(struct spool_stream *s);
 uint64_t stream_staged_bytes(const struct spool_stream *s);
+/*
+ * Under l->mu, for the cursor: when the writer is stalled, its staged
+ * records as one stored frame (header in *fh, raw payload copied into
+ * *buf of *cap bytes, grown as needed). 1 if there is one, 0 if not,
+ * -ENOMEM.
+ */
+int live_staged_copy(struct stream_live *l, struct frame_header *fh,
+    uint8_t **buf, size_t *cap);
 
 /* ------------------------------------------------------------ segread.c */
 

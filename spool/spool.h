@@ -22,6 +22,13 @@
  *     only sealed segments older than the writer's current one, and the
  *     writer deletes only its current segment (spool_stream_trim) under
  *     a lock they share. Counters they share are atomics.
+ *     When a frame cannot be written (disk full, quota, I/O error), the
+ *     writer is "stalled" until a frame is written: its cursor, having
+ *     read everything in the files, also returns the staged records in
+ *     the writer's memory (copied under that lock; the writer changes
+ *     its staging under it while stalled). Only records whose append
+ *     returned a sequence number are visible. Staged records that are
+ *     all acknowledged are dropped, never written (FORMAT.md §4).
  *   - Every fd opened here is O_CLOEXEC; files are 0600, folders 0700,
  *     opened with O_NOFOLLOW, new ones with O_EXCL.
  */
@@ -141,13 +148,19 @@ const char *spool_stream_name(const struct spool_stream *s);
  * off, the segment stays valid, the records stay staged, and the negative
  * errno is returned. On any failure the record of this call is NOT
  * appended (its sequence number is not used); records staged by earlier
- * calls stay staged and are written by a later flush. -EMSGSIZE for a
- * record larger than SPOOL_RECORD_MAX.
+ * calls stay staged and are written by a later flush, and meanwhile the
+ * stream's cursor can deliver them from memory (see the conventions
+ * above). -EMSGSIZE for a record larger than SPOOL_RECORD_MAX.
  */
 int64_t spool_stream_append(struct spool_stream *s, const struct iovec *iov,
     int iovcnt, int64_t ts_ns, struct spool_err *err);
 
-/* Forms a frame of whatever is staged and writes it; fsync per policy. */
+/*
+ * Forms a frame of whatever is staged and writes it; fsync per policy.
+ * If every staged record is already acknowledged (delivered from memory
+ * while stalled), they are dropped instead, with the segments, which then
+ * hold only acknowledged records: 0 even on a full disk.
+ */
 int spool_stream_flush(struct spool_stream *s, struct spool_err *err);
 
 /*
@@ -233,7 +246,8 @@ int spool_stream_cursor(struct spool_stream *s, struct spool_cursor **out,
 
 /*
  * The next record not fully acknowledged: 1 with *rec filled, 0 when
- * nothing more is written yet (for a live stream, flush then retry), or a
+ * nothing more is written yet (for a live stream, flush then retry; a
+ * stalled writer's staged records are returned without a flush), or a
  * negative errno. rec->off tells how much of it was already delivered.
  * Successive calls return successive records (several may be in flight
  * before they are acknowledged); after an acknowledgement that ends
@@ -253,7 +267,10 @@ int spool_cursor_next(struct spool_cursor *c, struct spool_record *rec,
  * Progress is persisted when persist is true (a write to the progress file,
  * no fsync unless the policy is ALWAYS). seq must be a record returned by
  * spool_cursor_next (-EINVAL otherwise); records before it are acknowledged
- * whole. Acknowledging an older position is a no-op.
+ * whole. Acknowledging an older position is a no-op. The progress
+ * written never passes the records in the files: a position among records
+ * delivered from a stalled writer's memory is persisted as "everything
+ * written so far" until their frame is written.
  */
 int spool_cursor_ack(struct spool_cursor *c, uint64_t seq, size_t off,
     bool persist, struct spool_err *err);

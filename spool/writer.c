@@ -8,6 +8,12 @@
  *   - What the writer publishes in live (cur_seg, cur_end, written) is
  *     always already in the file; a cursor of this process never reads past
  *     it, so it never sees half a frame.
+ *   - When a frame cannot be written (disk full, ...) the writer is
+ *     "stalled": the staged records stay in memory and its cursor may
+ *     read the committed ones (those whose append returned) from there,
+ *     under live->mu; while stalled every change of the staging is made
+ *     under live->mu. Staged records that are all acknowledged are
+ *     dropped, never written (FORMAT.md §4).
  *   - A stream holds no zlib state and, with nothing staged, no buffer;
  *     the segment fd is open only between the first frame written and the
  *     next spool_stream_trim (an idle stream holds no fd).
@@ -50,6 +56,13 @@ struct spool_stream {
 	int64_t st_first_ts, st_last_ts;
 	int64_t st_last_q;	/* ts_us() of the last staged record */
 	int64_t st_since;
+	/* The committed prefix of the staging: what the cursor may read
+	 * while stalled (an append in progress may still be undone). */
+	size_t c_lens, c_tss, c_data;
+	uint32_t c_count;
+	int64_t c_last_ts;
+	bool stalled;		/* the last frame write failed; see live */
+	uint64_t w_end;		/* published as live->written */
 
 	uint64_t next_seq;
 	int64_t last_sync_ns;
@@ -113,15 +126,31 @@ sync_stream_dir(struct spool_stream *s)
 }
 
 static void
-publish(struct spool_stream *s, uint64_t new_records)
+publish(struct spool_stream *s)
 {
 	struct stream_live *l = s->live;
 
 	pthread_mutex_lock(&l->mu);
 	l->cur_seg = s->seg_seq;
 	l->cur_end = s->seg_exists ? s->seg_end : 0;
-	l->written += new_records;
+	l->written = s->w_end;
+	l->stalled = s->stalled;
 	pthread_mutex_unlock(&l->mu);
+}
+
+/* Changes of the staging take live->mu while the cursor may read it. */
+static void
+stage_lock(struct spool_stream *s)
+{
+	if (s->stalled)
+		pthread_mutex_lock(&s->live->mu);
+}
+
+static void
+stage_unlock(struct spool_stream *s, bool locked)
+{
+	if (locked)
+		pthread_mutex_unlock(&s->live->mu);
 }
 
 static void
@@ -231,7 +260,7 @@ seg_create(struct spool_stream *s, uint64_t base, struct spool_err *err)
 	memset(&s->seg_sum, 0, sizeof(s->seg_sum));
 	s->seg_sum.first_seq = base;
 	stored_add(s, SEG_HEADER_LEN, 1);
-	publish(s, 0);
+	publish(s);
 	return 0;
 }
 
@@ -283,6 +312,66 @@ stage_free(struct stage_buf *b)
 	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
+}
+
+/* Empties the staging (its records are in a frame, or dropped). */
+static void
+stage_clear(struct spool_stream *s)
+{
+	s->st_count = 0;
+	s->st_since = 0;
+	s->c_lens = s->c_tss = s->c_data = 0;
+	s->c_count = 0;
+	stage_free(&s->lens);
+	stage_free(&s->tss);
+	stage_free(&s->data);
+}
+
+/* The records staged so far are committed: the cursor may read them. */
+static void
+stage_commit(struct spool_stream *s)
+{
+	bool locked = s->stalled;
+
+	stage_lock(s);
+	s->c_lens = s->lens.len;
+	s->c_tss = s->tss.len;
+	s->c_data = s->data.len;
+	s->c_count = s->st_count;
+	s->c_last_ts = s->st_last_ts;
+	stage_unlock(s, locked);
+}
+
+int
+live_staged_copy(struct stream_live *l, struct frame_header *fh,
+    uint8_t **buf, size_t *cap)
+{
+	struct spool_stream *s = l->w;
+	size_t raw;
+	uint8_t *p;
+
+	if (s == NULL || !l->stalled || s->c_count == 0)
+		return 0;
+	raw = s->c_lens + s->c_tss + s->c_data;
+	if (*cap < raw + 1) {
+		if ((p = realloc(*buf, raw + 1)) == NULL)
+			return -ENOMEM;
+		*buf = p;
+		*cap = raw + 1;
+	}
+	memcpy(*buf, s->lens.p, s->c_lens);
+	memcpy(*buf + s->c_lens, s->tss.p, s->c_tss);
+	if (s->c_data > 0)
+		memcpy(*buf + s->c_lens + s->c_tss, s->data.p, s->c_data);
+	memset(fh, 0, sizeof(*fh));
+	fh->codec = CODEC_STORED;
+	fh->first_seq = s->st_first_seq;
+	fh->count = s->c_count;
+	fh->data_len = (uint32_t)s->c_data;
+	fh->raw_len = fh->stored_len = (uint32_t)raw;
+	fh->first_ts = s->st_first_ts;
+	fh->last_ts = s->c_last_ts;
+	return 1;
 }
 
 static int
@@ -363,7 +452,7 @@ crc32_cols(const struct iovec cols[3])
  * calls spool_stream_sync soon; never skipped with SPOOL_FSYNC_ALWAYS).
  */
 static int
-form_frame_sync(struct spool_stream *s, bool sync, struct spool_err *err)
+write_frame(struct spool_stream *s, bool sync, struct spool_err *err)
 {
 	struct iovec cols[3], iov[4];
 	uint8_t hb[FRAME_HEADER_LEN];
@@ -372,8 +461,6 @@ form_frame_sync(struct spool_stream *s, bool sync, struct spool_err *err)
 	size_t raw, zlen;
 	int rc, n;
 
-	if (s->st_count == 0)
-		return 0;
 	raw = staged_raw(s);
 	cols[0] = (struct iovec){ s->lens.p, s->lens.len };
 	cols[1] = (struct iovec){ s->tss.p, s->tss.len };
@@ -423,13 +510,76 @@ form_frame_sync(struct spool_stream *s, bool sync, struct spool_err *err)
 	stored_add(s, FRAME_HEADER_LEN + fh.stored_len, 0);
 	if (s->dir->lim.total_max != 0)
 		atomic_fetch_sub(&s->dir->staged_bytes, (uint64_t)s->data.len);
-	publish(s, fh.count);
-	s->st_count = 0;
-	s->st_since = 0;
-	stage_free(&s->lens);
-	stage_free(&s->tss);
-	stage_free(&s->data);
+	s->w_end = fh.first_seq + fh.count;
+	s->stalled = false;
+	publish(s);	/* the cursor reads the file now, not the staging */
+	stage_clear(s);
 	return 0;
+}
+
+static void trim_sealed(struct spool_stream *s);
+
+/*
+ * Every record appended is acknowledged, the staged ones too: they were
+ * delivered from memory while the writer was stalled. They are dropped,
+ * never written; and as nothing on disk is pending any more, the segments
+ * go as spool_stream_trim would delete them, so the next segment starts
+ * at next_seq with no gap before it (FORMAT.md §4).
+ */
+static void
+discard_acked(struct spool_stream *s)
+{
+	struct stream_live *l = s->live;
+	char path[64];
+
+	if (s->dir->lim.total_max != 0)
+		atomic_fetch_sub(&s->dir->staged_bytes, (uint64_t)s->data.len);
+	pthread_mutex_lock(&l->mu);
+	stage_clear(s);
+	s->stalled = false;
+	s->w_end = s->next_seq;
+	trim_sealed(s);
+	if (s->seg_exists) {
+		seg_path(s, path, sizeof(path), s->seg_seq, false);
+		if (unlinkat(s->dir->fd, path, 0) == 0) {
+			stored_add(s, -(int64_t)s->seg_end, -1);
+			if (s->seg_fd != -1)
+				close(s->seg_fd);
+			s->seg_fd = -1;
+			s->seg_exists = false;
+			s->unsynced = false;
+			s->seg_seq++;
+		}
+	}
+	l->cur_seg = s->seg_seq;
+	l->cur_end = s->seg_exists ? s->seg_end : 0;
+	l->written = s->w_end;
+	l->stalled = false;
+	pthread_mutex_unlock(&l->mu);
+}
+
+/*
+ * Forms one frame of everything staged and writes it with one pwritev;
+ * then the fdatasync the policy owes, unless sync is false. On failure
+ * the writer is stalled (its cursor reads the staged records from
+ * memory) until a frame is written or the records are dropped.
+ */
+static int
+form_frame_sync(struct spool_stream *s, bool sync, struct spool_err *err)
+{
+	int rc;
+
+	if (s->st_count == 0)
+		return 0;
+	if (live_pending_records(s->live) == 0) {
+		discard_acked(s);
+		return 0;
+	}
+	if ((rc = write_frame(s, sync, err)) < 0 && !s->stalled) {
+		s->stalled = true;
+		publish(s);
+	}
+	return rc;
 }
 
 static int
@@ -496,6 +646,7 @@ spool_stream_create(struct spool_dir *d, struct spool_identity *id,
 	pthread_mutex_init(&l->mu, NULL);
 	l->refs = 1;
 	l->dir = d;
+	l->w = s;
 	s->dir = d;
 	s->live = l;
 	s->seg_fd = -1;
@@ -593,6 +744,7 @@ spool_stream_append(struct spool_stream *s, const struct iovec *iov,
 {
 	size_t len = 0, ol, ot, od;
 	int64_t olast, olastq;
+	bool locked;
 	int i, rc;
 
 	for (i = 0; i < iovcnt; i++) {
@@ -603,6 +755,11 @@ spool_stream_append(struct spool_stream *s, const struct iovec *iov,
 		}
 		len += iov[i].iov_len;
 	}
+	/* Stalled, and everything staged already delivered from memory:
+	 * drop it now, or this record could never join a frame. */
+	if (s->stalled && s->st_count > 0 &&
+	    live_pending_records(s->live) == 0)
+		discard_acked(s);
 	/* A frame's raw payload stays within SPOOL_FRAME_RAW_MAX. */
 	if (staged_raw(s) + len + 2 * VARINT_MAX > SPOOL_FRAME_RAW_MAX &&
 	    (rc = form_frame(s, err)) < 0)
@@ -612,7 +769,11 @@ spool_stream_append(struct spool_stream *s, const struct iovec *iov,
 	od = s->data.len;
 	olast = s->st_last_ts;
 	olastq = s->st_last_q;
-	if ((rc = stage_record(s, iov, iovcnt, len, ts_ns)) < 0) {
+	locked = s->stalled;
+	stage_lock(s);
+	rc = stage_record(s, iov, iovcnt, len, ts_ns);
+	stage_unlock(s, locked);
+	if (rc < 0) {
 		spool_seterr(err, "%s: staging: out of memory", s->name);
 		return rc;
 	}
@@ -622,10 +783,14 @@ spool_stream_append(struct spool_stream *s, const struct iovec *iov,
 	    staged_raw(s) >= s->opt.frame_target) {
 		if ((rc = form_frame(s, err)) < 0) {
 			pending_add(s, -1, -(int64_t)len);
+			locked = s->stalled;
+			stage_lock(s);
 			stage_rollback(s, ol, ot, od, olast, olastq);
+			stage_unlock(s, locked);
 			return rc;
 		}
 	}
+	stage_commit(s);
 	return (int64_t)s->next_seq++;
 }
 
@@ -780,6 +945,8 @@ spool_stream_close(struct spool_stream *s, enum spool_close_how how,
 	pthread_mutex_lock(&s->live->mu);
 	dir_release(s);
 	s->live->writer_gone = true;
+	s->live->w = NULL;
+	s->live->stalled = false;
 	pthread_mutex_unlock(&s->live->mu);
 	if (how == SPOOL_CLOSE_REMOVE)
 		rc = spool_stream_remove(s->dir, s->name, err);

@@ -1,12 +1,18 @@
 /*
  * An appending thread and a replay thread on the same stream (the
  * preload's situation): every record arrives once, in order, intact, and
- * the counters end exact. A plain program (exit status 0 = pass), not a
+ * the counters end exact; then the same on a "full disk" (RLIMIT_FSIZE),
+ * where the writer stalls and the reader takes the staged records from
+ * its memory while the appender retries refused records. A plain program (exit status 0 = pass), not a
  * Criterion one, because Criterion's process arena cannot start under
  * TSan; the TSan build runs it (suite 'concurrency').
  */
+#include <sys/resource.h>
+
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,7 +27,7 @@ enum { N = 20000 };
 
 struct shared {
 	struct spool_cursor *c;
-	uint64_t got;
+	uint64_t got, n;
 	bool bad;
 };
 
@@ -72,7 +78,7 @@ reader(void *arg)
 	long idle = 0;
 	int rc;
 
-	while (sh->got < N && idle < 50000000) {
+	while (sh->got < sh->n && idle < 50000000) {
 		rc = spool_cursor_next(sh->c, &r, &err);
 		if (rc < 0 || (rc == 1 && (r.seq != sh->got ||
 		    !check(r.data, r.len, r.seq)))) {
@@ -112,6 +118,81 @@ rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 	return remove(p);
 }
 
+/* Appends N records on a disk that refuses most frames (EFBIG). */
+static void
+stalled(struct spool_dir *d)
+{
+	struct spool_identity id;
+	struct spool_options o;
+	struct spool_stream *s;
+	struct spool_counts cnt;
+	struct spool_err err = { "" };
+	struct shared sh = { .n = N };
+	struct rlimit rl, old;
+	struct iovec iov;
+	pthread_t th;
+	uint8_t buf[600];
+	uint64_t i, refused = 0;
+	int64_t rc;
+
+	signal(SIGXFSZ, SIG_IGN);
+	memset(&id, 0, sizeof(id));
+	spool_options_default(&o);
+	o.segment_max = 64 << 10;
+	o.frame_target = 2 << 10;
+	o.level = 0;
+	o.fsync = SPOOL_FSYNC_NEVER;
+	if (spool_stream_create(d, &id, &o, &s, &err) != 0 ||
+	    spool_stream_cursor(s, &sh.c, &err) != 0)
+		fail("%s", err.msg);
+	if (getrlimit(RLIMIT_FSIZE, &old) != 0)
+		fail("getrlimit");
+	rl = old;
+	rl.rlim_cur = 6000;	/* a header and about two frames */
+	if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+		fail("setrlimit");
+	if (pthread_create(&th, NULL, reader, &sh) != 0)
+		fail("pthread_create");
+	for (i = 0; i < N; i++) {
+		iov.iov_base = buf;
+		iov.iov_len = 1 + i % sizeof(buf);
+		fill(buf, iov.iov_len, i);
+		/* A refused record is not appended: the application's retry
+		 * once the reader has taken the staged ones from memory. */
+		while ((rc = spool_stream_append(s, &iov, 1, (int64_t)i,
+		    &err)) == -EFBIG) {
+			refused++;
+			sched_yield();
+		}
+		if (rc != (int64_t)i)
+			fail("stalled append %llu: %lld %s",
+			    (unsigned long long)i, (long long)rc, err.msg);
+		if (i % 50 == 0) {
+			(void)spool_stream_flush(s, &err);
+			spool_stream_counts(s, &cnt);
+		}
+	}
+	setrlimit(RLIMIT_FSIZE, &old);
+	if (spool_stream_flush(s, &err) != 0)
+		fail("flush after the stall: %s", err.msg);
+	pthread_join(th, NULL);
+	if (sh.bad || sh.got != N)
+		fail("stalled: reader stopped at %llu%s",
+		    (unsigned long long)sh.got,
+		    sh.bad ? " on a wrong record" : "");
+	if (refused == 0)
+		fail("stalled: the disk never refused a frame");
+	spool_stream_counts(s, &cnt);
+	if (cnt.pending_records != 0 || cnt.pending_bytes != 0)
+		fail("stalled: pending %llu records %llu bytes",
+		    (unsigned long long)cnt.pending_records,
+		    (unsigned long long)cnt.pending_bytes);
+	if (spool_stream_trim(s, &err) != 0)
+		fail("stalled: trim: %s", err.msg);
+	spool_cursor_close(sh.c);
+	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+}
+
 int
 main(void)
 {
@@ -122,7 +203,7 @@ main(void)
 	struct spool_stream *s;
 	struct spool_counts cnt;
 	struct spool_err err = { "" };
-	struct shared sh = { 0 };
+	struct shared sh = { .n = N };
 	const char *which;
 	struct iovec iov;
 	pthread_t th;
@@ -182,6 +263,7 @@ main(void)
 		    (unsigned long long)cnt.stored_bytes);
 	spool_cursor_close(sh.c);
 	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+	stalled(d);
 	spool_dir_counts(d, &cnt);
 	if (cnt.stored_bytes != 0 || cnt.pending_bytes != 0)
 		fail("dir counts not back to 0");

@@ -287,3 +287,227 @@ Test(spool, accounting_exact_after_acks_and_deletes)
 	cr_assert_eq(dc.pending_bytes, 0);
 	spool_dir_close(d);
 }
+
+/* ------------------------------------------------ a stalled writer */
+
+static void
+fsize_limit(rlim_t cur)
+{
+	struct rlimit rl;
+
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+	rl.rlim_cur = cur;
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+static struct spool_stream *
+stall_stream(struct spool_dir *d, uint32_t target)
+{
+	struct spool_options o;
+
+	spool_options_default(&o);
+	o.frame_target = target;
+	o.level = 0;
+	o.fsync = SPOOL_FSYNC_NEVER;
+	return new_stream(d, &o);
+}
+
+static void
+rec_of(uint8_t *b, size_t len, int64_t seq)
+{
+	memset(b, 'a' + (int)(seq % 26), len);
+	snprintf((char *)b, len, "r%lld", (long long)seq);
+}
+
+static void
+next_is(struct spool_cursor *c, uint64_t seq, size_t len)
+{
+	struct spool_record r;
+	struct spool_err err = { "" };
+	uint8_t want[3000];
+	int rc = spool_cursor_next(c, &r, &err);
+
+	cr_assert_eq(rc, 1, "next: %d %s (wanted record %llu)", rc, err.msg,
+	    (unsigned long long)seq);
+	cr_assert_eq(r.seq, seq);
+	cr_assert_eq(r.len, len);
+	cr_assert_eq(r.off, 0);
+	rec_of(want, len, (int64_t)seq);
+	cr_assert_eq(memcmp(r.data, want, len), 0);
+}
+
+static void
+ack(struct spool_cursor *c, uint64_t seq, size_t len, bool persist)
+{
+	struct spool_err err = { "" };
+
+	cr_assert_eq(spool_cursor_ack(c, seq, len, persist, &err), 0, "%s",
+	    err.msg);
+}
+
+/* The diskfull story: the frame cannot be written, the records were
+ * accepted; the writer's cursor delivers them from memory, and once all
+ * are acknowledged they are dropped, never written, and the disk freed. */
+Test(spool, stalled_writer_delivers_staged_records_from_memory)
+{
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_stream *s = stall_stream(d, 1 << 20);
+	struct spool_err err = { "" };
+	struct spool_cursor *c;
+	struct spool_counts cnt;
+	struct spool_stream_info si;
+	struct spool_record r;
+	char name[SPOOL_NAME_MAX];
+	uint8_t b[3000];
+	int i;
+
+	strcpy(name, spool_stream_name(s));
+	cr_assert_eq(spool_stream_cursor(s, &c, &err), 0);
+	for (i = 0; i < 2; i++) {	/* two on disk first */
+		rec_of(b, sizeof(b), i);
+		append1(s, b, sizeof(b), i);
+	}
+	cr_assert_eq(spool_stream_flush(s, &err), 0);
+	for (; i < 5; i++) {
+		rec_of(b, sizeof(b), i);
+		append1(s, b, sizeof(b), i);
+	}
+	fsize_limit(8192);
+	cr_assert_eq(spool_stream_flush(s, &err), -EFBIG);
+	for (i = 0; i < 5; i++) {
+		next_is(c, (uint64_t)i, sizeof(b));
+		ack(c, (uint64_t)i, sizeof(b), true);
+	}
+	cr_assert_eq(spool_cursor_next(c, &r, &err), 0);
+	/* The progress file never passes what the files hold. */
+	cr_assert_eq(spool_stream_info(d, name, &si, &err), 0);
+	cr_assert_eq(si.acked_seq, 2);
+	spool_stream_counts(s, &cnt);
+	cr_assert_eq(cnt.pending_records, 0);
+	cr_assert_eq(cnt.pending_bytes, 0);
+	/* All acknowledged: the flush drops them and the segment, still
+	 * on the "full" disk. */
+	cr_assert_eq(spool_stream_flush(s, &err), 0, "%s", err.msg);
+	cr_assert_eq(spool_stream_staged_since(s), 0);
+	cr_assert_eq(disk_bytes(name), 0);
+	spool_stream_counts(s, &cnt);
+	cr_assert_eq(cnt.stored_bytes, 0);
+	cr_assert_eq(cnt.segments, 0);
+	/* Room again: the next records follow with their own numbers. */
+	fsize_limit(RLIM_INFINITY);
+	for (i = 5; i < 7; i++) {
+		rec_of(b, sizeof(b), i);
+		cr_assert_eq(append1(s, b, sizeof(b), i), i);
+	}
+	cr_assert_eq(spool_stream_flush(s, &err), 0);
+	next_is(c, 5, sizeof(b));
+	next_is(c, 6, sizeof(b));
+	cr_assert_eq(spool_cursor_next(c, &r, &err), 0);
+	{
+		struct spool_losses l;
+
+		spool_cursor_losses(c, &l);
+		cr_assert_eq(l.frames, 0);
+		cr_assert_eq(l.records, 0);
+	}
+	/* What is on disk starts at 5, no gap, nothing wrong. */
+	cr_assert_eq(spool_scan(d, name, NULL, NULL, &err), 0, "%s", err.msg);
+	spool_cursor_close(c);
+	spool_stream_close(s, SPOOL_CLOSE_KEEP, "test", &err);
+	{
+		struct spool_cursor *c2;
+
+		cr_assert_eq(spool_cursor_open(d, name, &c2, &err), 0);
+		cr_assert_eq(spool_cursor_next(c2, &r, &err), 1);
+		cr_assert_eq(r.seq, 5);	/* not yet acknowledged */
+		spool_cursor_close(c2);
+	}
+	spool_dir_close(d);
+}
+
+/* Delivered from memory, then written when the disk has room: each
+ * record is delivered once, and the progress catches up. */
+Test(spool, stalled_records_written_later_are_not_delivered_twice)
+{
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_stream *s = stall_stream(d, 1 << 20);
+	struct spool_err err = { "" };
+	struct spool_stream_info si;
+	struct spool_cursor *c;
+	struct spool_record r;
+	char name[SPOOL_NAME_MAX];
+	uint8_t b[3000];
+	int i;
+
+	strcpy(name, spool_stream_name(s));
+	cr_assert_eq(spool_stream_cursor(s, &c, &err), 0);
+	for (i = 0; i < 5; i++) {
+		rec_of(b, sizeof(b), i);
+		append1(s, b, sizeof(b), i);
+	}
+	fsize_limit(4096);
+	cr_assert_eq(spool_stream_flush(s, &err), -EFBIG);
+	for (i = 0; i < 3; i++) {
+		next_is(c, (uint64_t)i, sizeof(b));
+		ack(c, (uint64_t)i, sizeof(b), true);
+	}
+	/* A partial send of record 3, then a rewind: still from memory. */
+	next_is(c, 3, sizeof(b));
+	ack(c, 3, 100, false);
+	cr_assert_eq(spool_cursor_next(c, &r, &err), 1);
+	cr_assert_eq(r.seq, 3);
+	cr_assert_eq(r.off, 100);
+	fsize_limit(RLIM_INFINITY);
+	cr_assert_eq(spool_stream_flush(s, &err), 0, "%s", err.msg);
+	/* The frame holds 0..4; only 4 is new to the cursor. */
+	next_is(c, 4, sizeof(b));
+	cr_assert_eq(spool_cursor_next(c, &r, &err), 0);
+	ack(c, 4, sizeof(b), true);
+	cr_assert_eq(spool_stream_info(d, name, &si, &err), 0);
+	cr_assert_eq(si.acked_seq, 5);
+	cr_assert_eq(spool_scan(d, name, NULL, NULL, &err), 0, "%s", err.msg);
+	spool_cursor_close(c);
+	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_dir_close(d);
+}
+
+/* A record whose append failed (the frame it triggered could not be
+ * written) is not appended: the cursor never sees it in memory, and its
+ * sequence number goes to the next record. */
+Test(spool, stalled_writer_never_shows_a_refused_record)
+{
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_stream *s = stall_stream(d, 10000);
+	struct spool_err err = { "" };
+	struct spool_cursor *c;
+	struct spool_record r;
+	struct spool_counts cnt;
+	struct iovec iov;
+	uint8_t b[3000];
+	int i;
+
+	cr_assert_eq(spool_stream_cursor(s, &c, &err), 0);
+	for (i = 0; i < 3; i++) {	/* 9000 raw bytes: below the target */
+		rec_of(b, sizeof(b), i);
+		append1(s, b, sizeof(b), i);
+	}
+	fsize_limit(4096);
+	rec_of(b, sizeof(b), 3);
+	iov = (struct iovec){ b, sizeof(b) };
+	cr_assert_eq(spool_stream_append(s, &iov, 1, 3, &err), -EFBIG);
+	for (i = 0; i < 3; i++)
+		next_is(c, (uint64_t)i, sizeof(b));
+	cr_assert_eq(spool_cursor_next(c, &r, &err), 0);
+	cr_assert_eq(spool_stream_append(s, &iov, 1, 3, &err), -EFBIG);
+	cr_assert_eq(spool_cursor_next(c, &r, &err), 0);
+	spool_stream_counts(s, &cnt);
+	cr_assert_eq(cnt.records, 3);
+	fsize_limit(RLIM_INFINITY);
+	cr_assert_eq(append1(s, b, sizeof(b), 3), 3);
+	next_is(c, 3, sizeof(b));
+	cr_assert_eq(spool_cursor_next(c, &r, &err), 0);
+	spool_cursor_close(c);
+	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_dir_close(d);
+}
