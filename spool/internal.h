@@ -180,7 +180,9 @@ int open_stream_dir(struct spool_dir *d, const char *name,
  * What the writer publishes for a cursor of the same process. Shared,
  * reference counted (the stream and its cursor each hold one). The
  * writer changes cur_seg/cur_end/written only under mu, after the bytes
- * are in the file; the cursor reads them under mu. Counters are atomics.
+ * are in the file (or, for written, after dropping staged records that
+ * were all acknowledged); the cursor reads them under mu. Counters are
+ * atomics.
  */
 struct stream_live {
 	pthread_mutex_t mu;
