@@ -156,8 +156,10 @@ spool_release(struct stream *s, enum spool_close_how how, const char *reason)
 	if (s->cur != NULL)
 		spool_cursor_close(s->cur);
 	s->cur = NULL;
+	/* One line per stream: an append error already said why. */
 	if (s->spool != NULL &&
-	    spool_stream_close(s->spool, how, reason, &e) < 0)
+	    spool_stream_close(s->spool, how, reason, &e) < 0 &&
+	    s->errors++ == 0)
 		log_warn("spool %s: close: %s", s->name, e.msg);
 	s->spool = NULL;
 }
