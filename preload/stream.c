@@ -78,7 +78,7 @@ stream_state_name(enum stream_state st)
 	case STREAM_SPOOLING:
 		return "spooling";
 	case STREAM_LINGER:
-		return "draining";
+		return "lingering";
 	case STREAM_FAILED:
 		return "failed";
 	case STREAM_DONE:
@@ -249,7 +249,15 @@ publish(struct stream *s, int64_t now)
 	spool_stream_counts(s->spool, &c);
 	st.pid = s->id.pid;
 	st.fd = s->fd;
-	strlcpy(st.state, stream_state_name(s->state), sizeof(st.state));
+	/* What an operator asks: is the application still writing, or has it
+	 * closed and the library is delivering what is left? */
+	if (s->state == STREAM_SPOOLING && s->app_gone) {
+		strlcpy(st.state, "draining", sizeof(st.state));
+		strlcpy(st.reason, "closed by the application",
+		    sizeof(st.reason));
+	} else
+		strlcpy(st.state, stream_state_name(s->state),
+		    sizeof(st.state));
 	st.pending_bytes = c.pending_bytes;
 	st.pending_records = c.pending_records;
 	st.drops = s->drops;

@@ -95,32 +95,36 @@ connect_stalled(int port)
 	return fd;
 }
 
-/* Polls ls --json until a stream is spooling live; fills its name. */
+/* Polls ls --json until a live stream with pending bytes is in state
+ * (as published by the library); fills its name. */
 static void
-wait_spooling(char name[SPOOL_NAME_MAX], int *pid)
+wait_state(const char *state, char name[SPOOL_NAME_MAX], int *pid)
 {
 	struct t_out o, py;
+	char want[64], prog[1024];
 	int i;
+
+	snprintf(want, sizeof(want), "\"state\":\"%s\"", state);
+	snprintf(prog, sizeof(prog),
+	    "import json, sys\n"
+	    "for line in sys.stdin:\n"
+	    "    o = json.loads(line)\n"
+	    "    s = o['status']\n"
+	    "    if (o['alive'] and o['state'] == '%s' and s and\n"
+	    "        s['fresh'] and s['pending_bytes'] > 0):\n"
+	    "        print(o['stream'], o['pid'])\n", state);
 
 	for (i = 0; i < 300; i++) {
 		t_cli(&o, "ls", "--json", t_spool, NULL);
 		cr_assert(o.status == 0, "%s", o.err);
-		if (strstr(o.out, "\"state\":\"spooling\"") == NULL) {
+		if (strstr(o.out, want) == NULL) {
 			t_out_free(&o);
 			sleep_ms(50);
 			continue;
 		}
 		t_write_file(t_path("ls.json"), o.out, o.out_len);
 		t_out_free(&o);
-		t_python(&py,
-		    "import json, sys\n"
-		    "for line in sys.stdin:\n"
-		    "    o = json.loads(line)\n"
-		    "    s = o['status']\n"
-		    "    if (o['alive'] and o['state'] == 'spooling' and s and\n"
-		    "        s['fresh'] and s['pending_bytes'] > 0):\n"
-		    "        print(o['stream'], o['pid'])\n",
-		    t_path("ls.json"));
+		t_python(&py, prog, t_path("ls.json"));
 		if (sscanf(py.out, "%16s %d", name, pid) == 2) {
 			t_out_free(&py);
 			return;
@@ -128,7 +132,7 @@ wait_spooling(char name[SPOOL_NAME_MAX], int *pid)
 		t_out_free(&py);
 		sleep_ms(100);
 	}
-	cr_assert_fail("no live spooling stream appeared in ls --json");
+	cr_assert_fail("no live %s stream appeared in ls --json", state);
 }
 
 Test(tools_live, ls_shows_a_spooling_process_live_and_the_cli_keeps_off)
@@ -159,7 +163,7 @@ Test(tools_live, ls_shows_a_spooling_process_live_and_the_cli_keeps_off)
 	port = read_port(port_file);
 	fd = connect_stalled(port);
 
-	wait_spooling(name, &pid);
+	wait_state("spooling", name, &pid);
 	cr_assert_neq(pid, server.pid, "the writer is server_a's child");
 
 	t_cli(&o, "ls", t_spool, NULL);
@@ -185,6 +189,17 @@ Test(tools_live, ls_shows_a_spooling_process_live_and_the_cli_keeps_off)
 	cr_assert_eq(o.status, 0);
 	cr_assert_eq(o.out_len, 0, "%s", o.out);
 	t_out_free(&o);
+
+	/* server_a closes once it has written everything (all spooled):
+	 * the stream is then delivered after the application's close. */
+	{
+		char name2[SPOOL_NAME_MAX];
+		int pid2;
+
+		wait_state("draining", name2, &pid2);
+		cr_assert_str_eq(name2, name);
+		cr_assert_eq(pid2, pid);
+	}
 
 	/* Now read: every byte, in order, then EOF. */
 	got = malloc(total + 65536);
