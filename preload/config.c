@@ -40,12 +40,19 @@
 #define QUOTE_MAX 64
 
 void
+config_default_dir(struct tcpspool_config *c)
+{
+	snprintf(c->dir, sizeof(c->dir), "%s%u", CONFIG_DEFAULT_DIR_PREFIX,
+	    (unsigned)geteuid());
+}
+
+void
 config_defaults(struct tcpspool_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->disabled = false;
-	snprintf(c->dir, sizeof(c->dir), "%s%u", CONFIG_DEFAULT_DIR_PREFIX,
-	    (unsigned)getuid());
+	c->dir_is_default = true;
+	config_default_dir(c);
 	c->max_stream = CONFIG_DEFAULT_MAX_STREAM;
 	c->max_total = CONFIG_DEFAULT_MAX;
 	c->min_free = CONFIG_DEFAULT_MIN_FREE;
@@ -416,6 +423,7 @@ set_var(struct tcpspool_config *c, enum var_id id, const char *s)
 			return -1;
 		memcpy(c->dir, s, (size_t)len);
 		c->dir[len] = '\0';
+		c->dir_is_default = false;
 		return 0;
 	case V_SIZE:
 		if (config_parse_size(s, &u) == -1 || u < v->min || u > v->max)

@@ -93,6 +93,10 @@ struct port_set {
 struct tcpspool_config {
 	bool disabled;
 	char dir[PATH_MAX];
+	/* TCPSPOOL_DIR unset: the dir is named after the effective uid when
+	 * it is opened (config_default_dir), so that a process that changes
+	 * user after the config was read (an nginx worker) uses its own. */
+	bool dir_is_default;
 	uint64_t max_stream;
 	uint64_t max_total;
 	uint64_t min_free;
@@ -111,7 +115,9 @@ struct tcpspool_config {
 	enum log_level log_level;
 };
 
-/* Fills c with the documented defaults (the dir depends on the real uid). */
+/* The default spool dir of the current effective uid into c->dir. */
+void config_default_dir(struct tcpspool_config *c);
+/* Fills c with the documented defaults (the dir depends on the uid). */
 void config_defaults(struct tcpspool_config *c);
 
 /*

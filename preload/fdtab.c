@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "fdtab.h"
+#include "runtime.h"
 #include "stream.h"
 
 _Atomic(fdtab_slot *) fdtab_chunks[FDTAB_CHUNKS];
@@ -55,6 +56,25 @@ fdtab_get(int fd)
 	return s;
 }
 
+struct stream *
+fdtab_tryget(int fd)
+{
+	struct stream *s;
+	fdtab_slot *sl;
+
+	if (!FDTAB_IS_STREAM(fdtab_peek(fd)) ||
+	    pthread_rwlock_tryrdlock(&tab_lock) != 0)
+		return NULL;
+	sl = slot_of(fd, false);
+	s = sl ? atomic_load_explicit(sl, memory_order_acquire) : NULL;
+	if (FDTAB_IS_STREAM(s))
+		stream_ref(s);
+	else
+		s = NULL;
+	pthread_rwlock_unlock(&tab_lock);
+	return s;
+}
+
 bool
 fdtab_install(int fd, struct stream *expect, struct stream *s,
     struct stream **old)
@@ -64,6 +84,8 @@ fdtab_install(int fd, struct stream *expect, struct stream *s,
 	bool ok = false;
 
 	*old = NULL;
+	if (!runtime_own_process())
+		return false;
 	pthread_rwlock_wrlock(&tab_lock);
 	sl = slot_of(fd, s != NULL);
 	if (sl == NULL) {
@@ -95,7 +117,7 @@ fdtab_take(int fd, int *left)
 	fdtab_slot *sl;
 
 	*left = 0;
-	if (fdtab_peek(fd) == NULL)
+	if (fdtab_peek(fd) == NULL || !runtime_own_process())
 		return NULL;
 	pthread_rwlock_wrlock(&tab_lock);
 	if ((sl = slot_of(fd, false)) != NULL) {
@@ -166,30 +188,34 @@ fdtab_each(int lo, int hi, void (*fn)(void *arg, int fd, struct stream *p),
 	}
 }
 
-void
-fdtab_lock_for_fork(void)
-{
-	pthread_rwlock_wrlock(&tab_lock);
-}
-
-void
-fdtab_unlock_after_fork(void)
-{
-	pthread_rwlock_unlock(&tab_lock);
-}
-
+/*
+ * The child of fork has one thread: whatever other threads held of the
+ * lock is gone with them, and glibc's rwlock cannot be unlocked here by a
+ * thread that did not take it (it tells a writer by its thread id). So the
+ * lock is made new rather than taken across fork; slots are plain atomic
+ * words and chunks are published by one atomic store, so the table is
+ * consistent without it.
+ */
 void
 fdtab_reset_after_fork(void)
 {
 	int i, j;
 
+	pthread_rwlock_init(&tab_lock, NULL);
 	for (i = 0; i < FDTAB_CHUNKS; i++) {
 		fdtab_slot *c = atomic_load_explicit(&fdtab_chunks[i],
 		    memory_order_relaxed);
 
 		if (c == NULL)
 			continue;
-		for (j = 0; j < FDTAB_CHUNK; j++)
-			atomic_store_explicit(&c[j], NULL, memory_order_relaxed);
+		for (j = 0; j < FDTAB_CHUNK; j++) {
+			struct stream *p = atomic_load_explicit(&c[j],
+			    memory_order_relaxed);
+
+			/* Tags of the child's own files stay true. */
+			if (FDTAB_IS_STREAM(p) || p == FDTAB_PRIVATE)
+				atomic_store_explicit(&c[j], NULL,
+				    memory_order_relaxed);
+		}
 	}
 }

@@ -8,6 +8,9 @@
  *                   filtered port): also the fast path;
  *   FDTAB_PRIVATE   a private fd of the library (a replay duplicate): the
  *                   application may not close or replace it;
+ *   FDTAB_EPOLL     an epoll fd of the application: when a stream keeps a
+ *                   closed fd's file open, its registrations there are
+ *                   removed (SAFETY.md, epoll); writes pass through;
  *   a stream        this application fd writes to that stream (several fds,
  *                   after dup, may share one stream).
  *
@@ -18,6 +21,8 @@
  *   - Readers that find a stream take their own reference under the read
  *     lock (fdtab_get), so a stream is never freed under a reader.
  *   - fds at or above FDTAB_MAX are never tracked: they pass through.
+ *   - A vfork child (runtime_own_process() false) changes no slot: the
+ *     table is its parent's memory.
  * Chunks are allocated on first install and never freed.
  */
 #ifndef TCPSPOOL_FDTAB_H
@@ -36,7 +41,8 @@ struct stream;
 
 #define FDTAB_IGNORED ((struct stream *)(uintptr_t)1)
 #define FDTAB_PRIVATE ((struct stream *)(uintptr_t)2)
-#define FDTAB_IS_STREAM(p) ((uintptr_t)(p) > 2)
+#define FDTAB_EPOLL ((struct stream *)(uintptr_t)3)
+#define FDTAB_IS_STREAM(p) ((uintptr_t)(p) > 3)
 
 typedef _Atomic(struct stream *) fdtab_slot;
 extern _Atomic(fdtab_slot *) fdtab_chunks[FDTAB_CHUNKS];
@@ -59,6 +65,9 @@ fdtab_peek(int fd)
 
 /* The stream of fd with a new reference (stream_unref it), or NULL. */
 struct stream *fdtab_get(int fd);
+/* The same without waiting for the lock (NULL if it is held for writing):
+ * for a nested hook (SAFETY.md, signals). */
+struct stream *fdtab_tryget(int fd);
 
 /*
  * Puts s (a stream, or a tag) in slot fd if it holds expect. A stream gets
@@ -91,11 +100,12 @@ struct stream *fdtab_forget(int fd, int *left);
 void fdtab_each(int lo, int hi, void (*fn)(void *arg, int fd,
     struct stream *p), void *arg);
 
-/* fork: prepare takes the table lock, parent/child release it. */
-void fdtab_lock_for_fork(void);
-void fdtab_unlock_after_fork(void);
-/* In the child: every slot empty; the parent's streams are forgotten
- * (leaked on purpose: their locks may be held by threads that are gone). */
+/*
+ * In the child of fork (no lock is taken across fork): the table lock made
+ * new; stream and private slots emptied, the parent's streams forgotten
+ * (leaked on purpose: their locks may be held by threads that are gone);
+ * ignored and epoll tags kept, they describe the child's files too.
+ */
 void fdtab_reset_after_fork(void);
 
 #endif

@@ -390,7 +390,7 @@ epoll_create(int size)
 		}
 		return (int)RAW(SYS_epoll_create1, 0);
 	}
-	return op_new_fd(real.epoll_create(size));
+	return op_new_epoll(real.epoll_create(size));
 }
 
 TCPSPOOL_EXPORT int
@@ -398,7 +398,7 @@ epoll_create1(int flags)
 {
 	if (!real_ready())
 		return (int)RAW(SYS_epoll_create1, flags);
-	return op_new_fd(real.epoll_create1(flags));
+	return op_new_epoll(real.epoll_create1(flags));
 }
 
 TCPSPOOL_EXPORT int

@@ -479,8 +479,10 @@ log_fork_parent(void)
 	pthread_mutex_unlock(&log_lock);
 }
 
+/* The child has one thread: the lock is made new, never unlocked by a
+ * thread that may not own it. */
 void
 log_fork_child(void)
 {
-	pthread_mutex_unlock(&log_lock);
+	pthread_mutex_init(&log_lock, NULL);
 }

@@ -3,8 +3,8 @@
  * load), make the real call when there is none, and hand over to stream.c
  * when there is one or when the real call could not take everything.
  */
+#include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +17,7 @@
 #include "fdtab.h"
 #include "ops.h"
 #include "real.h"
+#include "replay.h"
 #include "runtime.h"
 #include "stream.h"
 
@@ -65,7 +66,7 @@ first_spool(struct wreq *w, ssize_t r, int err, int saved)
 	struct sockinfo si;
 	ssize_t out;
 
-	if (!runtime_active())
+	if (rt_nested() || !runtime_active())
 		goto kernel;
 	switch (classify_fd(w->fd, runtime_config(), &si)) {
 	case FD_NEVER:
@@ -79,22 +80,65 @@ first_spool(struct wreq *w, ssize_t r, int err, int saved)
 	if (!wreq_rest_available(w, done) || (s = stream_new(w->fd, &si)) ==
 	    NULL)
 		goto kernel;
+	rt_enter();
 	pthread_mutex_lock(&s->mu);
 	if (!fdtab_install(w->fd, NULL, s, &old)) {
 		pthread_mutex_unlock(&s->mu);
 		stream_unref(s);
-		if ((s = fdtab_get(w->fd)) == NULL)
+		if ((s = fdtab_get(w->fd)) == NULL) {
+			rt_leave();
 			goto kernel;
+		}
 		pthread_mutex_lock(&s->mu);
 	}
 	out = stream_after_direct(s, w, r, err);
 	pthread_mutex_unlock(&s->mu);
 	stream_unref(s);
+	rt_leave();
 	if (out >= 0)
 		errno = saved;
 	return out;
 kernel:
 	errno = err;
+	return r;
+}
+
+/*
+ * A write from a signal handler that interrupted this library on the same
+ * thread: no lock may be waited on. A socket with nothing spooled gets the
+ * real call and the kernel's answer, whole; one that is spooling gets
+ * EAGAIN (an edge owed), as a full socket would; see SAFETY.md.
+ */
+static ssize_t
+nested_write(struct wreq *w)
+{
+	struct stream *s;
+	ssize_t r;
+
+	if (!FDTAB_IS_STREAM(fdtab_peek(w->fd)))
+		return w->direct(w);
+	if ((s = fdtab_tryget(w->fd)) == NULL) {
+		errno = EAGAIN;		/* the table is being changed below us */
+		return -1;
+	}
+	switch (stream_state_peek(s)) {
+	case STREAM_DIRECT:
+		r = w->direct(w);
+		break;
+	case STREAM_SPOOLING:
+		r = invented_eagain(s);
+		replay_wake();
+		break;
+	case STREAM_FAILED:
+		errno = EPIPE;
+		r = -1;
+		break;
+	default:
+		errno = EBADF;
+		r = -1;
+		break;
+	}
+	stream_unref(s);
 	return r;
 }
 
@@ -106,6 +150,8 @@ write_req(struct wreq *w)
 	struct stream *p, *s;
 	ssize_t r;
 
+	if (rt_nested())
+		return nested_write(w);
 	for (;;) {
 		p = fdtab_peek(w->fd);
 		if (!FDTAB_IS_STREAM(p)) {
@@ -118,8 +164,10 @@ write_req(struct wreq *w)
 		}
 		if ((s = fdtab_get(w->fd)) == NULL)
 			continue;
+		rt_enter();
 		r = stream_write(s, w);
 		stream_unref(s);
+		rt_leave();
 		if (r == STREAM_RETRY)
 			continue;
 		if (r >= 0)
@@ -433,32 +481,66 @@ lost_fd(struct stream *s, int left, int fd)
 	stream_unref(s);
 }
 
-/* The application fd is about to be closed (by close, dup2, ...). */
+static void
+epoll_del_visit(void *arg, int epfd, struct stream *p)
+{
+	int fd = *(int *)arg;
+
+	if (p == FDTAB_EPOLL)
+		(void)epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+/*
+ * The application fd is about to be closed (by close, dup2, close_range),
+ * still open. If its stream's duplicate keeps the file open, the kernel
+ * would keep fd's registrations in the application's epoll sets (epoll
+ * watches the file, not the number) and report events for a closed fd,
+ * with data the application has freed: they are removed first, from every
+ * epoll fd the application made. (A vfork child changes no slot, so
+ * fdtab_take finds nothing there.)
+ */
 static void
 release_app_fd(int fd)
 {
 	struct stream *s;
-	int left;
+	int left, saved = errno;
 
-	/* A vfork child shares our memory: its closes are not its parent's. */
-	if ((pid_t)syscall(SYS_getpid) != runtime_pid())
+	if ((s = fdtab_take(fd, &left)) == NULL)
 		return;
-	if ((s = fdtab_take(fd, &left)) != NULL)
-		lost_fd(s, left, fd);
+	if (stream_holds_file(s))
+		fdtab_each(0, FDTAB_MAX - 1, epoll_del_visit, &fd);
+	lost_fd(s, left, fd);
+	errno = saved;
 }
 
+/* A nested hook (a signal handler inside the library) leaves a stale
+ * slot as it is, as for a close we never saw: a later new fd of that
+ * number finds it. */
 int
 op_new_fd(int fd)
 {
 	struct stream *s;
 	int saved, left;
 
-	if (fd < 0 || fdtab_peek(fd) == NULL)
+	if (fd < 0 || fdtab_peek(fd) == NULL || rt_nested())
 		return fd;
 	saved = errno;
+	rt_enter();
 	if ((s = fdtab_forget(fd, &left)) != NULL)
 		lost_fd(s, left, -1);	/* its close was not seen */
+	rt_leave();
 	errno = saved;
+	return fd;
+}
+
+int
+op_new_epoll(int fd)
+{
+	struct stream *old;
+
+	op_new_fd(fd);
+	if (fd >= 0 && !rt_nested())
+		(void)fdtab_install(fd, NULL, FDTAB_EPOLL, &old);
 	return fd;
 }
 
@@ -472,11 +554,15 @@ op_close(int fd)
 		return real.close(fd);
 	if (p == FDTAB_PRIVATE)
 		return 0;	/* ours: the host never opened it */
+	if (rt_nested())
+		return real.close(fd);	/* the slot goes stale, see op_new_fd */
 	saved = errno;
-	if (p == FDTAB_IGNORED)
+	rt_enter();
+	if (!FDTAB_IS_STREAM(p))
 		fdtab_clear_tag(fd);
 	else
 		release_app_fd(fd);
+	rt_leave();
 	errno = saved;
 	return real.close(fd);
 }
@@ -502,7 +588,7 @@ range_visit(void *arg, int fd, struct stream *p)
 			rs->cap = nc;
 		}
 		rs->priv[rs->n++] = fd;
-	} else if (p == FDTAB_IGNORED)
+	} else if (!FDTAB_IS_STREAM(p))
 		fdtab_clear_tag(fd);
 	else
 		release_app_fd(fd);
@@ -518,8 +604,9 @@ op_close_range(unsigned first, unsigned last, int flags)
 	size_t i;
 
 	if ((flags & CLOSE_RANGE_CLOEXEC) || first > last ||
-	    first >= FDTAB_MAX)
+	    first >= FDTAB_MAX || rt_nested())
 		return real.close_range(first, last, flags);
+	rt_enter();
 	fdtab_each((int)first, last >= FDTAB_MAX ? FDTAB_MAX - 1 : (int)last,
 	    range_visit, &rs);
 	for (i = 0; i < rs.n; i++) {
@@ -539,6 +626,7 @@ op_close_range(unsigned first, unsigned last, int flags)
 		saved = errno;
 	}
 	free(rs.priv);
+	rt_leave();
 	errno = saved;
 	return r;
 }
@@ -561,10 +649,21 @@ op_shutdown(int fd, int how)
 	struct stream *s;
 	int r;
 
-	if (!FDTAB_IS_STREAM(fdtab_peek(fd)) || (s = fdtab_get(fd)) == NULL)
+	if (!FDTAB_IS_STREAM(fdtab_peek(fd)))
 		return real.shutdown(fd, how);
+	if (rt_nested()) {
+		if ((s = fdtab_tryget(fd)) == NULL)
+			return real.shutdown(fd, how);
+		r = stream_shutdown_nested(s, fd, how);
+		stream_unref(s);
+		return r;
+	}
+	if ((s = fdtab_get(fd)) == NULL)
+		return real.shutdown(fd, how);
+	rt_enter();
 	r = stream_shutdown(s, fd, how);
 	stream_unref(s);
+	rt_leave();
 	return r;
 }
 
@@ -604,18 +703,22 @@ after_dup(int fd, int nfd)
 	struct stream *p, *s, *old;
 	int saved = errno;
 
+	if (rt_nested())
+		return;		/* nfd's slot is left as it is, see op_new_fd */
 	op_new_fd(nfd);
+	rt_enter();
 	if ((p = fdtab_peek(fd)) == NULL) {
 		link_before_dup(fd);
 		p = fdtab_peek(fd);
 	}
-	if (p == FDTAB_IGNORED)
-		(void)fdtab_install(nfd, NULL, FDTAB_IGNORED, &old);
+	if (p == FDTAB_IGNORED || p == FDTAB_EPOLL)
+		(void)fdtab_install(nfd, NULL, p, &old);
 	else if (FDTAB_IS_STREAM(p) && (s = fdtab_get(fd)) != NULL) {
 		if (fdtab_install(nfd, NULL, s, &old) && old != NULL)
 			stream_unref(old);
 		stream_unref(s);
 	}
+	rt_leave();
 	errno = saved;
 }
 
@@ -643,10 +746,14 @@ before_replace(int fd, int fd2)
 	}
 	if (real.fcntl(fd, F_GETFD) == -1)
 		return false;	/* EBADF, as dup2 would say */
-	if (p == FDTAB_IGNORED)
+	if (rt_nested())
+		return true;	/* fd2's slot goes stale, see op_new_fd */
+	rt_enter();
+	if (!FDTAB_IS_STREAM(p))
 		fdtab_clear_tag(fd2);
 	else
 		release_app_fd(fd2);
+	rt_leave();
 	return true;
 }
 

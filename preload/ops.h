@@ -53,6 +53,8 @@ int op_fcntl(int fd, int cmd, void *arg, bool is64);
 /* A call handed out fd (>= 0): whatever the table knew of that number is
  * stale. Returns fd, errno untouched. */
 int op_new_fd(int fd);
+/* A new epoll fd of the application: op_new_fd, then tagged FDTAB_EPOLL. */
+int op_new_epoll(int fd);
 
 /* _exit, _Exit: deliver what can be, bounded by the linger time. */
 void op_exit(void);

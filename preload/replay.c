@@ -4,11 +4,25 @@
  *
  * rp.mu guards the list, the counts and the fds below. Lock order: a
  * stream's mu, then rp.mu, then the fd table's lock. The thread itself
- * never holds rp.mu while it serves a stream.
+ * never holds rp.mu while it serves a stream. Under rp.mu only calls that
+ * cannot block run: epoll_ctl, fcntl, memory; never a close of a socket
+ * (a close can wait out the application's SO_LINGER): duplicates that go
+ * are put in the graveyard and closed by the thread, holding no lock.
+ *
+ * Process end (replay_drain) takes no lock in the exiting thread: it may
+ * run in a signal handler that interrupted anything, even this library or
+ * malloc. It publishes a deadline and waits on a futex word; the thread
+ * delivers, orphans what is left and says it is done.
  */
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,9 +43,11 @@
 
 static struct {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;	/* registered went down; the thread exited */
-	bool started, stopping, exited;
+	bool started;
 	int epfd, evfd;
+	/* Duplicates unregistered, for the thread to close (no lock). */
+	int *grave;
+	size_t ngrave, capgrave;
 	struct stream **list;	/* listed streams, one reference each */
 	size_t n, cap;
 	size_t registered;
@@ -41,20 +57,15 @@ static struct {
 	size_t nblocked, capblocked;
 } rp = { .mu = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .evfd = -1 };
 
-static pthread_once_t rp_once = PTHREAD_ONCE_INIT;
 static _Atomic bool wake_pending;
+static _Atomic bool any_owed;	/* some stream may owe an EPOLLOUT edge */
 static _Atomic int blocked;
-
-static void
-init_cv(void)
-{
-	pthread_condattr_t ca;
-
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&rp.cv, &ca);
-	pthread_condattr_destroy(&ca);
-}
+/* Process end: set once by replay_drain, read by everyone without lock. */
+static _Atomic bool exiting;
+static _Atomic int64_t exit_deadline;
+static _Atomic uint32_t exit_done;	/* a futex word: the thread is done */
+static _Atomic pid_t exit_tid;		/* the thread that called it */
+static _Atomic bool thread_running;	/* the thread exists and will answer */
 
 static struct timespec
 mono_ts(int64_t ns)
@@ -90,6 +101,48 @@ unprivatise_close(int fd)
 		return;
 	fdtab_clear_tag(fd);
 	real.close(fd);
+}
+
+/* Under rp.mu: fd (a duplicate, out of the epoll set) is closed by the
+ * thread, outside every lock. Without memory, at once. */
+static void
+bury_locked(int fd)
+{
+	if (rp.ngrave == rp.capgrave) {
+		size_t nc = rp.capgrave ? rp.capgrave * 2 : 16;
+		int *v = reallocarray(rp.grave, nc, sizeof(*v));
+
+		if (v == NULL) {
+			unprivatise_close(fd);
+			return;
+		}
+		rp.grave = v;
+		rp.capgrave = nc;
+	}
+	rp.grave[rp.ngrave++] = fd;
+	replay_wake();
+}
+
+/* The thread: closes what was buried (swapped out under rp.mu). */
+static void
+close_buried(int **spare, size_t *nspare, size_t *capspare)
+{
+	int *v;
+	size_t n, c, i;
+
+	pthread_mutex_lock(&rp.mu);
+	v = rp.grave;
+	n = rp.ngrave;
+	c = rp.capgrave;
+	rp.grave = *spare;
+	rp.ngrave = 0;
+	rp.capgrave = *capspare;
+	pthread_mutex_unlock(&rp.mu);
+	for (i = 0; i < n; i++)
+		unprivatise_close(v[i]);
+	*spare = v;
+	*nspare = 0;
+	*capspare = c;
 }
 
 void
@@ -155,17 +208,57 @@ replay_blocked(struct stream *s, int delta)
 void
 replay_room_changed(struct stream *s)
 {
+	bool owed;
 	size_t i;
 
 	if (atomic_load(&s->waiters) > 0)
 		pthread_cond_broadcast(&s->cv);
-	if (atomic_load(&blocked) == 0)
+	owed = atomic_exchange(&any_owed, false);
+	if (atomic_load(&blocked) == 0 && !owed)
 		return;
 	pthread_mutex_lock(&rp.mu);
 	for (i = 0; i < rp.nblocked; i++)
 		if (rp.blocked[i] != s)
 			pthread_cond_broadcast(&rp.blocked[i]->cv);
+	/* Writers refused at the dir's quota wait for an edge on their own
+	 * socket: room made by any stream is theirs too. */
+	for (i = 0; owed && i < rp.n; i++)
+		if (rp.list[i]->registered &&
+		    atomic_exchange(&rp.list[i]->owe_edge, false))
+			replay_poke(rp.list[i]->dup);
 	pthread_mutex_unlock(&rp.mu);
+}
+
+void
+replay_note_owed(void)
+{
+	atomic_store(&any_owed, true);
+}
+
+/*
+ * Makes the kernel wake the socket's writers (EPOLLOUT, edge-triggered
+ * waiters included) now if it has room, else when room is made: poll
+ * marks a socket without room as wanting a wake-up (SOCK_NOSPACE), and
+ * setting a socket option to its current value calls the socket's
+ * write-space callback: TCP_NOTSENT_LOWAT for TCP, SO_SNDBUF (a unix
+ * socket does not tune its buffer, so the lock that sets is moot).
+ * Changes nothing the application can see. fd is our duplicate.
+ */
+void
+replay_poke(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	socklen_t len = sizeof(int);
+	int saved = errno, v;
+
+	(void)poll(&pfd, 1, 0);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, &len) == 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, len);
+	else if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &len) == 0) {
+		v /= 2;	/* the kernel doubles what it is given */
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, len);
+	}
+	errno = saved;
 }
 
 /* Streams whose timer is due (or ready), with a reference each. */
@@ -250,40 +343,92 @@ sweep_locked(struct stream ***drop, size_t *ndrop, size_t *dcap)
 	return next;
 }
 
+/* Process end, in the thread: every stream still registered gives up what
+ * it has (orphan) within a bounded wait for its lock. */
+static void
+orphan_left(void)
+{
+	int64_t lock_by = atomic_load(&exit_deadline);
+	struct stream *s;
+	size_t i;
+
+	if (lock_by < mono_ns())
+		lock_by = mono_ns();
+	lock_by += 200 * 1000000LL;
+	for (;;) {
+		s = NULL;
+		pthread_mutex_lock(&rp.mu);
+		for (i = 0; i < rp.n && s == NULL; i++)
+			if (rp.list[i]->registered && !rp.list[i]->orphaned) {
+				s = rp.list[i];
+				s->orphaned = true;
+				stream_ref(s);
+			}
+		pthread_mutex_unlock(&rp.mu);
+		if (s == NULL)
+			return;
+		stream_orphan_at_exit(s, lock_by);
+		stream_unref(s);
+	}
+}
+
+/* The exit is over for the thread: wake the exiting thread, stop. */
+static void
+say_done(void)
+{
+	atomic_store(&exit_done, 1);
+	(void)syscall(SYS_futex, &exit_done, FUTEX_WAKE_PRIVATE, INT_MAX,
+	    NULL, NULL, 0);
+}
+
+static int
+timeout_ms(int64_t next, int64_t now)
+{
+	if (next == INT64_MAX)
+		return -1;
+	if (next <= now)
+		return 0;
+	if ((next - now) / 1000000 >= INT_MAX)
+		return INT_MAX;
+	/* rounded up: never early, so never a busy turn */
+	return (int)((next - now + 999999) / 1000000);
+}
+
 static void *
 replay_main(void *arg)
 {
 	struct stream **drop = NULL, **due = NULL;
-	size_t dcap = 0, ducap = 0;
+	size_t dcap = 0, ducap = 0, nspare = 0, capspare = 0;
 	struct epoll_event ev[64];
+	int *spare = NULL;
 	uint64_t v;
 
 	(void)arg;
 	for (;;) {
-		size_t ndrop = 0, ndue, i;
+		size_t ndrop = 0, ndue, i, left;
 		int64_t next, now;
-		int timeout, n, epfd;
+		int n, epfd;
 
+		close_buried(&spare, &nspare, &capspare);
 		pthread_mutex_lock(&rp.mu);
-		if (rp.stopping)
-			break;
 		next = sweep_locked(&drop, &ndrop, &dcap);
+		left = rp.registered;
 		epfd = rp.epfd;
 		pthread_mutex_unlock(&rp.mu);
 		for (i = 0; i < ndrop; i++)
 			stream_unref(drop[i]);
 
 		now = mono_ns();
-		if (next == INT64_MAX)
-			timeout = -1;
-		else if (next <= now)
-			timeout = 0;
-		else if ((next - now) / 1000000 >= INT_MAX)
-			timeout = INT_MAX;
-		else	/* rounded up: never early, so never a busy turn */
-			timeout = (int)((next - now + 999999) / 1000000);
+		if (atomic_load(&exiting)) {
+			int64_t dl = atomic_load(&exit_deadline);
+
+			if (left == 0 || now >= dl)
+				break;
+			if (dl < next)
+				next = dl;
+		}
 		n = epoll_wait(epfd, ev, (int)(sizeof(ev) / sizeof(ev[0])),
-		    timeout);
+		    timeout_ms(next, now));
 		/* Every stream an event names was listed under rp.mu: taking
 		 * it orders us after that, in terms a race detector sees too
 		 * (it cannot follow epoll through our duplicated epoll fd). */
@@ -305,11 +450,12 @@ replay_main(void *arg)
 			stream_unref(due[i]);
 		}
 	}
-	rp.exited = true;
-	pthread_cond_broadcast(&rp.cv);
-	pthread_mutex_unlock(&rp.mu);
+	orphan_left();
+	close_buried(&spare, &nspare, &capspare);
+	free(spare);
 	free(drop);
 	free(due);
+	say_done();
 	return NULL;
 }
 
@@ -341,8 +487,7 @@ start_locked(void)
 	if (rc != 0)
 		goto fail;
 	rp.started = true;
-	rp.stopping = false;
-	rp.exited = false;
+	atomic_store(&thread_running, true);
 	return 0;
 fail_errno:
 	rc = errno;
@@ -359,9 +504,8 @@ replay_register(struct stream *s, int fd)
 	struct epoll_event ev = { .events = EPOLLOUT | EPOLLET };
 	int saved = errno, rc = 0, dup;
 
-	pthread_once(&rp_once, init_cv);
 	pthread_mutex_lock(&rp.mu);
-	if (rp.stopping) {
+	if (atomic_load(&exiting)) {
 		rc = -ESHUTDOWN;
 		goto out;
 	}
@@ -419,12 +563,11 @@ replay_unregister(struct stream *s)
 	pthread_mutex_lock(&rp.mu);
 	if (s->registered) {
 		(void)epoll_ctl(rp.epfd, EPOLL_CTL_DEL, s->dup, NULL);
-		unprivatise_close(s->dup);
+		bury_locked(s->dup);
 		s->dup = -1;
 		s->registered = false;
 		atomic_store(&s->ready, false);
-		if (--rp.registered == 0)
-			pthread_cond_broadcast(&rp.cv);
+		rp.registered--;
 	}
 	pthread_mutex_unlock(&rp.mu);
 	errno = saved;
@@ -443,48 +586,44 @@ replay_watch_input(struct stream *s)
 }
 
 void
-replay_drain(int64_t deadline_ns)
+replay_drain(int64_t deadline_ns, bool now)
 {
-	struct timespec ts = mono_ts(deadline_ns);
-	struct stream **left;
-	size_t n = 0, i;
+	struct timespec ts;
+	int64_t t, until;
 
-	pthread_once(&rp_once, init_cv);
-	pthread_mutex_lock(&rp.mu);
-	if (!rp.started) {
-		pthread_mutex_unlock(&rp.mu);
+	if (now)
+		deadline_ns = mono_ns();
+	atomic_store(&exit_tid, (pid_t)syscall(SYS_gettid));
+	atomic_store(&exit_deadline, deadline_ns);
+	if (atomic_exchange(&exiting, true) || !atomic_load(&thread_running))
 		return;
-	}
-	while (rp.registered > 0)
-		if (pthread_cond_timedwait(&rp.cv, &rp.mu, &ts) == ETIMEDOUT)
-			break;
-	rp.stopping = true;
-	pthread_mutex_unlock(&rp.mu);
-	atomic_store(&wake_pending, false);
 	replay_wake();
-	pthread_mutex_lock(&rp.mu);
-	ts = mono_ts(mono_ns() + 1000000000LL);
-	while (!rp.exited)
-		if (pthread_cond_timedwait(&rp.cv, &rp.mu, &ts) == ETIMEDOUT)
-			break;
-	left = calloc(rp.n ? rp.n : 1, sizeof(*left));
-	for (i = 0; left != NULL && i < rp.n; i++)
-		if (rp.list[i]->registered) {
-			stream_ref(rp.list[i]);
-			left[n++] = rp.list[i];
-		}
-	pthread_mutex_unlock(&rp.mu);
-	for (i = 0; i < n; i++) {
-		stream_orphan_at_exit(left[i], mono_ns() + 1000000000LL);
-		stream_unref(left[i]);
+	/* The thread orphans what is left within a bounded wait after the
+	 * deadline; past that, something holds it (a lock of the code this
+	 * exit interrupted): the process ends without it. */
+	until = deadline_ns + 1500 * 1000000LL;
+	while (atomic_load(&exit_done) == 0 && (t = mono_ns()) < until) {
+		ts = mono_ts(until - t);
+		(void)syscall(SYS_futex, &exit_done, FUTEX_WAIT_PRIVATE, 0, &ts,
+		    NULL, 0);
 	}
-	free(left);
+}
+
+bool
+replay_exiting(void)
+{
+	return atomic_load_explicit(&exiting, memory_order_relaxed);
+}
+
+bool
+replay_exit_thread(void)
+{
+	return (pid_t)syscall(SYS_gettid) == atomic_load(&exit_tid);
 }
 
 void
 replay_fork_prepare(void)
 {
-	pthread_once(&rp_once, init_cv);
 	pthread_mutex_lock(&rp.mu);
 }
 
@@ -494,30 +633,46 @@ replay_fork_parent(void)
 	pthread_mutex_unlock(&rp.mu);
 }
 
+/*
+ * The child has one thread and none of the parent's streams. consistent:
+ * the parent's fork handler held rp.mu, so the list can be read to close
+ * our copies of the parent's duplicates (they would keep its connections
+ * open after the parent finishes them); without it (a fork from a signal
+ * handler that interrupted this library), they are left to close-on-exec.
+ */
 void
-replay_fork_child(void)
+replay_fork_child(bool consistent)
 {
 	size_t i;
 
-	/* Our copies of the parent's duplicates would keep its connections
-	 * open after the parent finishes them. */
-	for (i = 0; i < rp.n; i++)
-		if (rp.list[i]->registered && rp.list[i]->dup >= 0)
-			real.close(rp.list[i]->dup);
-	if (rp.epfd >= 0)
-		real.close(rp.epfd);
-	if (rp.evfd >= 0)
-		real.close(rp.evfd);
-	free(rp.list);
+	if (consistent) {
+		for (i = 0; i < rp.n; i++)
+			if (rp.list[i]->registered && rp.list[i]->dup >= 0)
+				real.close(rp.list[i]->dup);
+		for (i = 0; i < rp.ngrave; i++)
+			real.close(rp.grave[i]);
+		if (rp.epfd >= 0)
+			real.close(rp.epfd);
+		if (rp.evfd >= 0)
+			real.close(rp.evfd);
+		free(rp.list);
+		free(rp.blocked);
+		free(rp.grave);
+	}
 	rp.list = NULL;
 	rp.n = rp.cap = rp.registered = 0;
 	/* The parent's waiters do not exist here. */
-	free(rp.blocked);
 	rp.blocked = NULL;
 	rp.nblocked = rp.capblocked = 0;
+	rp.grave = NULL;
+	rp.ngrave = rp.capgrave = 0;
 	rp.epfd = rp.evfd = -1;
-	rp.started = rp.stopping = rp.exited = false;
+	rp.started = false;
 	atomic_store(&wake_pending, false);
 	atomic_store(&blocked, 0);
-	pthread_mutex_unlock(&rp.mu);
+	atomic_store(&exiting, false);
+	atomic_store(&exit_done, 0);
+	atomic_store(&thread_running, false);
+	/* Made new, never unlocked by a thread that may not own them. */
+	pthread_mutex_init(&rp.mu, NULL);
 }

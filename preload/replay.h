@@ -28,7 +28,8 @@ struct stream;
  * it to the epoll set. 0, or a negative errno (nothing changed).
  */
 int replay_register(struct stream *s, int fd);
-/* Called under s->mu: epoll out, duplicate closed, s no longer counted. */
+/* Called under s->mu: epoll out, s no longer counted; the duplicate is
+ * closed soon by the thread, outside every lock. */
 void replay_unregister(struct stream *s);
 /* Switch s to waiting for input (lingering). Under s->mu. */
 void replay_watch_input(struct stream *s);
@@ -44,16 +45,30 @@ void replay_room_changed(struct stream *s);
  * referenced by that thread meanwhile. false if it could not be noted
  * (out of memory): the thread then waits out its timeout. */
 bool replay_blocked(struct stream *s, int delta);
+/* Some stream was refused with an EAGAIN of ours (s->owe_edge): the next
+ * room made anywhere pokes it. Lock-free. */
+void replay_note_owed(void);
+/* An EPOLLOUT edge for every writer waiting on the socket of fd (see
+ * replay.c); changes nothing else. */
+void replay_poke(int fd);
 
 /*
- * Process end: waits until no stream is registered or deadline_ns
- * (CLOCK_MONOTONIC); then stops the thread and orphans what is left.
+ * Process end: the thread delivers until no stream is registered or
+ * deadline_ns (CLOCK_MONOTONIC), or at once if now; then it orphans what is
+ * left and stops. The caller waits for that on a futex, never on a lock,
+ * and at most 1.5 s past the deadline: it may be a signal handler that
+ * interrupted anything. Once called, no stream registers any more.
  */
-void replay_drain(int64_t deadline_ns);
+void replay_drain(int64_t deadline_ns, bool now);
+/* replay_drain was called (lock-free). */
+bool replay_exiting(void);
+/* This thread called replay_drain. */
+bool replay_exit_thread(void);
 
-/* fork: prepare locks, parent unlocks, child unlocks and forgets. */
+/* fork: prepare locks, parent unlocks; the child makes the lock new and
+ * forgets (consistent: prepare held the lock, see replay.c). */
 void replay_fork_prepare(void);
 void replay_fork_parent(void);
-void replay_fork_child(void);
+void replay_fork_child(bool consistent);
 
 #endif

@@ -32,20 +32,29 @@ static struct {
 	int floor;
 } rt = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
+__thread unsigned rt_depth __attribute__((tls_model("initial-exec")));
+
+/* This thread's fork took the locks in prepare (not from a signal handler
+ * that interrupted the library: those locks may be held below it). */
+static __thread bool fork_locked __attribute__((tls_model("initial-exec")));
+
 static void
 fork_prepare(void)
 {
+	fork_locked = !rt_nested();
+	if (!fork_locked)
+		return;
 	pthread_mutex_lock(&rt.mu);
 	replay_fork_prepare();
-	fdtab_lock_for_fork();
 	log_fork_prepare();	/* last: the log lock is taken under ours */
 }
 
 static void
 fork_parent(void)
 {
+	if (!fork_locked)
+		return;
 	log_fork_parent();
-	fdtab_unlock_after_fork();
 	replay_fork_parent();
 	pthread_mutex_unlock(&rt.mu);
 }
@@ -53,21 +62,21 @@ fork_parent(void)
 /*
  * The child forgets the parent's streams (they are the parent's to
  * deliver), closes its copies of the parent's private fds, and opens its
- * own spool dir and thread when it first spools.
+ * own spool dir and thread when it first spools. It has one thread: every
+ * lock is made new, never unlocked (see fdtab_reset_after_fork).
  */
 static void
 fork_child(void)
 {
 	log_fork_child();
 	fdtab_reset_after_fork();
-	fdtab_unlock_after_fork();
-	replay_fork_child();
-	if (rt.dir != NULL)
+	replay_fork_child(fork_locked);
+	if (rt.dir != NULL && fork_locked)
 		(void)syscall(SYS_close, spool_dir_fd(rt.dir));
 	rt.dir = NULL;	/* the parent's, its lock may be held: leaked */
 	rt.dir_failed = false;
 	atomic_store(&rt.pid, (pid_t)syscall(SYS_getpid));
-	pthread_mutex_unlock(&rt.mu);
+	pthread_mutex_init(&rt.mu, NULL);
 }
 
 /* Our fds go at or above this: half the soft limit, at most 1024, so a
@@ -145,6 +154,8 @@ runtime_dir(void)
 
 	pthread_mutex_lock(&rt.mu);
 	if (rt.dir == NULL && !rt.dir_failed) {
+		if (rt.cfg.dir_is_default)
+			config_default_dir(&rt.cfg);
 		lim.stream_max = rt.cfg.max_stream;
 		lim.total_max = rt.cfg.max_total;
 		lim.min_free = rt.cfg.min_free;
@@ -185,18 +196,13 @@ runtime_pid(void)
 	return atomic_load(&rt.pid);
 }
 
-static void
-release_idle(void *arg, int fd, struct stream *p)
-{
-	struct stream *s;
-
-	(void)arg;
-	if (FDTAB_IS_STREAM(p) && (s = fdtab_get(fd)) != NULL) {
-		stream_release_idle(s);
-		stream_unref(s);
-	}
-}
-
+/*
+ * Process end (exit, return from main, _exit, _Exit). Called in a signal
+ * handler as often as not, so it takes no lock and allocates nothing: the
+ * replay thread does the work (replay_drain). Nested (the handler
+ * interrupted this library on this thread, whose locks may be held), it
+ * waits for no peer: what is on disk stays as an orphan spool.
+ */
 void
 runtime_exit(void)
 {
@@ -205,9 +211,19 @@ runtime_exit(void)
 	if (atomic_load(&rt.stage) != STAGE_ACTIVE)
 		return;
 	/* A vfork child shares our memory: the streams are its parent's. */
-	if ((pid_t)syscall(SYS_getpid) != atomic_load(&rt.pid))
+	if (!runtime_own_process())
 		return;
-	replay_drain(mono_ns() + (int64_t)rt.cfg.linger_ms * 1000000LL);
-	fdtab_each(0, FDTAB_MAX - 1, release_idle, NULL);
+	replay_drain(mono_ns() + (int64_t)rt.cfg.linger_ms * 1000000LL,
+	    rt_nested());
 	errno = saved;
+}
+
+bool
+runtime_own_process(void)
+{
+	pid_t pid = atomic_load(&rt.pid);
+
+	/* Before the first stage nothing but epoll tags is in the table,
+	 * and no fork handler would keep rt.pid true in a child. */
+	return pid == 0 || (pid_t)syscall(SYS_getpid) == pid;
 }

@@ -14,6 +14,7 @@
 #ifndef TCPSPOOL_RUNTIME_H
 #define TCPSPOOL_RUNTIME_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -39,5 +40,40 @@ pid_t runtime_pid(void);
  * orphan spools. Returns at once in a vfork child and when nothing spools.
  */
 void runtime_exit(void);
+
+/*
+ * False in a vfork child, which shares this process's memory (and so the
+ * fd table and the streams) until it execs or exits: it must change none
+ * of them. One getpid system call; slow paths only.
+ */
+bool runtime_own_process(void);
+
+/*
+ * How deep this thread is inside the library's slow paths (ops.c entry
+ * points that may take a lock or allocate). A hook entered while it is not
+ * zero runs in a signal handler that interrupted the library on this
+ * thread: it must not wait on any library lock (see SAFETY.md).
+ */
+extern __thread unsigned rt_depth __attribute__((tls_model("initial-exec")));
+
+static inline bool
+rt_nested(void)
+{
+	return rt_depth != 0;
+}
+
+static inline void
+rt_enter(void)
+{
+	rt_depth++;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void
+rt_leave(void)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	rt_depth--;
+}
 
 #endif

@@ -69,6 +69,19 @@ is_eagain(int err)
 	return err == EAGAIN || err == EWOULDBLOCK;
 }
 
+/* state changes under mu; a nested hook (SAFETY.md) reads it without. */
+static void
+set_state(struct stream *s, enum stream_state st)
+{
+	__atomic_store_n(&s->state, st, __ATOMIC_RELEASE);
+}
+
+enum stream_state
+stream_state_peek(const struct stream *s)
+{
+	return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+}
+
 const char *
 stream_state_name(enum stream_state st)
 {
@@ -106,7 +119,7 @@ stream_new(int fd, const struct sockinfo *si)
 	pthread_cond_init(&s->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	atomic_init(&s->refs, 1);
-	s->state = STREAM_DIRECT;
+	set_state(s, STREAM_DIRECT);
 	s->fd = fd;
 	s->dup = -1;
 	s->family = si->family;
@@ -195,7 +208,7 @@ finish(struct stream *s)
 	spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
 	if (s->registered)
 		replay_unregister(s);
-	s->state = STREAM_DONE;
+	set_state(s, STREAM_DONE);
 	wake_waiters(s);
 	if (had)
 		replay_room_changed(s);	/* its files counted in the quota */
@@ -267,7 +280,9 @@ publish(struct stream *s, int64_t now)
 		log_warn("spool %s: status: %s", s->name, e.msg);
 }
 
-enum admission { ADMIT, DROP, REFUSE };
+/* RETRY: while the writer waited, the spool was delivered and released
+ * (the stream is DIRECT again): make a new one and ask again. */
+enum admission { ADMIT, DROP, REFUSE, RETRY };
 
 /*
  * Is there room for len more bytes? Applies the overflow policy; with
@@ -318,6 +333,8 @@ admit(struct stream *s, uint64_t len)
 	if (rc == 0 && s->spool != NULL &&
 	    (s->state == STREAM_DIRECT || s->state == STREAM_SPOOLING))
 		return ADMIT;
+	if (s->spool == NULL && s->state == STREAM_DIRECT)
+		return RETRY;
 	return REFUSE;
 }
 
@@ -501,6 +518,21 @@ append_input(struct stream *s, const struct wreq *w, size_t want, bool drop)
 	return took;
 }
 
+/*
+ * An EAGAIN the kernel did not give (a quota, a write that cannot be
+ * spooled yet): the kernel owes the writer no EPOLLOUT edge for it, so the
+ * replay thread gives one (replay_poke) when it next makes room or
+ * delivers. Under mu, or from a nested hook without it.
+ */
+ssize_t
+invented_eagain(struct stream *s)
+{
+	atomic_store(&s->owe_edge, true);
+	replay_note_owed();
+	errno = EAGAIN;
+	return -1;
+}
+
 /* What the application gets when nothing more of its call is queued. */
 static ssize_t
 result(size_t done, int err)
@@ -524,11 +556,15 @@ spool_rest(struct stream *s, struct wreq *w, size_t done)
 	if ((want = input_available(w, done)) == 0)
 		return w->src == WSRC_FILE ? (ssize_t)done : result(done,
 		    EAGAIN);
+again:
 	if (ensure_spool(s) < 0)
 		return result(done, EAGAIN);
-	a = admit(s, want);
+	if ((a = admit(s, want)) == RETRY)
+		goto again;
 	if (s->state == STREAM_FAILED)
 		return result(done, s->err);
+	if (a == REFUSE && s->state == STREAM_SPOOLING && done == 0)
+		return invented_eagain(s);
 	if (a == REFUSE || (s->state != STREAM_DIRECT &&
 	    s->state != STREAM_SPOOLING))
 		return result(done, EAGAIN);
@@ -546,7 +582,7 @@ spool_rest(struct stream *s, struct wreq *w, size_t done)
 				    "through: %s", w->fd, strerror(-rc));
 			return result(done, EAGAIN);
 		}
-		s->state = STREAM_SPOOLING;
+		set_state(s, STREAM_SPOOLING);
 	}
 	if (w->src == WSRC_IOV)
 		took = append_iov(s, w->iov, w->iovcnt, done, want);
@@ -587,6 +623,32 @@ wait_not_spooling(struct stream *s)
 	return s->state != STREAM_SPOOLING;
 }
 
+/*
+ * DIRECT: the real call, made without mu, for it may block (a blocking
+ * socket, SO_SNDTIMEO) and a shutdown or close from another thread must
+ * not wait behind it. Order still holds: a call made here started while
+ * nothing was spooled, so it is concurrent with any write that spools
+ * meanwhile, and no write that returned before it began is behind it.
+ * With mu held again, the rest of a short or refused call is spooled if fd
+ * still names s.
+ */
+static ssize_t
+direct_locked(struct stream *s, struct wreq *w)
+{
+	ssize_t r;
+	int err;
+
+	pthread_mutex_unlock(&s->mu);
+	r = w->direct(w);
+	err = errno;
+	pthread_mutex_lock(&s->mu);
+	if (fdtab_peek(w->fd) != s) {
+		errno = err;
+		return r;
+	}
+	return stream_after_direct(s, w, r, err);
+}
+
 ssize_t
 stream_write(struct stream *s, struct wreq *w)
 {
@@ -599,14 +661,19 @@ stream_write(struct stream *s, struct wreq *w)
 	}
 again:
 	switch (s->state) {
-	case STREAM_DIRECT: {
-		ssize_t r = w->direct(w);
-
-		out = stream_after_direct(s, w, r, errno);
+	case STREAM_DIRECT:
+		out = direct_locked(s, w);
 		break;
-	}
 	case STREAM_SPOOLING:
-		if (s->shut_wr_pending) {
+		if (replay_exiting() && !replay_exit_thread()) {
+			/* The process is ending: without us this thread would
+			 * be gone now; it must not add to what the exit is
+			 * delivering (SAFETY.md, process end). */
+			pthread_mutex_unlock(&s->mu);
+			for (;;)
+				pause();
+		}
+		if (atomic_load(&s->shut_wr_pending)) {
 			errno = EPIPE;
 			out = -1;
 		} else if (w->has_addr && s->family == AF_UNIX) {
@@ -618,8 +685,7 @@ again:
 			 * socket would. */
 			if (wait_not_spooling(s))
 				goto again;
-			errno = EAGAIN;
-			out = -1;
+			out = invented_eagain(s);
 		} else if (w->len == 0)
 			out = 0;
 		else
@@ -688,12 +754,34 @@ stream_shutdown(struct stream *s, int fd, int how)
 	pthread_mutex_lock(&s->mu);
 	if (s->state == STREAM_SPOOLING && (how == SHUT_WR ||
 	    how == SHUT_RDWR)) {
-		s->shut_wr_pending = true;
+		atomic_store(&s->shut_wr_pending, true);
 		r = how == SHUT_RDWR ? real.shutdown(fd, SHUT_RD) : 0;
 	} else
 		r = real.shutdown(fd, how);
 	pthread_mutex_unlock(&s->mu);
 	return r;
+}
+
+/* A nested hook (SAFETY.md): no lock; a deferred SHUT_WR is only noted. */
+int
+stream_shutdown_nested(struct stream *s, int fd, int how)
+{
+	if (stream_state_peek(s) != STREAM_SPOOLING ||
+	    (how != SHUT_WR && how != SHUT_RDWR))
+		return real.shutdown(fd, how);
+	atomic_store(&s->shut_wr_pending, true);
+	return how == SHUT_RDWR ? real.shutdown(fd, SHUT_RD) : 0;
+}
+
+bool
+stream_holds_file(struct stream *s)
+{
+	bool held;
+
+	pthread_mutex_lock(&s->mu);
+	held = s->registered;
+	pthread_mutex_unlock(&s->mu);
+	return held;
 }
 
 /* -------------------------------------------------------------- replay */
@@ -730,7 +818,7 @@ fail(struct stream *s, int err, const char *detail)
 	spool_release(s, SPOOL_CLOSE_KEEP, reason);
 	replay_unregister(s);
 	s->err = err;
-	s->state = s->app_gone ? STREAM_DONE : STREAM_FAILED;
+	set_state(s, s->app_gone ? STREAM_DONE : STREAM_FAILED);
 	wake_waiters(s);
 }
 
@@ -758,6 +846,14 @@ discard_input(struct stream *s, int64_t now)
 	atomic_store(&s->ready, true);
 }
 
+/* Registered, under mu: the EPOLLOUT edge an invented EAGAIN owes. */
+static void
+pay_edge(struct stream *s)
+{
+	if (atomic_exchange(&s->owe_edge, false))
+		replay_poke(s->dup);
+}
+
 /* The spool is empty: back to DIRECT, or on to LINGER after a close. */
 static void
 drained(struct stream *s, int64_t now)
@@ -771,18 +867,23 @@ drained(struct stream *s, int64_t now)
 	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
 		log_warn("spool %s: trim: %s", s->name, e.msg);
 	replay_room_changed(s);	/* trim deleted the delivered segments */
-	if (s->shut_wr_pending || s->app_gone) {
+	if (atomic_load(&s->shut_wr_pending) || s->app_gone) {
 		real.shutdown(s->dup, SHUT_WR);
-		s->shut_wr_pending = false;
+		atomic_store(&s->shut_wr_pending, false);
 	}
 	if (!s->app_gone) {
-		s->state = STREAM_DIRECT;
+		/* Back to the direct path holding nothing: the spool files,
+		 * fds and buffers go (the next EAGAIN makes a new spool). */
+		set_state(s, STREAM_DIRECT);
 		publish(s, now);
+		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+		replay_room_changed(s);
+		pay_edge(s);
 		replay_unregister(s);
 		wake_waiters(s);
 		return;
 	}
-	s->state = STREAM_LINGER;
+	set_state(s, STREAM_LINGER);
 	publish(s, now);
 	atomic_store(&s->linger_due, now + (int64_t)cfg->linger_ms * NS_PER_MS);
 	replay_watch_input(s);
@@ -1091,6 +1192,7 @@ pump(struct stream *s, int64_t now)
 			(void)spool_cursor_ack(s->cur, 0, 0, true, &e);
 		}
 		replay_room_changed(s);
+		pay_edge(s);
 	}
 	if (rc == 0)
 		drained(s, now);
@@ -1136,17 +1238,8 @@ stream_orphan_at_exit(struct stream *s, int64_t deadline_ns)
 		    spool_dir_path(runtime_dir()), s->name);
 		spool_release(s, SPOOL_CLOSE_KEEP, "exit");
 		replay_unregister(s);
-		s->state = STREAM_DONE;
+		set_state(s, STREAM_DONE);
 	} else if (s->state == STREAM_LINGER)
 		finish(s);
-	pthread_mutex_unlock(&s->mu);
-}
-
-void
-stream_release_idle(struct stream *s)
-{
-	pthread_mutex_lock(&s->mu);
-	if (s->state == STREAM_DIRECT)
-		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
 	pthread_mutex_unlock(&s->mu);
 }

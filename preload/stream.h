@@ -107,7 +107,9 @@ struct stream {
 	int dup;		/* private duplicate while registered, or -1 */
 	int err;		/* FAILED: what application writes get */
 	bool app_gone;		/* the last application fd was closed */
-	bool shut_wr_pending;	/* shutdown(SHUT_WR) deferred until drained */
+	/* shutdown(SHUT_WR) deferred until drained (set by a nested hook
+	 * too, without mu). */
+	_Atomic bool shut_wr_pending;
 	bool overflow_logged;
 	struct spool_stream *spool;
 	struct spool_cursor *cur;
@@ -128,6 +130,7 @@ struct stream {
 	bool registered;
 	/* Under the replay lock. */
 	bool listed;
+	bool orphaned;		/* process end: taken by orphan_left */
 	/* Timers (CLOCK_MONOTONIC ns, 0 = none), read by the replay thread
 	 * without mu. */
 	_Atomic int64_t flush_due, publish_due, linger_due;
@@ -135,6 +138,9 @@ struct stream {
 	 * under mu too). */
 	_Atomic int64_t sync_due;
 	_Atomic bool ready;	/* more to send without waiting for EPOLLOUT */
+	/* The application got an EAGAIN the kernel did not give: the replay
+	 * thread owes it an EPOLLOUT edge (replay_poke). */
+	_Atomic bool owe_edge;
 };
 
 /* What a socket is, as far as spooling goes (classify.c). */
@@ -203,6 +209,16 @@ void stream_app_gone(struct stream *s, int fd);
 
 /* shutdown(fd, how) on a fd of s; returns what the application gets. */
 int stream_shutdown(struct stream *s, int fd, int how);
+/* The same from a nested hook: takes no lock. */
+int stream_shutdown_nested(struct stream *s, int fd, int how);
+
+/* The state, read without mu (a nested hook). */
+enum stream_state stream_state_peek(const struct stream *s);
+/* The application gets EAGAIN that the kernel did not give: -1, errno
+ * EAGAIN, and an EPOLLOUT edge owed (stream.c). Needs no lock. */
+ssize_t invented_eagain(struct stream *s);
+/* The library's duplicate keeps the socket open (s is registered). */
+bool stream_holds_file(struct stream *s);
 
 /* For the replay thread: serve s (events from epoll, or a timer). */
 void stream_service(struct stream *s);
@@ -210,8 +226,6 @@ void stream_service(struct stream *s);
 /* Process end: leaves what is still pending as an orphan "exit". */
 void stream_orphan_at_exit(struct stream *s, int64_t deadline_ns);
 
-/* Process end: an application fd still open on a delivered stream. */
-void stream_release_idle(struct stream *s);
 
 const char *stream_state_name(enum stream_state st);
 
