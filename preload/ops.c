@@ -118,7 +118,10 @@ nested_write(struct wreq *w)
 	if (!FDTAB_IS_STREAM(fdtab_peek(w->fd)))
 		return w->direct(w);
 	if ((s = fdtab_tryget(w->fd)) == NULL) {
-		errno = EAGAIN;		/* the table is being changed below us */
+		/* The table is being changed below us: an EAGAIN of ours,
+		 * whose edge is given at once (no stream to owe it). */
+		replay_poke(w->fd);
+		errno = EAGAIN;
 		return -1;
 	}
 	switch (stream_state_peek(s)) {

@@ -5,9 +5,11 @@
  *
  * States (field state, changed only under mu):
  *
- *   DIRECT    nothing pending. An application write is the real call on the
- *             application fd, made under mu; if it returns EAGAIN or a short
- *             count, the rest is spooled and the state becomes SPOOLING.
+ *   DIRECT    nothing pending, no spool held (no files, fds or buffers).
+ *             An application write is the real call on the application
+ *             fd, made without mu (it may block); if it returns EAGAIN or
+ *             a short count, mu is taken again and the rest is spooled
+ *             (a new spool) and the state becomes SPOOLING.
  *   SPOOLING  bytes pending. Application writes append to the spool (never
  *             to the socket); the replay thread sends records through the
  *             private duplicate dup.
@@ -23,7 +25,8 @@
  * Transitions (who makes them):
  *   DIRECT   -> SPOOLING  app write got EAGAIN/short, the rest admitted (app)
  *   SPOOLING -> DIRECT    spool empty, an app fd still open (replay);
- *                         a deferred shutdown(SHUT_WR) is done first
+ *                         a deferred shutdown(SHUT_WR) is done first, the
+ *                         spool is released, an owed EPOLLOUT edge given
  *   SPOOLING -> LINGER    spool empty, no app fd left (replay)
  *   SPOOLING -> FAILED    send error other than EAGAIN, or spool read error
  *                         (replay)
@@ -39,10 +42,21 @@
  *     FAILED, where it is an orphan no longer held open).
  *   - registered (the stream has a private duplicate in the replay epoll
  *     set) iff state is SPOOLING or LINGER.
- *   - No byte reaches the socket through the application fd while state
- *     is not DIRECT; the switch to DIRECT happens under mu only after the
- *     last spooled byte was accepted by the kernel, so a direct write can
- *     never overtake a spooled one.
+ *   - No application write that began while state was not DIRECT reaches
+ *     the socket directly; the switch to DIRECT happens under mu only
+ *     after the last spooled byte was accepted by the kernel, so a direct
+ *     write can never overtake a spooled one that returned before it
+ *     began. A direct call in flight while another thread starts spooling
+ *     is concurrent with that thread's write, as without the library.
+ *   - mu is never held across a call that can block on the network:
+ *     direct calls run without it, the replay thread's sends are
+ *     MSG_DONTWAIT, duplicates are closed outside every lock. It is held
+ *     across spool (disk) I/O, including fdatasync (issue 13 moves that
+ *     off the application's path).
+ *   - A hook entered from a signal handler that interrupted the library on
+ *     the same thread (rt_nested) never takes mu: see SAFETY.md.
+ *   - owe_edge: the application got an EAGAIN of ours since the last edge
+ *     the replay thread gave; set without mu, cleared by the replay thread.
  *   - Lock order: stream mu, then the replay lock, then the table lock.
  */
 #ifndef TCPSPOOL_STREAM_H
