@@ -59,14 +59,14 @@ iov_total(const struct iovec *iov, int iovcnt, size_t *total)
  * the rest.
  */
 static ssize_t
-first_spool(struct wreq *w, ssize_t r, int err, int saved)
+first_spool_locked(struct wreq *w, ssize_t r, int err, int saved)
 {
 	size_t done = r < 0 ? 0 : (size_t)r;
 	struct stream *s, *old;
 	struct sockinfo si;
 	ssize_t out;
 
-	if (rt_nested() || !runtime_active())
+	if (!runtime_active() || replay_exiting())
 		goto kernel;
 	switch (classify_fd(w->fd, runtime_config(), &si)) {
 	case FD_NEVER:
@@ -80,27 +80,40 @@ first_spool(struct wreq *w, ssize_t r, int err, int saved)
 	if (!wreq_rest_available(w, done) || (s = stream_new(w->fd, &si)) ==
 	    NULL)
 		goto kernel;
-	rt_enter();
 	pthread_mutex_lock(&s->mu);
 	if (!fdtab_install(w->fd, NULL, s, &old)) {
 		pthread_mutex_unlock(&s->mu);
 		stream_unref(s);
-		if ((s = fdtab_get(w->fd)) == NULL) {
-			rt_leave();
+		if ((s = fdtab_get(w->fd)) == NULL)
 			goto kernel;
-		}
 		pthread_mutex_lock(&s->mu);
 	}
 	out = stream_after_direct(s, w, r, err);
 	pthread_mutex_unlock(&s->mu);
 	stream_unref(s);
-	rt_leave();
 	if (out >= 0)
 		errno = saved;
 	return out;
 kernel:
 	errno = err;
 	return r;
+}
+
+/* Every library lock below is taken with the thread marked (rt_enter):
+ * a nested hook never reaches one (SAFETY.md, signals). */
+static ssize_t
+first_spool(struct wreq *w, ssize_t r, int err, int saved)
+{
+	ssize_t out;
+
+	if (rt_nested()) {
+		errno = err;
+		return r;
+	}
+	rt_enter();
+	out = first_spool_locked(w, r, err, saved);
+	rt_leave();
+	return out;
 }
 
 /*
@@ -165,9 +178,11 @@ write_req(struct wreq *w)
 				return r;
 			return first_spool(w, r, errno, saved);
 		}
-		if ((s = fdtab_get(w->fd)) == NULL)
-			continue;
 		rt_enter();
+		if ((s = fdtab_get(w->fd)) == NULL) {
+			rt_leave();
+			continue;
+		}
 		r = stream_write(s, w);
 		stream_unref(s);
 		rt_leave();
@@ -542,8 +557,11 @@ op_new_epoll(int fd)
 	struct stream *old;
 
 	op_new_fd(fd);
-	if (fd >= 0 && !rt_nested())
+	if (fd >= 0 && !rt_nested()) {
+		rt_enter();
 		(void)fdtab_install(fd, NULL, FDTAB_EPOLL, &old);
+		rt_leave();
+	}
 	return fd;
 }
 
@@ -661,11 +679,13 @@ op_shutdown(int fd, int how)
 		stream_unref(s);
 		return r;
 	}
-	if ((s = fdtab_get(fd)) == NULL)
-		return real.shutdown(fd, how);
 	rt_enter();
-	r = stream_shutdown(s, fd, how);
-	stream_unref(s);
+	if ((s = fdtab_get(fd)) == NULL)
+		r = real.shutdown(fd, how);
+	else {
+		r = stream_shutdown(s, fd, how);
+		stream_unref(s);
+	}
 	rt_leave();
 	return r;
 }

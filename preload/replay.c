@@ -48,6 +48,7 @@ static struct {
 	/* Duplicates unregistered, for the thread to close (no lock). */
 	int *grave;
 	size_t ngrave, capgrave;
+	int closing;		/* the buried fd being closed, or -1 */
 	struct stream **list;	/* listed streams, one reference each */
 	size_t n, cap;
 	size_t registered;
@@ -55,10 +56,12 @@ static struct {
 	 * waiter; each is held by that waiter's own reference. */
 	struct stream **blocked;
 	size_t nblocked, capblocked;
-} rp = { .mu = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .evfd = -1 };
+} rp = { .mu = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .evfd = -1,
+	.closing = -1 };
 
 static _Atomic bool wake_pending;
-static _Atomic bool any_owed;	/* some stream may owe an EPOLLOUT edge */
+static _Atomic bool any_owed;
+static _Atomic int wake_fd = -1;	/* rp.evfd, for replay_wake (no lock) */	/* some stream may owe an EPOLLOUT edge */
 static _Atomic int blocked;
 /* Process end: set once by replay_drain, read by everyone without lock. */
 static _Atomic bool exiting;
@@ -74,22 +77,30 @@ mono_ts(int64_t ns)
 		.tv_nsec = ns % 1000000000LL };
 }
 
-/* A fd of ours moved to the private range and marked private. */
+/*
+ * A fd of ours moved to the private range and marked private. A number
+ * whose slot holds a stream is stale (the application's close of it was
+ * never seen): that stream is finished when the application gets the
+ * number again (op_new_fd), never here under rp.mu; we take another.
+ */
 static int
 privatise(int fd)
 {
 	struct stream *old;
-	int nfd, left;
+	int nfd, floor = runtime_private_floor(), tries;
 
 	if (fd < 0)
 		return fd;
-	nfd = real.fcntl(fd, F_DUPFD_CLOEXEC, runtime_private_floor());
-	if (nfd >= 0) {
+	for (tries = 0; tries < 64; tries++) {
+		if ((nfd = real.fcntl(fd, F_DUPFD_CLOEXEC, floor)) < 0)
+			break;
 		real.close(fd);
 		fd = nfd;
+		if (!FDTAB_IS_STREAM(fdtab_peek(fd)))
+			break;
+		floor = fd + 1;
 	}
-	if ((old = fdtab_forget(fd, &left)) != NULL)
-		stream_unref(old);	/* a stale slot: number reused */
+	fdtab_clear_tag(fd);	/* a stale ignored or epoll tag */
 	(void)fdtab_install(fd, NULL, FDTAB_PRIVATE, &old);
 	return fd;
 }
@@ -123,36 +134,38 @@ bury_locked(int fd)
 	replay_wake();
 }
 
-/* The thread: closes what was buried (swapped out under rp.mu). */
+/*
+ * The thread: closes what was buried, one at a time, holding no lock. The
+ * fd being closed stays named in rp.closing meanwhile, so that a child
+ * forked during the close closes its copy too (replay_fork_child).
+ */
 static void
-close_buried(int **spare, size_t *nspare, size_t *capspare)
+close_buried(void)
 {
-	int *v;
-	size_t n, c, i;
+	int fd;
 
-	pthread_mutex_lock(&rp.mu);
-	v = rp.grave;
-	n = rp.ngrave;
-	c = rp.capgrave;
-	rp.grave = *spare;
-	rp.ngrave = 0;
-	rp.capgrave = *capspare;
-	pthread_mutex_unlock(&rp.mu);
-	for (i = 0; i < n; i++)
-		unprivatise_close(v[i]);
-	*spare = v;
-	*nspare = 0;
-	*capspare = c;
+	for (;;) {
+		pthread_mutex_lock(&rp.mu);
+		rp.closing = -1;
+		if (rp.ngrave == 0) {
+			pthread_mutex_unlock(&rp.mu);
+			return;
+		}
+		fd = rp.grave[--rp.ngrave];
+		rp.closing = fd;
+		pthread_mutex_unlock(&rp.mu);
+		unprivatise_close(fd);
+	}
 }
 
 void
 replay_wake(void)
 {
 	uint64_t one = 1;
-	int saved = errno;
+	int saved = errno, fd = atomic_load(&wake_fd);
 
-	if (rp.evfd >= 0 && !atomic_exchange(&wake_pending, true))
-		(void)real.write(rp.evfd, &one, sizeof(one));
+	if (fd >= 0 && !atomic_exchange(&wake_pending, true))
+		(void)real.write(fd, &one, sizeof(one));
 	errno = saved;
 }
 
@@ -398,9 +411,8 @@ static void *
 replay_main(void *arg)
 {
 	struct stream **drop = NULL, **due = NULL;
-	size_t dcap = 0, ducap = 0, nspare = 0, capspare = 0;
+	size_t dcap = 0, ducap = 0;
 	struct epoll_event ev[64];
-	int *spare = NULL;
 	uint64_t v;
 
 	(void)arg;
@@ -409,7 +421,7 @@ replay_main(void *arg)
 		int64_t next, now;
 		int n, epfd;
 
-		close_buried(&spare, &nspare, &capspare);
+		close_buried();
 		pthread_mutex_lock(&rp.mu);
 		next = sweep_locked(&drop, &ndrop, &dcap);
 		left = rp.registered;
@@ -451,8 +463,7 @@ replay_main(void *arg)
 		}
 	}
 	orphan_left();
-	close_buried(&spare, &nspare, &capspare);
-	free(spare);
+	close_buried();
 	free(drop);
 	free(due);
 	say_done();
@@ -487,6 +498,7 @@ start_locked(void)
 	if (rc != 0)
 		goto fail;
 	rp.started = true;
+	atomic_store(&wake_fd, rp.evfd);
 	atomic_store(&thread_running, true);
 	return 0;
 fail_errno:
@@ -542,6 +554,7 @@ replay_register(struct stream *s, int fd)
 	}
 	s->dup = dup;
 	s->registered = true;
+	s->ever_registered = true;
 	rp.registered++;
 	atomic_store(&s->flush_due, 0);
 	atomic_store(&s->linger_due, 0);
@@ -651,6 +664,8 @@ replay_fork_child(bool consistent)
 				real.close(rp.list[i]->dup);
 		for (i = 0; i < rp.ngrave; i++)
 			real.close(rp.grave[i]);
+		if (rp.closing >= 0)
+			real.close(rp.closing);
 		if (rp.epfd >= 0)
 			real.close(rp.epfd);
 		if (rp.evfd >= 0)
@@ -666,6 +681,7 @@ replay_fork_child(bool consistent)
 	rp.nblocked = rp.capblocked = 0;
 	rp.grave = NULL;
 	rp.ngrave = rp.capgrave = 0;
+	rp.closing = -1;
 	rp.epfd = rp.evfd = -1;
 	rp.started = false;
 	atomic_store(&wake_pending, false);
@@ -673,6 +689,7 @@ replay_fork_child(bool consistent)
 	atomic_store(&exiting, false);
 	atomic_store(&exit_done, 0);
 	atomic_store(&thread_running, false);
+	atomic_store(&wake_fd, -1);
 	/* Made new, never unlocked by a thread that may not own them. */
 	pthread_mutex_init(&rp.mu, NULL);
 }

@@ -289,7 +289,7 @@ enum admission { ADMIT, DROP, REFUSE, RETRY };
  * block, waits (mu released) for room up to the block timeout.
  */
 static enum admission
-admit(struct stream *s, uint64_t len)
+admit(struct stream *s, uint64_t len, bool *waited)
 {
 	const struct tcpspool_config *cfg = runtime_config();
 	const char *which;
@@ -315,6 +315,7 @@ admit(struct stream *s, uint64_t len)
 		return REFUSE;
 	deadline = mono_ns() + (int64_t)cfg->block_timeout_ms * NS_PER_MS;
 	ts = ts_of(deadline);
+	*waited = true;
 	atomic_fetch_add(&s->waiters, 1);
 	noted = replay_blocked(s, 1);
 	while (rc != 0 && (s->state == STREAM_DIRECT ||
@@ -547,27 +548,56 @@ result(size_t done, int err)
  * Spools what follows the first done bytes of w. State DIRECT or
  * SPOOLING, mu held. Returns what the application gets.
  */
+/*
+ * Nothing of the rest was queued. When nothing was taken at all, the
+ * EAGAIN is the kernel's only if this call's real call gave it and nothing
+ * changed since (DIRECT, no wait): then the kernel owes the edge. Else it
+ * is ours: the replay thread gives the edge, or it is given at once when
+ * s has no replay (its socket may be empty by now).
+ */
+static ssize_t
+refused(struct stream *s, const struct wreq *w, size_t done, bool waited)
+{
+	if (done > 0)
+		return (ssize_t)done;
+	if (s->state == STREAM_DIRECT && !waited) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (!s->registered)
+		replay_poke(w->fd);
+	return invented_eagain(s);
+}
+
+/*
+ * Spools what follows the first done bytes of w. State DIRECT or
+ * SPOOLING, mu held. Returns what the application gets. Nothing starts
+ * spooling once the process end began (the replay thread takes no new
+ * stream) or in a vfork child (its fd table is not the replay thread's).
+ */
 static ssize_t
 spool_rest(struct stream *s, struct wreq *w, size_t done)
 {
 	size_t want, took;
 	enum admission a;
+	bool waited = false;
 
 	if ((want = input_available(w, done)) == 0)
 		return w->src == WSRC_FILE ? (ssize_t)done : result(done,
 		    EAGAIN);
+	if (s->state == STREAM_DIRECT && (replay_exiting() ||
+	    !runtime_own_process()))
+		return result(done, EAGAIN);
 again:
 	if (ensure_spool(s) < 0)
-		return result(done, EAGAIN);
-	if ((a = admit(s, want)) == RETRY)
+		return refused(s, w, done, waited);
+	if ((a = admit(s, want, &waited)) == RETRY)
 		goto again;
 	if (s->state == STREAM_FAILED)
 		return result(done, s->err);
-	if (a == REFUSE && s->state == STREAM_SPOOLING && done == 0)
-		return invented_eagain(s);
 	if (a == REFUSE || (s->state != STREAM_DIRECT &&
 	    s->state != STREAM_SPOOLING))
-		return result(done, EAGAIN);
+		return refused(s, w, done, waited);
 	if (a == DROP) {
 		if (w->src != WSRC_IOV)
 			(void)append_input(s, w, want, true);
@@ -577,10 +607,10 @@ again:
 		int rc = replay_register(s, w->fd);
 
 		if (rc < 0) {
-			if (s->errors++ == 0)
+			if (s->errors++ == 0 && rc != -ESHUTDOWN)
 				log_error("fd %d: cannot start replay, passing "
 				    "through: %s", w->fd, strerror(-rc));
-			return result(done, EAGAIN);
+			return refused(s, w, done, waited);
 		}
 		set_state(s, STREAM_SPOOLING);
 	}
@@ -665,14 +695,6 @@ again:
 		out = direct_locked(s, w);
 		break;
 	case STREAM_SPOOLING:
-		if (replay_exiting() && !replay_exit_thread()) {
-			/* The process is ending: without us this thread would
-			 * be gone now; it must not add to what the exit is
-			 * delivering (SAFETY.md, process end). */
-			pthread_mutex_unlock(&s->mu);
-			for (;;)
-				pause();
-		}
 		if (atomic_load(&s->shut_wr_pending)) {
 			errno = EPIPE;
 			out = -1;
@@ -685,7 +707,7 @@ again:
 			 * socket would. */
 			if (wait_not_spooling(s))
 				goto again;
-			out = invented_eagain(s);
+			out = refused(s, w, 0, true);
 		} else if (w->len == 0)
 			out = 0;
 		else
@@ -696,7 +718,9 @@ again:
 		out = -1;
 		break;
 	default:
-		errno = EBADF;
+		/* DONE with an application fd still open: the process end
+		 * orphaned what was spooled; nothing may go behind it. */
+		errno = EPIPE;
 		out = -1;
 		break;
 	}
@@ -770,6 +794,11 @@ stream_shutdown_nested(struct stream *s, int fd, int how)
 	    (how != SHUT_WR && how != SHUT_RDWR))
 		return real.shutdown(fd, how);
 	atomic_store(&s->shut_wr_pending, true);
+	/* drained() may have looked before we noted it: whoever takes the
+	 * note does the shutdown. */
+	if (stream_state_peek(s) != STREAM_SPOOLING &&
+	    atomic_exchange(&s->shut_wr_pending, false))
+		(void)real.shutdown(fd, SHUT_WR);
 	return how == SHUT_RDWR ? real.shutdown(fd, SHUT_RD) : 0;
 }
 
@@ -779,7 +808,7 @@ stream_holds_file(struct stream *s)
 	bool held;
 
 	pthread_mutex_lock(&s->mu);
-	held = s->registered;
+	held = s->ever_registered;
 	pthread_mutex_unlock(&s->mu);
 	return held;
 }
@@ -867,10 +896,8 @@ drained(struct stream *s, int64_t now)
 	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
 		log_warn("spool %s: trim: %s", s->name, e.msg);
 	replay_room_changed(s);	/* trim deleted the delivered segments */
-	if (atomic_load(&s->shut_wr_pending) || s->app_gone) {
+	if (atomic_exchange(&s->shut_wr_pending, false) || s->app_gone)
 		real.shutdown(s->dup, SHUT_WR);
-		atomic_store(&s->shut_wr_pending, false);
-	}
 	if (!s->app_gone) {
 		/* Back to the direct path holding nothing: the spool files,
 		 * fds and buffers go (the next EAGAIN makes a new spool). */

@@ -142,6 +142,7 @@ struct stream {
 
 	/* Under mu and the replay lock. */
 	bool registered;
+	bool ever_registered;
 	/* Under the replay lock. */
 	bool listed;
 	bool orphaned;		/* process end: taken by orphan_left */
@@ -231,7 +232,9 @@ enum stream_state stream_state_peek(const struct stream *s);
 /* The application gets EAGAIN that the kernel did not give: -1, errno
  * EAGAIN, and an EPOLLOUT edge owed (stream.c). Needs no lock. */
 ssize_t invented_eagain(struct stream *s);
-/* The library's duplicate keeps the socket open (s is registered). */
+/* A duplicate of the library may keep the socket open: s was registered
+ * once (its duplicate is closed by the replay thread some time after s
+ * leaves the epoll set, so "registered now" would miss a window). */
 bool stream_holds_file(struct stream *s);
 
 /* For the replay thread: serve s (events from epoll, or a timer). */
