@@ -59,6 +59,14 @@ struct spool_cursor {
 	bool any_seg;		/* a segment was opened since (re)positioning */
 	uint64_t expect;
 
+	/*
+	 * The current frame: records frame_first.. in c->r.raw, frame_start
+	 * its iterator at the first record, frame_seq the record the
+	 * iterator c->r.it returns next. frame_start stays valid until the
+	 * next frame_enter: only a frame loaded whole replaces c->r.raw
+	 * (segread_adopt), so a rewind into the current frame never reads a
+	 * buffer a failed load has reused.
+	 */
 	bool in_frame;
 	struct payload_iter frame_start;
 	uint64_t frame_first, frame_seq, frame_min;
@@ -360,21 +368,23 @@ static int
 load_staged(struct spool_cursor *c, struct spool_err *err)
 {
 	struct frame_header fh;
+	struct payload_iter it;
 	int rc;
 
+	/* Into the spare buffer: the current frame stays rewindable. */
 	pthread_mutex_lock(&c->live->mu);
 	rc = c->live->writer_gone ? 0 : live_staged_copy(c->live, &fh,
-	    &c->r.raw, &c->r.raw_cap);
+	    &c->r.spare, &c->r.spare_cap);
 	pthread_mutex_unlock(&c->live->mu);
 	if (rc == -ENOMEM)
 		spool_seterr(err, "%s: out of memory", c->name);
 	if (rc <= 0 || fh.first_seq + fh.count <= c->expect)
 		return rc < 0 ? rc : 0;
-	if (!payload_check(&fh, c->r.raw, &c->r.it)) {
+	if (!payload_check(&fh, c->r.spare, &it)) {
 		spool_seterr(err, "%s: staged records do not decode", c->name);
 		return -EIO;
 	}
-	c->r.fh = fh;
+	segread_adopt(&c->r, &fh, &it);
 	frame_enter(c);
 	return c->in_frame ? 1 : 0;
 }
