@@ -363,18 +363,26 @@ later_segment(struct spool_cursor *c)
 /*
  * The stalled writer's committed staged records, as a frame after what
  * is written: 1 loaded (records not returned yet), 0 none, negative errno.
+ *
+ * The staged records start at live->written (frames are written whole,
+ * in order), so they continue what the cursor read from the files only
+ * if expect >= written under the same hold of live->mu as the copy: the
+ * writer may have written its frame and stalled again, with later
+ * records staged, since load_frame read what it published. Then the
+ * files come first (0 here; load_frame sees the new written).
  */
 static int
 load_staged(struct spool_cursor *c, struct spool_err *err)
 {
 	struct frame_header fh;
 	struct payload_iter it;
-	int rc;
+	int rc = 0;
 
 	/* Into the spare buffer: the current frame stays rewindable. */
 	pthread_mutex_lock(&c->live->mu);
-	rc = c->live->writer_gone ? 0 : live_staged_copy(c->live, &fh,
-	    &c->r.spare, &c->r.spare_cap);
+	if (!c->live->writer_gone && c->expect >= c->live->written)
+		rc = live_staged_copy(c->live, &fh, &c->r.spare,
+		    &c->r.spare_cap);
 	pthread_mutex_unlock(&c->live->mu);
 	if (rc == -ENOMEM)
 		spool_seterr(err, "%s: out of memory", c->name);
