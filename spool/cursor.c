@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sysio.h"
 
 struct out_rec {
 	uint64_t seq;
@@ -138,7 +139,7 @@ cursor_open(struct spool_dir *d, const char *name, struct stream_live *live,
 	if ((rc = progress_load(c->sfd, &c->prog)) < 0) {
 		spool_seterr(err, "%s/%s/progress: read: %s", d->path, name,
 		    strerror(-rc));
-		close(c->sfd);
+		sysio_close(c->sfd);
 		free(c);
 		return rc;
 	}
@@ -178,8 +179,8 @@ spool_cursor_close(struct spool_cursor *c)
 		return;
 	segread_fini(&c->r);
 	if (c->prog_fd != -1)
-		close(c->prog_fd);
-	close(c->sfd);
+		sysio_close(c->prog_fd);
+	sysio_close(c->sfd);
 	if (c->live != NULL)
 		live_unref(c->live);
 	free(c->out);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sysio.h"
 
 #define RESYNC_CHUNK	(64u << 10)
 
@@ -32,7 +33,7 @@ void
 segread_close(struct segread *r)
 {
 	if (r->fd != -1)
-		close(r->fd);
+		sysio_close(r->fd);
 	r->fd = -1;
 }
 
@@ -99,7 +100,8 @@ segread_open(struct segread *r, int sfd, uint64_t seq, bool sealed)
 	/* A rename .open -> .seg may happen between tries. */
 	for (i = 0; i < 3 && r->fd == -1; i++) {
 		seg_name(name, sizeof(name), seq, (i % 2 == 0) == sealed);
-		r->fd = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		r->fd = sysio_openat(sfd, name, O_RDONLY | O_NOFOLLOW |
+		    O_CLOEXEC, 0);
 		if (r->fd == -1 && errno != ENOENT)
 			return -errno;
 		if (r->fd != -1)
