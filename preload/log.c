@@ -5,9 +5,11 @@
  *   - A line is built whole in a stack buffer and handed to the kernel in
  *     one write (one datagram for syslog): lines from threads and processes
  *     never interleave (a line is below PIPE_BUF).
- *   - Every call goes to the kernel through syscall(2): never through the
- *     hooked write/open/socket/close of this library, so logging can
- *     neither recurse nor touch a stream's state.
+ *   - Every call goes to the kernel directly, never through the hooked
+ *     write/open/socket/close of this library, so logging can neither
+ *     recurse nor touch a stream's state: file I/O through spool's
+ *     sysio.h (the one way the library does its own fd I/O), the syslog
+ *     socket's calls through syscall(2) (spool/ knows no sockets).
  *   - Nothing is ever written to fd 0, 1 or 2 but stderr lines to fd 2; an
  *     fd the log opens itself is moved to 3 or above and is O_CLOEXEC.
  *   - errno is the caller's on return; SIGPIPE is never raised by a log
@@ -29,6 +31,7 @@
  *     lines go to stderr, never to a path the invoking user chose.
  */
 #include "log.h"
+#include "sysio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,12 +106,6 @@ static struct sink syslog_sink = { -1, 0, 0 };
 static atomic_int stderr_seen;		/* 0 not yet, 1 seen */
 static atomic_ullong stderr_dev, stderr_ino;
 
-static int
-sys_close(int fd)
-{
-	return (int)syscall(SYS_close, fd);
-}
-
 /* Moves a fresh fd of ours to FD_FLOOR or above; -1 (fd closed) if not. */
 static int
 raise_fd(int fd)
@@ -117,8 +114,8 @@ raise_fd(int fd)
 
 	if (fd >= FD_FLOOR)
 		return fd;
-	nfd = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, FD_FLOOR);
-	sys_close(fd);
+	nfd = sysio_dupfd_cloexec(fd, FD_FLOOR);
+	sysio_close(fd);
 	return nfd;
 }
 
@@ -163,11 +160,11 @@ sink_set(struct sink *s, int fd)
 
 	if (old >= 0 && same_file(old, atomic_load(&s->dev),
 	    atomic_load(&s->ino), &mode))
-		sys_close(old);
+		sysio_close(old);
 	if (fd < 0)
 		return;
 	if (fstat(fd, &st) == -1) {
-		sys_close(fd);
+		sysio_close(fd);
 		return;
 	}
 	atomic_store(&s->dev, (unsigned long long)st.st_dev);
@@ -181,7 +178,7 @@ open_file(const char *path)
 	int fd;
 
 	/* O_NONBLOCK: a FIFO without a reader must not hang the host. */
-	fd = (int)syscall(SYS_openat, AT_FDCWD, path,
+	fd = sysio_openat(AT_FDCWD, path,
 	    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
 	    O_NOCTTY | O_NONBLOCK, 0600);
 	if (fd < 0)
@@ -205,7 +202,7 @@ open_syslog(void)
 	if (fd < 0)
 		return -1;
 	if (syscall(SYS_connect, fd, &sun, sizeof(sun)) == -1) {
-		sys_close(fd);
+		sysio_close(fd);
 		return -1;
 	}
 	return fd;
@@ -298,7 +295,7 @@ write_line(int fd, const char *buf, size_t len, enum fd_kind kind)
 		return;
 	case FD_PLAIN:
 		do
-			n = syscall(SYS_write, fd, buf, len);
+			n = sysio_write(fd, buf, len);
 		while (n == -1 && errno == EINTR);
 		return;
 	case FD_PIPE:
@@ -311,7 +308,7 @@ write_line(int fd, const char *buf, size_t len, enum fd_kind kind)
 	was_pending = sigpending(&pending) == 0 &&
 	    sigismember(&pending, SIGPIPE) == 1;
 	do
-		n = syscall(SYS_write, fd, buf, len);
+		n = sysio_write(fd, buf, len);
 	while (n == -1 && errno == EINTR);
 	if (n == -1 && errno == EPIPE && !was_pending)
 		while (sigtimedwait(&pipe_set, NULL, &zero) == -1 &&

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sysio.h"
 
 #define FREE_EVERY_NS	(100 * 1000000LL)
 #define OTHERS_EVERY_NS	(1000 * 1000000LL)
@@ -41,10 +42,11 @@ dir_usage(struct spool_dir *d)
 	DIR *dp;
 	int fd;
 
-	if ((fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+	if ((fd = sysio_openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+	    0)) == -1)
 		return 0;
 	if ((dp = fdopendir(fd)) == NULL) {
-		close(fd);
+		sysio_close(fd);
 		return 0;
 	}
 	while ((de = readdir(dp)) != NULL) {

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sysio.h"
 
 struct out_rec {
 	uint64_t seq;
@@ -59,6 +60,14 @@ struct spool_cursor {
 	bool any_seg;		/* a segment was opened since (re)positioning */
 	uint64_t expect;
 
+	/*
+	 * The current frame: records frame_first.. in c->r.raw, frame_start
+	 * its iterator at the first record, frame_seq the record the
+	 * iterator c->r.it returns next. frame_start stays valid until the
+	 * next frame_enter: only a frame loaded whole replaces c->r.raw
+	 * (segread_adopt), so a rewind into the current frame never reads a
+	 * buffer a failed load has reused.
+	 */
 	bool in_frame;
 	struct payload_iter frame_start;
 	uint64_t frame_first, frame_seq, frame_min;
@@ -130,7 +139,7 @@ cursor_open(struct spool_dir *d, const char *name, struct stream_live *live,
 	if ((rc = progress_load(c->sfd, &c->prog)) < 0) {
 		spool_seterr(err, "%s/%s/progress: read: %s", d->path, name,
 		    strerror(-rc));
-		close(c->sfd);
+		sysio_close(c->sfd);
 		free(c);
 		return rc;
 	}
@@ -170,8 +179,8 @@ spool_cursor_close(struct spool_cursor *c)
 		return;
 	segread_fini(&c->r);
 	if (c->prog_fd != -1)
-		close(c->prog_fd);
-	close(c->sfd);
+		sysio_close(c->prog_fd);
+	sysio_close(c->sfd);
 	if (c->live != NULL)
 		live_unref(c->live);
 	free(c->out);
@@ -355,26 +364,36 @@ later_segment(struct spool_cursor *c)
 /*
  * The stalled writer's committed staged records, as a frame after what
  * is written: 1 loaded (records not returned yet), 0 none, negative errno.
+ *
+ * The staged records start at live->written (frames are written whole,
+ * in order), so they continue what the cursor read from the files only
+ * if expect >= written under the same hold of live->mu as the copy: the
+ * writer may have written its frame and stalled again, with later
+ * records staged, since load_frame read what it published. Then the
+ * files come first (0 here; load_frame sees the new written).
  */
 static int
 load_staged(struct spool_cursor *c, struct spool_err *err)
 {
 	struct frame_header fh;
-	int rc;
+	struct payload_iter it;
+	int rc = 0;
 
+	/* Into the spare buffer: the current frame stays rewindable. */
 	pthread_mutex_lock(&c->live->mu);
-	rc = c->live->writer_gone ? 0 : live_staged_copy(c->live, &fh,
-	    &c->r.raw, &c->r.raw_cap);
+	if (!c->live->writer_gone && c->expect >= c->live->written)
+		rc = live_staged_copy(c->live, &fh, &c->r.spare,
+		    &c->r.spare_cap);
 	pthread_mutex_unlock(&c->live->mu);
 	if (rc == -ENOMEM)
 		spool_seterr(err, "%s: out of memory", c->name);
 	if (rc <= 0 || fh.first_seq + fh.count <= c->expect)
 		return rc < 0 ? rc : 0;
-	if (!payload_check(&fh, c->r.raw, &c->r.it)) {
+	if (!payload_check(&fh, c->r.spare, &it)) {
 		spool_seterr(err, "%s: staged records do not decode", c->name);
 		return -EIO;
 	}
-	c->r.fh = fh;
+	segread_adopt(&c->r, &fh, &it);
 	frame_enter(c);
 	return c->in_frame ? 1 : 0;
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sysio.h"
 
 /* mkdir -p with 0700 for the folders it creates. */
 static int
@@ -77,20 +78,21 @@ spool_dir_open(const char *path, const struct spool_limits *lim,
 		spool_seterr(err, "%s: is a symlink, refused", path);
 		return -EPERM;
 	}
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	fd = sysio_openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC, 0);
 	if (fd == -1) {
 		rc = errno == ELOOP ? -EPERM : -errno;
 		spool_seterr(err, "%s: open: %s", path, strerror(errno));
 		return rc;
 	}
 	if ((rc = dir_check(fd, path, err)) < 0) {
-		close(fd);
+		sysio_close(fd);
 		return rc;
 	}
 	if ((d = calloc(1, sizeof(*d))) == NULL ||
 	    (d->path = strdup(path)) == NULL) {
 		free(d);
-		close(fd);
+		sysio_close(fd);
 		spool_seterr(err, "%s: out of memory", path);
 		return -ENOMEM;
 	}
@@ -108,7 +110,7 @@ spool_dir_close(struct spool_dir *d)
 {
 	if (d == NULL)
 		return;
-	close(d->fd);
+	sysio_close(d->fd);
 	pthread_mutex_destroy(&d->mu);
 	free(d->path);
 	free(d);
@@ -188,10 +190,11 @@ list_segments(int sfd, struct seg_entry **out, size_t *n)
 
 	*out = NULL;
 	*n = 0;
-	if ((fd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+	if ((fd = sysio_openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+	    0)) == -1)
 		return -errno;
 	if ((dp = fdopendir(fd)) == NULL) {
-		close(fd);
+		sysio_close(fd);
 		return -errno;
 	}
 	while ((de = readdir(dp)) != NULL) {
@@ -227,8 +230,8 @@ open_stream_dir(struct spool_dir *d, const char *name, struct spool_err *err)
 		spool_seterr(err, "%s: not a stream name", name);
 		return -EINVAL;
 	}
-	fd = openat(d->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
+	fd = sysio_openat(d->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC, 0);
 	if (fd == -1) {
 		spool_seterr(err, "%s/%s: open: %s", d->path, name,
 		    strerror(errno));
@@ -255,10 +258,11 @@ list_streams(struct spool_dir *d, char ***out, size_t *n)
 
 	*out = NULL;
 	*n = 0;
-	if ((fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+	if ((fd = sysio_openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+	    0)) == -1)
 		return -errno;
 	if ((dp = fdopendir(fd)) == NULL) {
-		close(fd);
+		sysio_close(fd);
 		return -errno;
 	}
 	while ((de = readdir(dp)) != NULL) {
@@ -356,7 +360,7 @@ spool_stream_remove(struct spool_dir *d, const char *name,
 		return sfd;
 	if ((dp = fdopendir(sfd)) == NULL) {
 		rc = -errno;
-		close(sfd);
+		sysio_close(sfd);
 		spool_seterr(err, "%s/%s: %s", d->path, name, strerror(-rc));
 		return rc;
 	}
@@ -401,10 +405,11 @@ list_segments_at(int dfd, const char *name, struct seg_entry **out, size_t *n)
 {
 	int sfd, rc;
 
-	sfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	sfd = sysio_openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC, 0);
 	if (sfd == -1)
 		return -errno;
 	rc = list_segments(sfd, out, n);
-	close(sfd);
+	sysio_close(sfd);
 	return rc;
 }

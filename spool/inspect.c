@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sysio.h"
 
 struct scan {
 	struct spool_dir *d;
@@ -289,7 +290,7 @@ spool_scan(struct spool_dir *d, const char *name,
 	if ((rc = list_segments(sfd, &v, &n)) < 0) {
 		spool_seterr(err, "%s/%s: list: %s", d->path, name,
 		    strerror(-rc));
-		close(sfd);
+		sysio_close(sfd);
 		return rc;
 	}
 	segread_init(&r);
@@ -307,7 +308,7 @@ spool_scan(struct spool_dir *d, const char *name,
 	}
 	segread_fini(&r);
 	free(v);
-	close(sfd);
+	sysio_close(sfd);
 	return sc.problems;
 }
 
@@ -327,7 +328,7 @@ spool_repair(struct spool_dir *d, const char *name, struct spool_err *err)
 	if ((rc = list_segments(sfd, &v, &n)) < 0 || n == 0 ||
 	    v[n - 1].sealed) {
 		free(v);
-		close(sfd);
+		sysio_close(sfd);
 		if (rc < 0)
 			spool_seterr(err, "%s/%s: list: %s", d->path, name,
 			    strerror(-rc));
@@ -347,20 +348,20 @@ spool_repair(struct spool_dir *d, const char *name, struct spool_err *err)
 	if (res != SR_TORN)
 		goto out;
 	seg_name(f, sizeof(f), r.seq, false);
-	fd = openat(sfd, f, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = sysio_openat(sfd, f, O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd == -1 || ftruncate(fd, (off_t)r.pos) == -1 || fsync(fd) == -1)
 		rc = -errno;
 	else
 		cut = (int64_t)(r.size - r.pos);
 	if (fd != -1)
-		close(fd);
+		sysio_close(fd);
 out:
 	if (rc < 0)
 		spool_seterr(err, "%s/%s/%016" PRIx64 ".open: repair: %s",
 		    d->path, name, v[n - 1].seq, strerror(-rc));
 	segread_fini(&r);
 	free(v);
-	close(sfd);
+	sysio_close(sfd);
 	return rc < 0 ? rc : cut;
 }
 
@@ -422,7 +423,7 @@ spool_stream_info(struct spool_dir *d, const char *name,
 	if ((rc = progress_load(sfd, &pg)) < 0 ||
 	    (rc = list_segments(sfd, &v, &n)) < 0) {
 		spool_seterr(err, "%s/%s: %s", d->path, name, strerror(-rc));
-		close(sfd);
+		sysio_close(sfd);
 		return rc;
 	}
 	si->acked_seq = pg.next_seq;
@@ -449,6 +450,6 @@ spool_stream_info(struct spool_dir *d, const char *name,
 	}
 	segread_fini(&r);
 	free(v);
-	close(sfd);
+	sysio_close(sfd);
 	return 0;
 }

@@ -272,8 +272,17 @@ struct segread {
 	uint64_t fh_off;
 	uint8_t *stored;	/* payload buffer */
 	size_t stored_cap;
-	uint8_t *raw;		/* decompressed payload */
+	/*
+	 * raw holds the payload of the last frame loaded whole (SR_FRAME
+	 * with its payload checked, or segread_adopt), and it, and every
+	 * copy a caller keeps of it, point into raw. A frame is decoded into
+	 * spare and the two swap only once it checked: a frame that fails
+	 * (corrupt, torn, I/O) leaves raw and the iterators into it intact.
+	 */
+	uint8_t *raw;
 	size_t raw_cap;
+	uint8_t *spare;
+	size_t spare_cap;
 	struct payload_iter it;
 	/* Last corrupt region (valid after SR_CORRUPT). */
 	uint64_t bad_off, bad_len;
@@ -302,6 +311,12 @@ int segread_refresh(struct segread *r);
  * its columns checked. *errp gets the negative errno on SR_IO.
  */
 enum sr_result segread_next(struct segread *r, bool full, int *errp);
+/*
+ * Makes the payload in r->spare, checked by the caller (payload_check
+ * gave *it), the current frame *fh: raw and spare swap.
+ */
+void segread_adopt(struct segread *r, const struct frame_header *fh,
+    const struct payload_iter *it);
 
 /* ---------------------------------------------------------- progress.c */
 

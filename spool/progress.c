@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sysio.h"
 
 #define PROGRESS_FILE	"progress"
 
@@ -21,12 +22,13 @@ progress_load(int sfd, struct progress *p)
 	int fd, i;
 
 	memset(p, 0, sizeof(*p));
-	fd = openat(sfd, PROGRESS_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = sysio_openat(sfd, PROGRESS_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC,
+	    0);
 	if (fd == -1)
 		return errno == ENOENT ? 0 : -errno;
 	memset(b, 0, sizeof(b));
 	n = pread(fd, b, sizeof(b), 0);
-	close(fd);
+	sysio_close(fd);
 	if (n == -1)
 		return -errno;
 	for (i = 0; i < 2; i++)
@@ -43,10 +45,11 @@ progress_open(int sfd)
 {
 	int fd;
 
-	fd = openat(sfd, PROGRESS_FILE, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
-	    O_CLOEXEC, 0600);
+	fd = sysio_openat(sfd, PROGRESS_FILE, O_RDWR | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd == -1 && errno == EEXIST)
-		fd = openat(sfd, PROGRESS_FILE, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		fd = sysio_openat(sfd, PROGRESS_FILE, O_RDWR | O_NOFOLLOW |
+		    O_CLOEXEC, 0);
 	return fd == -1 ? -errno : fd;
 }
 
@@ -59,7 +62,7 @@ progress_store(int fd, struct progress *p, bool sync)
 
 	p->generation++;
 	progress_encode(b, p);
-	n = pwrite(fd, b, sizeof(b),
+	n = sysio_pwrite(fd, b, sizeof(b),
 	    (off_t)(p->generation % 2) * PROGRESS_SLOT_LEN);
 	if (n != (ssize_t)sizeof(b))
 		return n == -1 ? -errno : -EIO;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sysio.h"
 
 #define RESYNC_CHUNK	(64u << 10)
 
@@ -32,7 +33,7 @@ void
 segread_close(struct segread *r)
 {
 	if (r->fd != -1)
-		close(r->fd);
+		sysio_close(r->fd);
 	r->fd = -1;
 }
 
@@ -42,6 +43,7 @@ segread_fini(struct segread *r)
 	segread_close(r);
 	free(r->stored);
 	free(r->raw);
+	free(r->spare);
 	segread_init(r);
 }
 
@@ -98,7 +100,8 @@ segread_open(struct segread *r, int sfd, uint64_t seq, bool sealed)
 	/* A rename .open -> .seg may happen between tries. */
 	for (i = 0; i < 3 && r->fd == -1; i++) {
 		seg_name(name, sizeof(name), seq, (i % 2 == 0) == sealed);
-		r->fd = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		r->fd = sysio_openat(sfd, name, O_RDONLY | O_NOFOLLOW |
+		    O_CLOEXEC, 0);
 		if (r->fd == -1 && errno != ENOENT)
 			return -errno;
 		if (r->fd != -1)
@@ -176,23 +179,44 @@ resync(struct segread *r, uint64_t *found, int *errp)
 	return false;
 }
 
-/* Reads and checks the payload of r->fh (at r->pos). */
+void
+segread_adopt(struct segread *r, const struct frame_header *fh,
+    const struct payload_iter *it)
+{
+	uint8_t *p = r->raw;
+	size_t cap = r->raw_cap;
+
+	r->raw = r->spare;
+	r->raw_cap = r->spare_cap;
+	r->spare = p;
+	r->spare_cap = cap;
+	if (fh != &r->fh)
+		r->fh = *fh;
+	r->it = *it;
+}
+
+/*
+ * Reads and checks the payload of r->fh (at r->pos) into r->spare, and
+ * adopts it if it is whole. Until then r->raw is not touched.
+ */
 static bool
 payload_ok(struct segread *r, int *errp)
 {
 	const struct frame_header *f = &r->fh;
+	struct payload_iter it;
 	uint64_t off = r->pos + FRAME_HEADER_LEN;
 	uint8_t *in;
 
+	if ((*errp = grow(&r->spare, &r->spare_cap, f->raw_len + 1)) < 0)
+		return false;
 	if (f->codec == CODEC_STORED) {
-		if ((*errp = grow(&r->raw, &r->raw_cap, f->raw_len + 1)) < 0 ||
-		    (*errp = pread_all(r->fd, r->raw, f->stored_len, off)) < 0)
+		if ((*errp = pread_all(r->fd, r->spare, f->stored_len,
+		    off)) < 0)
 			return false;
-		in = r->raw;
+		in = r->spare;
 	} else {
 		if ((*errp = grow(&r->stored, &r->stored_cap,
 		    f->stored_len + 1)) < 0 ||
-		    (*errp = grow(&r->raw, &r->raw_cap, f->raw_len + 1)) < 0 ||
 		    (*errp = pread_all(r->fd, r->stored, f->stored_len, off)) < 0)
 			return false;
 		in = r->stored;
@@ -200,9 +224,12 @@ payload_ok(struct segread *r, int *errp)
 	if (spool_crc(in, f->stored_len) != f->payload_crc)
 		return false;
 	if (f->codec == CODEC_DEFLATE &&
-	    !codec_inflate(r->stored, f->stored_len, r->raw, f->raw_len))
+	    !codec_inflate(r->stored, f->stored_len, r->spare, f->raw_len))
 		return false;
-	return payload_check(f, r->raw, &r->it);
+	if (!payload_check(f, r->spare, &it))
+		return false;
+	segread_adopt(r, f, &it);
+	return true;
 }
 
 static enum sr_result
@@ -237,9 +264,12 @@ segread_next(struct segread *r, bool full, int *errp)
 		if (end > r->limit)
 			return r->sealed ? corrupt_until(r, r->limit) : SR_TORN;
 		r->fh_off = r->pos;
-		r->it.left = 0;
-		if (!full || r->fh.first_seq + r->fh.count <= r->skip_below ||
-		    payload_ok(r, errp)) {
+		if (!full || r->fh.first_seq + r->fh.count <= r->skip_below) {
+			r->it.left = 0;	/* header only: no records */
+			r->pos = end;
+			return SR_FRAME;
+		}
+		if (payload_ok(r, errp)) {
 			r->pos = end;
 			return SR_FRAME;
 		}

@@ -30,7 +30,9 @@
  *     returned a sequence number are visible. Staged records that are
  *     all acknowledged are dropped, never written (FORMAT.md §4).
  *   - Every fd opened here is O_CLOEXEC; files are 0600, folders 0700,
- *     opened with O_NOFOLLOW, new ones with O_EXCL.
+ *     opened with O_NOFOLLOW, new ones with O_EXCL. Every fd is opened,
+ *     written and closed through sysio.h (raw system calls), never
+ *     through a symbol the preload library interposes.
  */
 #ifndef TCPSPOOL_SPOOL_H
 #define TCPSPOOL_SPOOL_H

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sysio.h"
 
 /* Replaces what would break the line format. */
 static void
@@ -45,7 +46,7 @@ spool_status_publish(struct spool_stream *s, const struct spool_status *st,
 	snprintf(tmp, sizeof(tmp), "%s/status.tmp", name);
 	snprintf(dst, sizeof(dst), "%s/status", name);
 	unlinkat(d->fd, tmp, 0);
-	fd = openat(d->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	fd = sysio_openat(d->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, 0600);
 	if (fd == -1) {
 		rc = -errno;
@@ -53,9 +54,9 @@ spool_status_publish(struct spool_stream *s, const struct spool_status *st,
 		    strerror(errno));
 		return rc;
 	}
-	if (write(fd, buf, (size_t)len) != len)
+	if (sysio_write(fd, buf, (size_t)len) != len)
 		rc = errno ? -errno : -EIO;
-	if (close(fd) == -1 && rc == 0)
+	if (sysio_close(fd) == -1 && rc == 0)
 		rc = -errno;
 	if (rc == 0 && renameat(d->fd, tmp, d->fd, dst) == -1)
 		rc = -errno;
@@ -101,9 +102,9 @@ spool_status_read(struct spool_dir *d, const char *name,
 	memset(st, 0, sizeof(*st));
 	if ((sfd = open_stream_dir(d, name, err)) < 0)
 		return sfd;
-	fd = openat(sfd, "status", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = sysio_openat(sfd, "status", O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 	rc = -errno;
-	close(sfd);
+	sysio_close(sfd);
 	if (fd == -1) {
 		spool_seterr(err, "%s/%s/status: open: %s", d->path, name,
 		    strerror(-rc));
@@ -111,7 +112,7 @@ spool_status_read(struct spool_dir *d, const char *name,
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	rc = -errno;
-	close(fd);
+	sysio_close(fd);
 	if (n == -1) {
 		spool_seterr(err, "%s/%s/status: read: %s", d->path, name,
 		    strerror(-rc));

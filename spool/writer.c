@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sysio.h"
 
 struct stage_buf {
 	uint8_t *p;
@@ -115,13 +116,13 @@ sync_stream_dir(struct spool_stream *s)
 {
 	int fd, rc = 0;
 
-	fd = openat(s->dir->fd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
+	fd = sysio_openat(s->dir->fd, s->name, O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd == -1)
 		return -errno;
 	if (fsync(fd) == -1)
 		rc = -errno;
-	close(fd);
+	sysio_close(fd);
 	return rc;
 }
 
@@ -173,7 +174,7 @@ pwritev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off)
 	int rc;
 
 	while (iovcnt > 0) {
-		n = pwritev(fd, iov, iovcnt, (off_t)pos);
+		n = sysio_pwritev(fd, iov, iovcnt, (off_t)pos);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -204,7 +205,8 @@ seg_open_fd(struct spool_stream *s, struct spool_err *err)
 	if (s->seg_fd != -1)
 		return 0;
 	seg_path(s, path, sizeof(path), s->seg_seq, false);
-	s->seg_fd = openat(s->dir->fd, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	s->seg_fd = sysio_openat(s->dir->fd, path, O_WRONLY | O_NOFOLLOW |
+	    O_CLOEXEC, 0);
 	if (s->seg_fd == -1) {
 		spool_seterr(err, "%s/%s: open: %s", s->dir->path, path,
 		    strerror(errno));
@@ -224,8 +226,8 @@ seg_create(struct spool_stream *s, uint64_t base, struct spool_err *err)
 	int fd, rc;
 
 	seg_path(s, path, sizeof(path), s->seg_seq, false);
-	fd = openat(s->dir->fd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-	    O_CLOEXEC, 0600);
+	fd = sysio_openat(s->dir->fd, path, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd == -1) {
 		rc = -errno;
 		spool_seterr(err, "%s/%s: create: %s", s->dir->path, path,
@@ -250,7 +252,7 @@ seg_create(struct spool_stream *s, uint64_t base, struct spool_err *err)
 	if (rc < 0) {
 		spool_seterr(err, "%s/%s: write header: %s", s->dir->path,
 		    path, strerror(-rc));
-		close(fd);
+		sysio_close(fd);
 		unlinkat(s->dir->fd, path, 0);
 		return rc;
 	}
@@ -296,7 +298,7 @@ seg_seal(struct spool_stream *s, struct spool_err *err)
 			rc = -errno;
 		return rc;
 	}
-	close(s->seg_fd);
+	sysio_close(s->seg_fd);
 	s->seg_fd = -1;
 	s->seg_exists = false;
 	s->unsynced = false;
@@ -544,7 +546,7 @@ discard_acked(struct spool_stream *s)
 		if (unlinkat(s->dir->fd, path, 0) == 0) {
 			stored_add(s, -(int64_t)s->seg_end, -1);
 			if (s->seg_fd != -1)
-				close(s->seg_fd);
+				sysio_close(s->seg_fd);
 			s->seg_fd = -1;
 			s->seg_exists = false;
 			s->unsynced = false;
@@ -669,7 +671,7 @@ spool_stream_create(struct spool_dir *d, struct spool_identity *id,
 		goto fail;
 	}
 	/* Idle until the first frame: no fd held. */
-	close(s->seg_fd);
+	sysio_close(s->seg_fd);
 	s->seg_fd = -1;
 	id->stream_id = s->id.stream_id;
 	pthread_mutex_lock(&d->mu);
@@ -879,7 +881,7 @@ spool_stream_trim(struct spool_stream *s, struct spool_err *err)
 		if ((rc = sync_policy(s, true)) < 0)
 			spool_seterr(err, "%s/%s: fdatasync: %s", s->dir->path,
 			    s->name, strerror(-rc));
-		close(s->seg_fd);
+		sysio_close(s->seg_fd);
 		s->seg_fd = -1;
 	}
 	return rc;
@@ -940,7 +942,7 @@ spool_stream_close(struct spool_stream *s, enum spool_close_how how,
 	if (how == SPOOL_CLOSE_KEEP)
 		rc = close_keep(s, reason, err);
 	if (s->seg_fd != -1)
-		close(s->seg_fd);
+		sysio_close(s->seg_fd);
 	s->seg_fd = -1;
 	pthread_mutex_lock(&s->live->mu);
 	dir_release(s);

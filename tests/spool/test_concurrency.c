@@ -3,9 +3,11 @@
  * preload's situation): every record arrives once, in order, intact, and
  * the counters end exact; then the same on a "full disk" (RLIMIT_FSIZE),
  * where the writer stalls and the reader takes the staged records from
- * its memory while the appender retries refused records. A plain program (exit status 0 = pass), not a
- * Criterion one, because Criterion's process arena cannot start under
- * TSan; the TSan build runs it (suite 'concurrency').
+ * its memory while the appender retries refused records. A plain
+ * program (exit status 0 = pass), not a Criterion one, because
+ * Criterion's process arena cannot start under TSan; the TSan build runs
+ * it (suite 'concurrency'). No wait is unbounded: a reader that stops
+ * says why, and the appender stops retrying once it has.
  */
 #include <sys/resource.h>
 
@@ -24,11 +26,19 @@
 #include "spool.h"
 
 enum { N = 20000 };
+/*
+ * Polls in a row that found nothing: the appender never waits, so only a
+ * lost record or a livelock gets near this; the reader then stops, and
+ * the appender, seeing it stopped, fails instead of waiting for it.
+ */
+#define IDLE_MAX	10000000L
 
 struct shared {
 	struct spool_cursor *c;
 	uint64_t got, n;
 	bool bad;
+	char why[SPOOL_ERR_MAX + 128];	/* when bad */
+	atomic_bool stopped;	/* the reader returned */
 };
 
 static char root[4096];
@@ -74,14 +84,30 @@ reader(void *arg)
 {
 	struct shared *sh = arg;
 	struct spool_record r;
+	struct spool_losses l;
 	struct spool_err err;
 	long idle = 0;
 	int rc;
 
-	while (sh->got < sh->n && idle < 50000000) {
+	while (sh->got < sh->n && idle < IDLE_MAX) {
 		rc = spool_cursor_next(sh->c, &r, &err);
-		if (rc < 0 || (rc == 1 && (r.seq != sh->got ||
-		    !check(r.data, r.len, r.seq)))) {
+		if (rc < 0) {
+			snprintf(sh->why, sizeof(sh->why), "next: %d %s", rc,
+			    err.msg);
+			sh->bad = true;
+			break;
+		}
+		if (rc == 1 && (r.seq != sh->got ||
+		    !check(r.data, r.len, r.seq))) {
+			spool_cursor_losses(sh->c, &l);
+			snprintf(sh->why, sizeof(sh->why), "record %llu "
+			    "(len %zu off %zu) where %llu was due%s; losses "
+			    "%llu frames, %llu records",
+			    (unsigned long long)r.seq, r.len, r.off,
+			    (unsigned long long)sh->got,
+			    r.seq == sh->got ? ", bytes differ" : "",
+			    (unsigned long long)l.frames,
+			    (unsigned long long)l.records);
 			sh->bad = true;
 			break;
 		}
@@ -90,23 +116,40 @@ reader(void *arg)
 			sched_yield();
 			continue;
 		}
+		idle = 0;
 		/* Now and then half a record first, as a short send would. */
 		if (r.seq % 7 == 0 && r.off == 0 && r.len > 1) {
-			if (spool_cursor_ack(sh->c, r.seq, r.len / 2, false,
-			    &err) < 0) {
+			if ((rc = spool_cursor_ack(sh->c, r.seq, r.len / 2,
+			    false, &err)) < 0) {
+				snprintf(sh->why, sizeof(sh->why),
+				    "ack: %d %s", rc, err.msg);
 				sh->bad = true;
 				break;
 			}
 			continue;
 		}
-		if (spool_cursor_ack(sh->c, r.seq, r.len, r.seq % 100 == 0,
-		    &err) < 0) {
+		if ((rc = spool_cursor_ack(sh->c, r.seq, r.len,
+		    r.seq % 100 == 0, &err)) < 0) {
+			snprintf(sh->why, sizeof(sh->why), "ack: %d %s", rc,
+			    err.msg);
 			sh->bad = true;
 			break;
 		}
 		sh->got++;
 	}
+	atomic_store(&sh->stopped, true);
 	return NULL;
+}
+
+/* The reader returned before the appender was done: it never will be. */
+static void
+reader_stopped(struct shared *sh, const char *part)
+{
+	if (sh->bad)
+		fail("%s: reader stopped at %llu: %s", part,
+		    (unsigned long long)sh->got, sh->why);
+	fail("%s: reader stopped at %llu: nothing new in %ld polls in a row",
+	    part, (unsigned long long)sh->got, IDLE_MAX);
 }
 
 static int
@@ -161,6 +204,10 @@ stalled(struct spool_dir *d)
 		 * once the reader has taken the staged ones from memory. */
 		while ((rc = spool_stream_append(s, &iov, 1, (int64_t)i,
 		    &err)) == -EFBIG) {
+			if (atomic_load(&sh.stopped)) {
+				pthread_join(th, NULL);
+				reader_stopped(&sh, "stalled");
+			}
 			refused++;
 			sched_yield();
 		}
@@ -177,9 +224,7 @@ stalled(struct spool_dir *d)
 		fail("flush after the stall: %s", err.msg);
 	pthread_join(th, NULL);
 	if (sh.bad || sh.got != N)
-		fail("stalled: reader stopped at %llu%s",
-		    (unsigned long long)sh.got,
-		    sh.bad ? " on a wrong record" : "");
+		reader_stopped(&sh, "stalled");
 	if (refused == 0)
 		fail("stalled: the disk never refused a frame");
 	spool_stream_counts(s, &cnt);
@@ -247,8 +292,7 @@ main(void)
 		fail("flush: %s", err.msg);
 	pthread_join(th, NULL);
 	if (sh.bad || sh.got != N)
-		fail("reader stopped at %llu%s", (unsigned long long)sh.got,
-		    sh.bad ? " on a wrong record" : "");
+		reader_stopped(&sh, "live");
 	spool_stream_counts(s, &cnt);
 	if (cnt.pending_records != 0 || cnt.pending_bytes != 0 ||
 	    cnt.segments > 1)

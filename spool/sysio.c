@@ -1,0 +1,54 @@
+/*
+ * sysio.c — the library's own fd I/O as raw system calls (see sysio.h).
+ * syscall(2) returns -1 and sets errno like the libc wrappers do.
+ */
+#include <sys/syscall.h>
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "sysio.h"
+
+int
+sysio_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+}
+
+int
+sysio_close(int fd)
+{
+	return (int)syscall(SYS_close, fd);
+}
+
+ssize_t
+sysio_write(int fd, const void *buf, size_t len)
+{
+	return (ssize_t)syscall(SYS_write, fd, buf, len);
+}
+
+ssize_t
+sysio_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	struct iovec iov = { (void *)(uintptr_t)buf, len };
+
+	return sysio_pwritev(fd, &iov, 1, off);
+}
+
+/* The kernel takes the offset as two longs, low then high (as glibc's
+ * LO_HI_LONG), on 32- and 64-bit ABIs alike. */
+ssize_t
+sysio_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off)
+{
+	uint64_t u = (uint64_t)off;
+
+	return (ssize_t)syscall(SYS_pwritev, fd, iov, iovcnt, (long)u,
+	    (long)(u >> 32));
+}
+
+int
+sysio_dupfd_cloexec(int fd, int floor)
+{
+	return (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, floor);
+}

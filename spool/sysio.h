@@ -1,0 +1,37 @@
+/*
+ * sysio.h — the library's own fd I/O: raw system calls, so that inside
+ * libtcpspool.so it never enters a hook.
+ *
+ * Inside the preloaded library, a call to open, write, close, fcntl, ...
+ * binds to the library's own exported definition of that symbol (the
+ * hooks of preload/hooks.def), not to libc's. A spool file opened through
+ * the open hook takes the hook's path for new fd numbers (and can land
+ * on the number of an application fd whose close the library never saw);
+ * a write through the write hook can be taken for the application's.
+ * So every call of spool/ (and of preload/log.c) that makes, closes or
+ * writes an fd goes through these wrappers, which enter the kernel
+ * directly. Calls the library does not hook and that glibc does not route
+ * through a hooked symbol (read, pread, fstat, fstatat, fsync,
+ * fdatasync, ftruncate, mkdirat, renameat, unlinkat, fdopendir, readdir,
+ * closedir) stay plain libc calls.
+ *
+ * Like libc: -1 (or a short count) with errno set on failure. EINTR is
+ * returned to the caller, as libc does; sysio_close never retries (on
+ * Linux the fd is released even when close reports EINTR).
+ */
+#ifndef TCPSPOOL_SYSIO_H
+#define TCPSPOOL_SYSIO_H
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+int sysio_openat(int dirfd, const char *path, int flags, mode_t mode);
+int sysio_close(int fd);
+ssize_t sysio_write(int fd, const void *buf, size_t len);
+ssize_t sysio_pwrite(int fd, const void *buf, size_t len, off_t off);
+ssize_t sysio_pwritev(int fd, const struct iovec *iov, int iovcnt,
+    off_t off);
+/* fcntl(fd, F_DUPFD_CLOEXEC, floor): a new fd >= floor, close-on-exec. */
+int sysio_dupfd_cloexec(int fd, int floor);
+
+#endif
