@@ -334,6 +334,46 @@ openat64(int dirfd, const char *path, int flags, ...)
 	return op_new_fd(real.openat64(dirfd, path, flags, mode));
 }
 
+/* The fortified entry points of open (they check flags, then open). */
+int __open_2(const char *path, int flags);
+int __open64_2(const char *path, int flags);
+int __openat_2(int dirfd, const char *path, int flags);
+int __openat64_2(int dirfd, const char *path, int flags);
+
+TCPSPOOL_EXPORT int
+__open_2(const char *path, int flags)
+{
+	if (!real_ready())
+		return (int)RAW(SYS_openat, AT_FDCWD, path, flags, 0);
+	return op_new_fd(real.__open_2(path, flags));
+}
+
+TCPSPOOL_EXPORT int
+__open64_2(const char *path, int flags)
+{
+	if (!real_ready())
+		return (int)RAW(SYS_openat, AT_FDCWD, path, flags | O_LARGEFILE,
+		    0);
+	return op_new_fd(real.__open64_2(path, flags));
+}
+
+TCPSPOOL_EXPORT int
+__openat_2(int dirfd, const char *path, int flags)
+{
+	if (!real_ready())
+		return (int)RAW(SYS_openat, dirfd, path, flags, 0);
+	return op_new_fd(real.__openat_2(dirfd, path, flags));
+}
+
+TCPSPOOL_EXPORT int
+__openat64_2(int dirfd, const char *path, int flags)
+{
+	if (!real_ready())
+		return (int)RAW(SYS_openat, dirfd, path, flags | O_LARGEFILE,
+		    0);
+	return op_new_fd(real.__openat64_2(dirfd, path, flags));
+}
+
 TCPSPOOL_EXPORT int
 creat(const char *path, mode_t mode)
 {

@@ -17,6 +17,7 @@
 #include "replay.h"
 #include "runtime.h"
 #include "stream.h"
+#include "sysio.h"
 
 extern char **environ;
 
@@ -93,6 +94,31 @@ private_floor(void)
 	return (int)(rl.rlim_cur / 2);
 }
 
+/* The spool's own fds (sysio_place): private, like the replay's. A number
+ * whose slot holds a stale stream is left untagged (see privatise). */
+static void
+own_fd_opened(int fd)
+{
+	struct stream *old;
+
+	if (FDTAB_IS_STREAM(fdtab_peek(fd)))
+		return;
+	fdtab_clear_tag(fd);
+	(void)fdtab_install(fd, NULL, FDTAB_PRIVATE, &old);
+}
+
+static void
+own_fd_closing(int fd)
+{
+	if (fdtab_peek(fd) == FDTAB_PRIVATE)
+		fdtab_clear_tag(fd);
+}
+
+static struct sysio_placement placement = {
+	.opened = own_fd_opened,
+	.closing = own_fd_closing,
+};
+
 static void
 init_locked(void)
 {
@@ -117,6 +143,8 @@ init_locked(void)
 		return;
 	}
 	rt.floor = private_floor();
+	placement.floor = rt.floor;
+	sysio_place(&placement);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	atomic_store_explicit(&rt.stage, STAGE_ACTIVE, memory_order_release);
 }

@@ -193,6 +193,7 @@ list_segments(int sfd, struct seg_entry **out, size_t *n)
 	if ((fd = sysio_openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC,
 	    0)) == -1)
 		return -errno;
+	sysio_release(fd);
 	if ((dp = fdopendir(fd)) == NULL) {
 		sysio_close(fd);
 		return -errno;
@@ -261,6 +262,7 @@ list_streams(struct spool_dir *d, char ***out, size_t *n)
 	if ((fd = sysio_openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC,
 	    0)) == -1)
 		return -errno;
+	sysio_release(fd);
 	if ((dp = fdopendir(fd)) == NULL) {
 		sysio_close(fd);
 		return -errno;
@@ -358,6 +360,7 @@ spool_stream_remove(struct spool_dir *d, const char *name,
 
 	if ((sfd = open_stream_dir(d, name, err)) < 0)
 		return sfd;
+	sysio_release(sfd);
 	if ((dp = fdopendir(sfd)) == NULL) {
 		rc = -errno;
 		sysio_close(sfd);

@@ -5,20 +5,50 @@
 #include <sys/syscall.h>
 
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
 
 #include "sysio.h"
 
+static _Atomic(const struct sysio_placement *) placement;
+
+void
+sysio_place(const struct sysio_placement *p)
+{
+	atomic_store(&placement, p);
+}
+
 int
 sysio_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+	const struct sysio_placement *p = atomic_load(&placement);
+	int fd = (int)syscall(SYS_openat, dirfd, path, flags, mode), nfd;
+
+	if (fd < 0 || p == NULL)
+		return fd;
+	if (fd < p->floor && (nfd = sysio_dupfd_cloexec(fd, p->floor)) >= 0) {
+		(void)syscall(SYS_close, fd);
+		fd = nfd;
+	}
+	if (p->opened != NULL)
+		p->opened(fd);
+	return fd;
+}
+
+void
+sysio_release(int fd)
+{
+	const struct sysio_placement *p = atomic_load(&placement);
+
+	if (fd >= 0 && p != NULL && p->closing != NULL)
+		p->closing(fd);
 }
 
 int
 sysio_close(int fd)
 {
+	sysio_release(fd);
 	return (int)syscall(SYS_close, fd);
 }
 

@@ -34,4 +34,22 @@ ssize_t sysio_pwritev(int fd, const struct iovec *iov, int iovcnt,
 /* fcntl(fd, F_DUPFD_CLOEXEC, floor): a new fd >= floor, close-on-exec. */
 int sysio_dupfd_cloexec(int fd, int floor);
 
+/*
+ * Where the library's own fds go, and who is told (preload/ sets this once
+ * it runs inside a host; the CLI leaves it unset). Every fd sysio_openat
+ * returns is moved to floor or above when it can be (out of the numbers
+ * a select()-sized host uses, out of reach of a host that closes numbers
+ * it does not own), then opened(fd) is called; sysio_close and
+ * sysio_release call closing(fd) before the fd goes, or before it is
+ * handed to something that closes it by itself (fdopendir).
+ */
+struct sysio_placement {
+	int floor;
+	void (*opened)(int fd);
+	void (*closing)(int fd);
+};
+void sysio_place(const struct sysio_placement *p);
+/* fd leaves sysio's care without a close of ours (fdopendir takes it). */
+void sysio_release(int fd);
+
 #endif
