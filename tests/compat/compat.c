@@ -346,6 +346,17 @@ report_add(char *out, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* "#3  0x00007f... in func (args) at f.c:9" -> "#3  func (args) at f.c:9" */
+static void
+compact_frame(char *s)
+{
+	char *in = strstr(s, " in "), *addr = strstr(s, "0x");
+
+	if (s[0] != '#' || in == NULL || addr == NULL || addr > in)
+		return;
+	memmove(addr, in + 4, strlen(in + 4) + 1);
+}
+
 /*
  * gdb's backtrace of every thread of pid, appended to out: the thread
  * headers and frames, each cut to a line's width, at most per_proc bytes.
@@ -363,7 +374,8 @@ backtrace_into(pid_t pid, char *out, size_t len, size_t per_proc)
 	FILE *f;
 
 	if (gdb == NULL || tmo == NULL) {
-		report_add(out, len, "    (gdb is not installed: no backtrace)\n");
+		report_add(out, len, "    (gdb is not installed: no "
+		    "backtrace)\n");
 		return;
 	}
 	snprintf(pidarg, sizeof(pidarg), "%d", (int)pid);
@@ -383,17 +395,11 @@ backtrace_into(pid_t pid, char *out, size_t len, size_t per_proc)
 		return;
 	while (fgets(line, sizeof(line), f) != NULL &&
 	    strlen(out) - start < per_proc) {
-		char *s = line;
-
-		if (strncmp(s, "Thread ", 7) != 0 && s[0] != '#')
+		if (strncmp(line, "Thread ", 7) != 0 && line[0] != '#')
 			continue;
-		/* "#3  0x00007f... in func (...)": keep "#3 func (...)". */
-		if (s[0] == '#' && strstr(s, " in ") != NULL &&
-		    strstr(s, "0x") != NULL && strstr(s, "0x") < strstr(s, " in "))
-			memmove(strchr(s, ' ') + 1, strstr(s, " in ") + 4,
-			    strlen(strstr(s, " in ") + 4) + 1);
-		s[strcspn(s, "\n")] = '\0';
-		report_add(out, len, "    %.160s\n", s);
+		compact_frame(line);
+		line[strcspn(line, "\n")] = '\0';
+		report_add(out, len, "    %.160s\n", line);
 	}
 	fclose(f);
 }
@@ -482,7 +488,8 @@ compat_preload_runtime(void)
 	const char *all = getenv("TCPSPOOL_TEST_PRELOAD");
 	const char *last;
 
-	H_ASSERT(all != NULL, "TCPSPOOL_TEST_PRELOAD unset: run via meson test");
+	H_ASSERT(all != NULL, "TCPSPOOL_TEST_PRELOAD unset: run via meson "
+	    "test");
 	last = strrchr(all, ':');
 	if (last == NULL)
 		return "";

@@ -43,8 +43,8 @@
 
 #define BIG_BYTES	(48LL << 20)
 #define PART_BYTES	(16LL << 20)
-#define RATE		"8M"		/* curl's unit: 8 MiB/s, 6 s for 48 MiB */
-#define RELOAD_RATE	"4M"		/* 12 s: time to reload in the middle */
+#define RATE		"8M"	/* curl's unit: 8 MiB/s, 6 s for 48 MiB */
+#define RELOAD_RATE	"4M"	/* 12 s: time to reload in the middle */
 #define START_MS	20000
 #define TRANSFER_MS	60000		/* ten times what the transfer takes */
 #define STALL_MS	15000		/* no byte for this long: stuck */
