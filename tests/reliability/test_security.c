@@ -7,22 +7,26 @@
  *     without the library), one log line, nothing written there;
  *   - symlinks planted where the library opens files (progress,
  *     status.tmp) are not followed: their targets stay untouched;
- *   - an AT_SECURE process (a setuid copy of server_a that links the
- *     library, since the loader ignores LD_PRELOAD paths in a setuid
+ *   - an AT_SECURE process (a setgid, and where the build dir is in
+ *     reach of nobody a setuid-nobody, copy of server_a that links the
+ *     library, since the loader ignores LD_PRELOAD paths in a secure
  *     process) is never spooled, though the library is in its memory;
  *   - the CLI refuses stream paths outside its spool dir and stream
  *     entries that are symlinks.
- * Tests that need root (chown, setuid) skip with a message otherwise.
+ * Tests that need root (chown, setuid, setgid) skip with a message
+ * otherwise.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "rel.h"
@@ -216,22 +220,26 @@ Test(security, planted_symlinks_in_a_stream_dir_are_not_followed)
 	    "%s", h_describe(st.reader[0]));
 }
 
-/* A copy of server_a linked with the library, made setuid nobody. */
+/*
+ * A copy of server_a linked with the library, in the test's private dir,
+ * owned by owner:group with mode (04755: setuid, 02755: setgid).
+ */
 static void
-setuid_copy(char *out, size_t len, bool setuid_bit)
+secure_copy(char *out, size_t len, const char *name, uid_t owner,
+    gid_t group, mode_t mode)
 {
 	char src[PATH_MAX], bin[PATH_MAX], cmd[3 * PATH_MAX];
 
 	h_fixture(src, sizeof(src), "../reliability/server_a_linked");
 	h_fmt(bin, sizeof(bin), "%s/bin", h_dir());
 	mkdir(bin, 0755);
-	h_fmt(out, len, "%s/server_a_%s", bin, setuid_bit ? "setuid" : "plain");
+	h_fmt(out, len, "%s/server_a_%s", bin, name);
 	h_fmt(cmd, sizeof(cmd), "cp '%s' '%s'", src, out);
 	cr_assert_eq(system(cmd), 0, "%s", cmd);
-	if (setuid_bit) {
-		cr_assert_eq(chown(out, NOBODY, NOBODY), 0);
-		cr_assert_eq(chmod(out, 04755), 0);
-	}
+	cr_assert_eq(chown(out, owner, group), 0, "chown %s: %s", out,
+	    strerror(errno));
+	cr_assert_eq(chmod(out, mode), 0, "chmod %s: %s", out,
+	    strerror(errno));
 }
 
 static bool
@@ -245,7 +253,40 @@ maps_library(pid_t pid)
 	    strstr(maps, "libtcpspool.so") != NULL;
 }
 
-Test(security, setuid_process_is_never_spooled)
+/*
+ * True if user uid can open the library where the loader of a secure
+ * program looks for it (the build dir: the program's runpath, $ORIGIN
+ * aside, which the loader ignores in a secure program). A clone under
+ * /root (0700) is out of reach of nobody.
+ */
+static bool
+library_readable_by(uid_t uid, gid_t gid)
+{
+	const char *lib = getenv("TCPSPOOL_TEST_LIB");
+	pid_t pid;
+	int status;
+
+	cr_assert(lib != NULL, "TCPSPOOL_TEST_LIB unset: run via meson test");
+	if ((pid = fork()) == 0) {
+		if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 ||
+		    setresuid(uid, uid, uid) != 0)
+			_exit(2);
+		_exit(access(lib, R_OK) == 0 ? 0 : 1);
+	}
+	cr_assert(pid > 0, "fork: %s", strerror(errno));
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/*
+ * The story of an AT_SECURE process that has the library in its memory
+ * (the loader ignores LD_PRELOAD paths in a secure process, so the copy
+ * links it): it is passed through, sees EAGAIN as without the library,
+ * says nothing and spools nothing.
+ */
+static void
+secure_copy_is_never_spooled(const char *name, uid_t owner, gid_t group,
+    mode_t mode)
 {
 	/* (Sanitizer builds: see setuid_asan.c.) */
 	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
@@ -254,14 +295,11 @@ Test(security, setuid_process_is_never_spooled)
 	struct h_argv a = { .n = 0 };
 	struct h_proc *p;
 	char files[1024];
-	struct h_story st;
 	const char *line;
 
-	if (!rel_root())
-		cr_skip_test("not root: cannot make a setuid copy of server_a");
-	/* Control: the linked copy, not setuid, spools (so the library is
+	/* Control: the linked copy, not secure, spools (so the library is
 	 * really active in it). */
-	setuid_copy(prog, sizeof(prog), false);
+	secure_copy(prog, sizeof(prog), "plain", geteuid(), getegid(), 0755);
 	h_args(&a, "--status-fd", "3", "--sndbuf=4096", "--count=40000",
 	    "--no-fork", NULL);
 	p = h_spawn("plain", prog, &a, &o);
@@ -277,10 +315,10 @@ Test(security, setuid_process_is_never_spooled)
 		    "spool (control): %s", h_describe(p));
 		cr_assert_eq(h_exit_code(r), 0, "%s", h_describe(r));
 	}
+	cr_assert(h_spool_wait_empty(10000), "the control's spool stayed");
 
-	/* The same program setuid nobody, started by root: AT_SECURE. */
-	setuid_copy(prog, sizeof(prog), true);
-	memset(&st, 0, sizeof(st));
+	/* The same program, secure, started by root. */
+	secure_copy(prog, sizeof(prog), name, owner, group, mode);
 	{
 		struct h_argv b = { .n = 0 };
 		unsigned short port;
@@ -289,24 +327,54 @@ Test(security, setuid_process_is_never_spooled)
 
 		h_args(&b, "--status-fd", "3", "--sndbuf=4096",
 		    "--count=40000", "--no-fork", NULL);
-		p = h_spawn("setuid", prog, &b, &o);
+		p = h_spawn(name, prog, &b, &o);
 		line = h_status_line(p, "port ", 0, H_DEADLINE_MS);
 		cr_assert(line != NULL, "%s", h_describe(p));
 		port = (unsigned short)atoi(line + 5);
 		cr_expect(maps_library(h_pid(p)), "the library is not loaded "
-		    "in the setuid copy: the test proves nothing");
+		    "in the %s copy: the test proves nothing", name);
 		r = h_reader(1, port, NULL, "--rcvbuf=4096", "--stall-ms=300",
 		    "--expect-prefix", "--count=40000", NULL);
 		cr_assert(h_wait(p, H_DEADLINE_MS) && h_wait(r, H_DEADLINE_MS));
-		cr_expect_eq(h_exit_code(p), 3, "the setuid server_a did not "
-		    "see EAGAIN as without the library: %s", h_describe(p));
+		cr_expect_eq(h_exit_code(p), 3, "the %s server_a did not "
+		    "see EAGAIN as without the library: %s", name,
+		    h_describe(p));
 		cr_expect(h_reader_result(r, &res) && res.mismatch == -1,
 		    "%s", h_describe(r));
 		cr_expect_eq(h_stderr_lines_with(p, "tcpspool"), 0, "%s",
 		    h_describe(p));
 	}
-	cr_expect_eq(h_spool_files(files, sizeof(files)), 0, "a setuid "
-	    "process spooled: %s", files);
+	cr_expect_eq(h_spool_files(files, sizeof(files)), 0, "a %s "
+	    "process spooled: %s", name, files);
+}
+
+/*
+ * Setgid, run by root: AT_SECURE with the effective user unchanged, so the
+ * loader finds the library in the build dir wherever the clone is, and
+ * the spool dir is the process's own: only the AT_SECURE check can keep
+ * it from spooling.
+ */
+Test(security, setgid_process_is_never_spooled)
+{
+	if (!rel_root())
+		cr_skip_test("not root: cannot make a setgid copy of server_a");
+	secure_copy_is_never_spooled("setgid", geteuid(), NOBODY, 02755);
+}
+
+/*
+ * Setuid nobody, run by root: the loader runs as nobody and must reach the
+ * library in the build dir, which it cannot in a clone under /root (0700).
+ */
+Test(security, setuid_process_is_never_spooled)
+{
+	if (!rel_root())
+		cr_skip_test("not root: cannot make a setuid copy of server_a");
+	if (!library_readable_by(NOBODY, NOBODY))
+		cr_skip_test("the build dir is out of reach of user nobody (a "
+		    "parent dir without o+x, as /root): the loader of a "
+		    "setuid-nobody program cannot load %s; the setgid case "
+		    "proves the same check", getenv("TCPSPOOL_TEST_LIB"));
+	secure_copy_is_never_spooled("setuid", NOBODY, NOBODY, 04755);
 }
 
 /* A stream-looking dir with a segment-looking file, outside the spool. */
