@@ -599,9 +599,20 @@ again:
 	    s->state != STREAM_SPOOLING))
 		return refused(s, w, done, waited);
 	if (a == DROP) {
+		/* drop discards whole writes only. The kernel took part of
+		 * this one: the short count, and the rest (the application's
+		 * next write) is never dropped, or the peer would see a
+		 * message cut and joined to the next; it waits as under
+		 * eagain. */
+		if (done > 0) {
+			s->rest_owed = true;
+			return (ssize_t)done;
+		}
+		if (s->rest_owed)
+			return refused(s, w, 0, waited);
 		if (w->src != WSRC_IOV)
 			(void)append_input(s, w, want, true);
-		return (ssize_t)(done + want);
+		return (ssize_t)want;
 	}
 	if (s->state == STREAM_DIRECT) {
 		int rc = replay_register(s, w->fd);
@@ -619,6 +630,8 @@ again:
 	else
 		took = append_input(s, w, want, false);
 	replay_note_staged(s, spool_stream_staged_since(s->spool));
+	if (took == want)
+		s->rest_owed = false;
 	return result(done + took, EAGAIN);
 }
 
@@ -627,6 +640,8 @@ stream_after_direct(struct stream *s, struct wreq *w, ssize_t r, int err)
 {
 	size_t done = r < 0 ? 0 : (size_t)r;
 
+	if (done >= w->len && r >= 0)
+		s->rest_owed = false;	/* a whole write went */
 	if ((r < 0 && !is_eagain(err)) || done >= w->len || w->unspoolable)
 		goto kernel;
 	if (s->state != STREAM_DIRECT && s->state != STREAM_SPOOLING)

@@ -125,6 +125,9 @@ struct stream {
 	 * too, without mu). */
 	_Atomic bool shut_wr_pending;
 	bool overflow_logged;
+	/* overflow=drop: the kernel took part of the last write and the
+	 * application was given the short count; its rest is never dropped. */
+	bool rest_owed;
 	struct spool_stream *spool;
 	struct spool_cursor *cur;
 	/* Records the cursor returned and the socket has not taken yet

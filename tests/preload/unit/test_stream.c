@@ -531,6 +531,87 @@ Test(overflow, drop_policy_reports_success_and_counts)
 	free(b);
 }
 
+/* Message k of the drop test: its number in every byte. */
+#define MSG_LEN (96u << 10)
+
+/* Reads what fd has now; returns the bytes read. */
+static size_t
+read_available(int fd, unsigned char *out, size_t cap)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < cap && (n = recv(fd, out + got, cap - got,
+	    MSG_DONTWAIT)) > 0)
+		got += (size_t)n;
+	return got;
+}
+
+/*
+ * A write larger than the quota: the kernel takes part of it, and the rest
+ * cannot be spooled. Under drop the application gets the short count and
+ * sends the rest again, as it would to a socket; the peer must see every
+ * message it gets whole, never one cut and joined to the next.
+ */
+Test(overflow, drop_policy_never_cuts_a_message)
+{
+	size_t cap = 64 * MSG_LEN, got = 0, off, i;
+	unsigned char *msg = malloc(MSG_LEN), *in = malloc(cap);
+	struct pollfd pfd;
+	int fds[2], k, partial = 0;
+	ssize_t r;
+
+	cr_assert(msg != NULL && in != NULL);
+	unit_env("TCPSPOOL_MAX_STREAM=64K", "TCPSPOOL_OVERFLOW=drop", NULL);
+	unit_unix_pair(fds);
+	for (k = 1; k <= 24; k++) {
+		memset(msg, k, MSG_LEN);
+		for (off = 0; off < MSG_LEN;) {
+			r = op_write(fds[0], msg + off, MSG_LEN - off);
+			if (r > 0) {
+				partial += off + (size_t)r < MSG_LEN;
+				off += (size_t)r;
+				continue;
+			}
+			cr_assert(r < 0 && errno == EAGAIN, "write: %s",
+			    strerror(errno));
+			/* Only the rest of a cut write waits: the reader
+			 * makes room, and the socket says when. */
+			cr_assert(off > 0, "a whole write refused under drop");
+			got += read_available(fds[1], in + got, cap - got);
+			pfd = (struct pollfd){ .fd = fds[0], .events = POLLOUT };
+			cr_assert_eq(poll(&pfd, 1, 30000), 1,
+			    "no POLLOUT for the rest of message %d", k);
+		}
+		if (k % 4 == 0)	/* now and then the reader keeps up */
+			got += read_available(fds[1], in + got, cap - got);
+	}
+	cr_assert_eq(op_shutdown(fds[0], SHUT_WR), 0);	/* after the spool */
+	for (;;) {
+		pfd = (struct pollfd){ .fd = fds[1], .events = POLLIN };
+		cr_assert_eq(poll(&pfd, 1, 30000), 1, "the spool never came");
+		r = recv(fds[1], in + got, cap - got, 0);
+		cr_assert(r >= 0);
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	cr_assert(got % MSG_LEN == 0, "%zu bytes: a message was cut", got);
+	for (off = 0, k = 0; off < got; off += MSG_LEN) {
+		cr_assert(in[off] > k, "message %d after %d", in[off], k);
+		k = in[off];
+		for (i = 0; i < MSG_LEN; i++)
+			cr_assert_eq(in[off + i], k, "message %d cut at %zu",
+			    k, i);
+	}
+	cr_assert(partial > 0, "the kernel never took part of a write: the "
+	    "test proves nothing");
+	op_close(fds[0]);
+	close(fds[1]);
+	free(msg);
+	free(in);
+}
+
 struct reader {
 	int fd;
 	uint64_t n;
