@@ -20,12 +20,7 @@
 #include "replay.h"
 #include "runtime.h"
 #include "stream.h"
-
-static bool
-is_eagain(int err)
-{
-	return err == EAGAIN || err == EWOULDBLOCK;
-}
+#include "util.h"
 
 /* Flags whose meaning a spooled copy could not keep. */
 static bool
@@ -599,15 +594,11 @@ range_visit(void *arg, int fd, struct stream *p)
 	struct range_scan *rs = arg;
 
 	if (p == FDTAB_PRIVATE) {
-		if (rs->n == rs->cap) {
-			size_t nc = rs->cap ? 2 * rs->cap : 16;
-			int *v = reallocarray(rs->priv, nc, sizeof(*v));
+		int *v = grown(rs->priv, rs->n, &rs->cap, sizeof(*v));
 
-			if (v == NULL)
-				return;
-			rs->priv = v;
-			rs->cap = nc;
-		}
+		if (v == NULL)
+			return;
+		rs->priv = v;
 		rs->priv[rs->n++] = fd;
 	} else if (!FDTAB_IS_STREAM(p))
 		fdtab_clear_tag(fd);

@@ -40,6 +40,7 @@
 #include "replay.h"
 #include "runtime.h"
 #include "stream.h"
+#include "util.h"
 
 static struct {
 	pthread_mutex_t mu;
@@ -69,13 +70,6 @@ static _Atomic int64_t exit_deadline;
 static _Atomic uint32_t exit_done;	/* a futex word: the thread is done */
 static _Atomic pid_t exit_tid;		/* the thread that called it */
 static _Atomic bool thread_running;	/* the thread exists and will answer */
-
-static struct timespec
-mono_ts(int64_t ns)
-{
-	return (struct timespec){ .tv_sec = ns / 1000000000LL,
-		.tv_nsec = ns % 1000000000LL };
-}
 
 /*
  * A fd of ours moved to the private range and marked private. A number
@@ -119,17 +113,13 @@ unprivatise_close(int fd)
 static void
 bury_locked(int fd)
 {
-	if (rp.ngrave == rp.capgrave) {
-		size_t nc = rp.capgrave ? rp.capgrave * 2 : 16;
-		int *v = reallocarray(rp.grave, nc, sizeof(*v));
+	int *v = grown(rp.grave, rp.ngrave, &rp.capgrave, sizeof(*v));
 
-		if (v == NULL) {
-			unprivatise_close(fd);
-			return;
-		}
-		rp.grave = v;
-		rp.capgrave = nc;
+	if (v == NULL) {
+		unprivatise_close(fd);
+		return;
 	}
+	rp.grave = v;
 	rp.grave[rp.ngrave++] = fd;
 	replay_wake();
 }
@@ -190,19 +180,13 @@ replay_blocked(struct stream *s, int delta)
 
 	pthread_mutex_lock(&rp.mu);
 	if (delta > 0) {
-		if (rp.nblocked == rp.capblocked) {
-			size_t nc = rp.capblocked ? rp.capblocked * 2 : 8;
-			struct stream **v = reallocarray(rp.blocked, nc,
-			    sizeof(*v));
+		struct stream **v = grown(rp.blocked, rp.nblocked,
+		    &rp.capblocked, sizeof(*v));
 
-			if (v == NULL)
-				ok = false;
-			else {
-				rp.blocked = v;
-				rp.capblocked = nc;
-			}
-		}
-		if (ok) {
+		if (v == NULL)
+			ok = false;
+		else {
+			rp.blocked = v;
 			rp.blocked[rp.nblocked++] = s;
 			atomic_fetch_add(&blocked, 1);
 		}
@@ -278,6 +262,7 @@ replay_poke(int fd)
 static size_t
 collect_due(struct stream ***out, size_t *cap, int64_t now)
 {
+	struct stream **v;
 	size_t i, k = 0;
 
 	pthread_mutex_lock(&rp.mu);
@@ -293,15 +278,9 @@ collect_due(struct stream ***out, size_t *cap, int64_t now)
 		    !(l != 0 && l <= now) && !(y != 0 && y <= now) &&
 		    atomic_load(&s->publish_due) > now)
 			continue;
-		if (k == *cap) {
-			size_t nc = *cap ? *cap * 2 : 16;
-			struct stream **v = reallocarray(*out, nc, sizeof(*v));
-
-			if (v == NULL)
-				break;
-			*out = v;
-			*cap = nc;
-		}
+		if ((v = grown(*out, k, cap, sizeof(*v))) == NULL)
+			break;
+		*out = v;
 		stream_ref(s);
 		(*out)[k++] = s;
 	}
@@ -324,18 +303,14 @@ sweep_locked(struct stream ***drop, size_t *ndrop, size_t *dcap)
 		int64_t t;
 
 		if (!s->registered) {
-			if (*ndrop == *dcap) {
-				size_t nc = *dcap ? *dcap * 2 : 16;
-				struct stream **v = reallocarray(*drop, nc,
-				    sizeof(*v));
+			struct stream **v = grown(*drop, *ndrop, dcap,
+			    sizeof(*v));
 
-				if (v == NULL) {
-					rp.list[k++] = s;	/* next turn */
-					continue;
-				}
-				*drop = v;
-				*dcap = nc;
+			if (v == NULL) {
+				rp.list[k++] = s;	/* next turn */
+				continue;
 			}
+			*drop = v;
 			s->listed = false;
 			(*drop)[(*ndrop)++] = s;
 			continue;
@@ -523,16 +498,14 @@ replay_register(struct stream *s, int fd)
 	}
 	if (!rp.started && (rc = start_locked()) < 0)
 		goto out;
-	if (!s->listed && rp.n == rp.cap) {
-		size_t nc = rp.cap ? rp.cap * 2 : 16;
-		struct stream **v = reallocarray(rp.list, nc, sizeof(*v));
+	if (!s->listed) {
+		struct stream **v = grown(rp.list, rp.n, &rp.cap, sizeof(*v));
 
 		if (v == NULL) {
 			rc = -ENOMEM;
 			goto out;
 		}
 		rp.list = v;
-		rp.cap = nc;
 	}
 	if ((dup = real.fcntl(fd, F_DUPFD_CLOEXEC,
 	    runtime_private_floor())) == -1 &&
@@ -616,7 +589,7 @@ replay_drain(int64_t deadline_ns, bool now)
 	 * exit interrupted): the process ends without it. */
 	until = deadline_ns + 1500 * 1000000LL;
 	while (atomic_load(&exit_done) == 0 && (t = mono_ns()) < until) {
-		ts = mono_ts(until - t);
+		ts = ts_of(until - t);	/* relative */
 		(void)syscall(SYS_futex, &exit_done, FUTEX_WAIT_PRIVATE, 0, &ts,
 		    NULL, 0);
 	}

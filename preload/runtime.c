@@ -18,6 +18,7 @@
 #include "runtime.h"
 #include "stream.h"
 #include "sysio.h"
+#include "util.h"
 
 extern char **environ;
 

@@ -1,7 +1,10 @@
 /*
  * stream.h — one connection the library has spooled for, and its state
- * machine. The hook (ops.c) says which stream; this module says what
- * happens to a write, a close, a shutdown; replay.c runs the thread.
+ * machine. The hook (ops.c) says which stream; the stream's files say
+ * what happens, one job each: stream.c (life, the write entry point),
+ * admit.c (quotas and policy), ingest.c (bytes into the spool), pump.c
+ * (the replay thread's sending), linger.c (close, shutdown, process end);
+ * stream_impl.h is what they call of each other. replay.c runs the thread.
  *
  * States (field state, changed only under mu):
  *
@@ -249,6 +252,5 @@ void stream_orphan_at_exit(struct stream *s, int64_t deadline_ns);
 
 const char *stream_state_name(enum stream_state st);
 
-int64_t mono_ns(void);
 
 #endif

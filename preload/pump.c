@@ -1,0 +1,437 @@
+/*
+ * pump.c — what the replay thread does for a SPOOLING stream: gather
+ * records into batches, send them through the private duplicate, acknowledge
+ * what the socket took, flush and sync on the policy's timers, and hand
+ * the connection back when the spool is empty (to DIRECT, or to LINGER
+ * after a close), or give up on it (FAILED, an orphan).
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "real.h"
+#include "replay.h"
+#include "runtime.h"
+#include "stream.h"
+#include "stream_impl.h"
+#include "util.h"
+
+/* The replay thread serves one stream at most this much before others. */
+#define REPLAY_QUANTUM	  (4u << 20)
+#define PERSIST_EVERY_NS  (200 * NS_PER_MS)
+/* One sendmsg of the replay thread: at most this many records, this many
+ * bytes copied (a record's rest up to BATCH_COPY_MAX is copied, a larger
+ * one is sent from the cursor's buffer as the batch's last piece). */
+#define BATCH_RECORDS	  1024
+#define BATCH_BYTES	  (64u << 10)
+#define BATCH_COPY_MAX	  (16u << 10)
+
+static const char *
+failure_reason(int err)
+{
+	switch (err) {
+	case EPIPE:
+		return "broken pipe";
+	case ECONNRESET:
+		return "peer reset";
+	case ETIMEDOUT:
+		return "timed out";
+	case EIO:
+		return "spool unreadable";
+	default:
+		return strerror(err);
+	}
+}
+
+/* SPOOLING -> FAILED: the spool stays as an orphan, the app gets err. */
+static void
+fail(struct stream *s, int err, const char *detail)
+{
+	const char *reason = failure_reason(err);
+	struct spool_counts c;
+
+	spool_stream_counts(s->spool, &c);
+	log_warn("spool %s (fd %d, peer %s): %s%s%s; %" PRIu64 " bytes kept "
+	    "as orphan spool %s/%s", s->name, s->fd, s->id.peer, reason,
+	    detail ? ": " : "", detail ? detail : "", c.pending_bytes,
+	    spool_dir_path(runtime_dir()), s->name);
+	spool_release(s, SPOOL_CLOSE_KEEP, reason);
+	replay_unregister(s);
+	s->err = err;
+	set_state(s, s->app_gone ? STREAM_DONE : STREAM_FAILED);
+	wake_waiters(s);
+}
+
+/* Registered, under mu: the EPOLLOUT edge an invented EAGAIN owes. */
+static void
+pay_edge(struct stream *s)
+{
+	if (atomic_exchange(&s->owe_edge, false))
+		replay_poke(s->dup);
+}
+
+/* The spool is empty: back to DIRECT, or on to LINGER after a close. */
+static void
+drained(struct stream *s, int64_t now)
+{
+	const struct tcpspool_config *cfg = runtime_config();
+	struct spool_err e;
+
+	atomic_store(&s->flush_due, 0);
+	atomic_store(&s->sync_due, 0);	/* trim syncs what it keeps */
+	batch_free(&s->batch);
+	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
+		log_warn("spool %s: trim: %s", s->name, e.msg);
+	replay_room_changed(s);	/* trim deleted the delivered segments */
+	if (atomic_exchange(&s->shut_wr_pending, false) || s->app_gone)
+		real.shutdown(s->dup, SHUT_WR);
+	if (!s->app_gone) {
+		/* Back to the direct path holding nothing: the spool files,
+		 * fds and buffers go (the next EAGAIN makes a new spool). */
+		set_state(s, STREAM_DIRECT);
+		publish(s, now);
+		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+		replay_room_changed(s);
+		pay_edge(s);
+		replay_unregister(s);
+		wake_waiters(s);
+		return;
+	}
+	set_state(s, STREAM_LINGER);
+	publish(s, now);
+	atomic_store(&s->linger_due, now + (int64_t)cfg->linger_ms * NS_PER_MS);
+	replay_watch_input(s);
+	discard_input(s, now);
+}
+
+/*
+ * Writes the staged records as a frame, for the cursor to read and send
+ * them. The fdatasync it may owe is left for after the sending
+ * (sync_after_send): a first byte never waits for the disk.
+ */
+static void
+flush_staged(struct stream *s, int64_t now)
+{
+	struct spool_err e;
+
+	if (spool_stream_flush_nosync(s->spool, &e) < 0) {
+		if (s->errors++ == 0)
+			log_error("spool %s: flush: %s", s->name, e.msg);
+		atomic_store(&s->flush_due, now + (int64_t)
+		    runtime_config()->flush_ms * NS_PER_MS);
+		return;
+	}
+	atomic_store(&s->flush_due, 0);
+	note_written(s, false);
+}
+
+/*
+ * The cursor's next record (flushing staged records once when it has
+ * caught up). 1 with *rec, 0 when the spool is empty, -1 on a flush that
+ * must wait, -2 after fail().
+ */
+static int
+next_record(struct stream *s, struct spool_record *rec, int64_t now)
+{
+	struct spool_err e;
+	int rc;
+
+	if ((rc = spool_cursor_next(s->cur, rec, &e)) == 0 &&
+	    spool_stream_staged_since(s->spool) != 0) {
+		flush_staged(s, now);
+		if (atomic_load(&s->flush_due) != 0)
+			return -1;
+		rc = spool_cursor_next(s->cur, rec, &e);
+	}
+	if (rc < 0) {
+		fail(s, EIO, e.msg);
+		return -2;
+	}
+	return rc;
+}
+
+/*
+ * The fdatasync the policy owes: for frames flush_staged wrote (late by
+ * this turn's sending only), and for any frame once sync_due is reached.
+ *
+ * The spool does not say whether it synced. What is known: it syncs when
+ * the interval has passed since its last sync, and it never leaves a frame
+ * unsynced that was written before its last sync. So after a call at now,
+ * a frame written at or before now - interval is synced: either this call
+ * synced, or the spool's last sync is later than that. A frame written
+ * later may still be unsynced, because the spool synced after
+ * sync_due was set (it is set by the first write after a sync): then the
+ * call is made again one step later, until the last write is an interval
+ * old. A frame written at w is synced by the first call after the spool's
+ * last sync plus the interval, itself before w plus the interval; calls
+ * come a step apart from then on, so it is synced by w + interval + step,
+ * and the step is at most the flush interval: FORMAT.md's bound. The
+ * thread runs that often while spooled writes keep coming anyway (their
+ * flush timer); once they stop, sync_due is cleared an interval later.
+ *
+ * Under mu: the spool stream is not thread-safe, and the application's
+ * appends (which may rotate the segment) are made under mu.
+ */
+static void
+sync_after_send(struct stream *s)
+{
+	const struct tcpspool_config *cfg = runtime_config();
+	int64_t due = atomic_load(&s->sync_due), now = mono_ns();
+	int64_t interval = (int64_t)cfg->fsync_interval_ms * NS_PER_MS;
+	int64_t step = (int64_t)(cfg->flush_ms < cfg->fsync_interval_ms ?
+	    cfg->flush_ms : cfg->fsync_interval_ms) * NS_PER_MS;
+	struct spool_err e;
+
+	if (spool_stream_sync(s->spool, &e) < 0 && s->errors++ == 0)
+		log_error("spool %s: %s", s->name, e.msg);
+	if (due == 0 || now < due)
+		return;
+	if (s->wrote_ns <= now - interval)
+		atomic_store(&s->sync_due, 0);
+	else
+		atomic_store(&s->sync_due, now + step);
+}
+
+/* Memory for a batch; without it, one record per batch, as it is. */
+static void
+batch_alloc(struct replay_batch *b)
+{
+	b->p = malloc(BATCH_RECORDS * sizeof(*b->p));
+	b->buf = malloc(BATCH_BYTES);
+	if (b->p == NULL || b->buf == NULL) {
+		free(b->p);
+		free(b->buf);
+		b->p = &b->one;
+		b->ncap = 1;
+		b->buf = NULL;
+		b->cap = 0;
+		return;
+	}
+	b->ncap = BATCH_RECORDS;
+	b->cap = BATCH_BYTES;
+}
+
+/*
+ * Fills the empty batch from the cursor: copies the rest of each record
+ * into buf, and ends with a record that is too large for what is left, or
+ * that opened a new frame, kept where the cursor has it (valid until its
+ * next call, which waits until the batch has gone). A record in a new
+ * frame ends the batch so that all but its last piece come from one frame:
+ * a short send then acknowledges an offset inside a record of the frame
+ * the cursor is in, which it can return again without reading the files
+ * again (see batch_sent). Frames are told apart by their data: the records
+ * of one frame lie back to back in the cursor's buffer; a mistake here
+ * costs a slower rewind, never a byte.
+ * Returns next_record's last answer (1 when the batch is full).
+ */
+static int
+batch_fill(struct stream *s, int64_t now)
+{
+	struct replay_batch *b = &s->batch;
+	const uint8_t *prev_end = NULL;
+	struct spool_record rec;
+	struct batch_piece *p;
+	size_t rest;
+	bool switched;
+	int rc;
+
+	if (b->ncap == 0)
+		batch_alloc(b);
+	while (b->n < b->ncap) {
+		if ((rc = next_record(s, &rec, now)) != 1)
+			return rc;
+		rest = rec.len - rec.off;
+		switched = b->n > 0 && rec.data != prev_end;
+		prev_end = rec.data + rec.len;
+		p = &b->p[b->n++];
+		p->seq = rec.seq;
+		p->off = rec.off;
+		p->len = rec.len;
+		if (!switched && rest <= BATCH_COPY_MAX &&
+		    rest <= b->cap - b->used) {
+			if (rest > 0)
+				memcpy(b->buf + b->used, rec.data + rec.off,
+				    rest);
+			b->used += rest;
+			p->end = b->used;
+			if (b->used == b->cap)
+				break;
+			continue;
+		}
+		b->tail = rec.data + rec.off;
+		b->tail_len = rest;
+		p->end = b->used + rest;
+		b->switched = switched;
+		break;
+	}
+	return 1;
+}
+
+/*
+ * The socket took the batch up to pos: acknowledges what it can. All sent:
+ * the last record, whole; the batch is empty. Up to a record boundary: the
+ * records before it; the rest stays for the next send. Inside a record:
+ * its offset, and the cursor returns the rest of it again, so the batch is
+ * dropped; unless the record is in an older frame than the cursor's
+ * (switched), which the cursor could return again only by reading the
+ * files again from their start: then the records before it are
+ * acknowledged and the batch stays, the record's bytes sent so far being
+ * acknowledged with it once it has gone whole.
+ * 1 if all of it was sent, 0 if not, -1 after fail().
+ */
+static int
+batch_sent(struct stream *s)
+{
+	struct replay_batch *b = &s->batch;
+	struct batch_piece *p;
+	struct spool_err e;
+	size_t start;
+	int rc = 0, all = 0;
+
+	while (b->first < b->n && b->p[b->first].end <= b->pos)
+		b->first++;
+	if (b->first == b->n) {
+		p = &b->p[b->n - 1];
+		rc = spool_cursor_ack(s->cur, p->seq, p->len, false, &e);
+		batch_reset(b);
+		all = 1;
+	} else {
+		start = b->first > 0 ? b->p[b->first - 1].end : 0;
+		p = &b->p[b->first];
+		if (b->pos > start && (!b->switched ||
+		    b->first == b->n - 1)) {
+			rc = spool_cursor_ack(s->cur, p->seq,
+			    p->off + (b->pos - start), false, &e);
+			batch_reset(b);
+		} else if (b->first > 0) {
+			p = &b->p[b->first - 1];
+			rc = spool_cursor_ack(s->cur, p->seq, p->len, false,
+			    &e);
+		}
+	}
+	if (rc < 0) {
+		fail(s, EIO, e.msg);
+		return -1;
+	}
+	return all;
+}
+
+/*
+ * One sendmsg of what the batch holds after pos. 2 if the socket took it
+ * all, 1 if some (*n bytes), 0 if none (EAGAIN: the batch stays), -1 after
+ * fail().
+ */
+static int
+batch_send(struct stream *s, size_t *n)
+{
+	struct replay_batch *b = &s->batch;
+	struct msghdr msg;
+	struct iovec iov[2];
+	int k = 0;
+	ssize_t r;
+
+	if (b->pos < b->used)
+		iov[k++] = (struct iovec){ b->buf + b->pos, b->used - b->pos };
+	if (b->tail_len > 0) {
+		size_t skip = b->pos > b->used ? b->pos - b->used : 0;
+
+		iov[k++] = (struct iovec){ (void *)(b->tail + skip),
+		    b->tail_len - skip };
+	}
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = (size_t)k;
+	do
+		r = k > 0 ? real.sendmsg(s->dup, &msg,
+		    MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && is_eagain(errno))
+		return 0;
+	if (r < 0) {
+		fail(s, errno, NULL);
+		return -1;
+	}
+	b->pos += (size_t)r;
+	*n = (size_t)r;
+	if ((r = batch_sent(s)) < 0)
+		return -1;
+	return r == 1 ? 2 : 1;
+}
+
+/*
+ * Sends what the spool holds until the socket is full or the spool is
+ * empty, many records per sendmsg (a batch). What the socket refuses stays
+ * in the batch, not re-read: the cursor has moved past it.
+ */
+static void
+pump(struct stream *s, int64_t now)
+{
+	int64_t due = atomic_load(&s->flush_due);
+	struct spool_err e;
+	size_t sent = 0, n = 0;
+	int rc = 1, r;
+
+	if (due != 0 && now >= due)
+		flush_staged(s, now);
+	for (;;) {
+		if (s->batch.n == 0) {
+			if (rc != 1)
+				break;	/* empty (0), or a flush must wait */
+			if ((rc = batch_fill(s, now)) == -2)
+				return;
+			if (s->batch.n == 0)
+				break;
+		}
+		if ((r = batch_send(s, &n)) < 0)
+			return;
+		if (r == 0) {
+			rc = 1;	/* the socket is full: not drained */
+			break;
+		}
+		if (r == 1)
+			rc = 1;	/* a part is left (held, or to be read
+				 * again): the spool is not empty; the
+				 * next send sees EAGAIN, which arms the
+				 * next EPOLLOUT */
+		if ((sent += n) >= REPLAY_QUANTUM) {
+			atomic_store(&s->ready, true);
+			rc = 1;
+			break;
+		}
+	}
+	sync_after_send(s);
+	if (sent > 0) {
+		if (now - s->persisted_ns >= PERSIST_EVERY_NS) {
+			s->persisted_ns = now;
+			(void)spool_cursor_ack(s->cur, 0, 0, true, &e);
+		}
+		replay_room_changed(s);
+		pay_edge(s);
+	}
+	if (rc == 0)
+		drained(s, now);
+}
+
+void
+stream_service(struct stream *s)
+{
+	int64_t now;
+
+	pthread_mutex_lock(&s->mu);
+	if (!s->registered)
+		goto out;
+	now = mono_ns();
+	atomic_store(&s->ready, false);
+	if (s->state == STREAM_SPOOLING)
+		pump(s, now);
+	else if (s->state == STREAM_LINGER)
+		discard_input(s, now);
+	if (s->registered && now >= atomic_load(&s->publish_due))
+		publish(s, now);
+out:
+	pthread_mutex_unlock(&s->mu);
+}
