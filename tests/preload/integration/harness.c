@@ -540,6 +540,21 @@ h_stdout_size(const struct h_proc *p)
 	return stat(p->out_path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
+const char *
+h_stdout(struct h_proc *p)
+{
+	static char text[ERR_KEEP + 1];
+	int fd = open(p->out_path, O_RDONLY | O_CLOEXEC);
+	ssize_t r = 0;
+
+	if (fd >= 0) {
+		r = read(fd, text, ERR_KEEP);
+		close(fd);
+	}
+	text[r > 0 ? r : 0] = '\0';
+	return text;
+}
+
 int
 h_stderr_lines_with(struct h_proc *p, const char *needle)
 {

@@ -109,6 +109,8 @@ long long h_field(const char *line, const char *key);
 /* What p wrote (NUL-terminated, at most 64 KiB kept, the tail). */
 const char *h_stderr(struct h_proc *p);
 long long h_stdout_size(const struct h_proc *p);
+/* What p wrote on its stdout (NUL-terminated, the first 64 KiB). */
+const char *h_stdout(struct h_proc *p);
 /* Lines of p's stderr containing needle. */
 int h_stderr_lines_with(struct h_proc *p, const char *needle);
 

@@ -1,7 +1,8 @@
 /*
  * Concurrency (suites 'preload' and 'concurrency'): server A forking a
  * child per connection for 50 slow readers at once, and two threads
- * writing whole messages to one socket, each thread's order checked.
+ * writing whole messages to one socket, each thread's order checked;
+ * and the thread and signal scenarios of issue 11 (dropin.c).
  *
  * A plain program (exit status 0 = pass), not Criterion, because the TSan
  * build runs suite 'concurrency' and Criterion cannot start under TSan. It
@@ -10,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "harness.h"
+#include "dropin.h"
 
 static const char *const linger_env[] = { "TCPSPOOL_LINGER=60s", NULL };
 
@@ -55,6 +56,15 @@ static const struct {
 	  fork_per_connection_50_slow_readers_each_get_their_stream },
 	{ "two_threads_on_one_fd_keep_each_thread_in_order",
 	  two_threads_on_one_fd_keep_each_thread_in_order },
+	/* Issue 11's thread and signal scenarios (dropin.c). */
+	{ "shutdown_from_another_thread_unblocks_a_blocked_send",
+	  shutdown_from_another_thread_unblocks_a_blocked_send },
+	{ "close_from_another_thread_returns_while_a_send_is_blocked",
+	  close_from_another_thread_returns_while_a_send_is_blocked },
+	{ "sigterm_handler_calling_exit_ends_a_spooling_process_at_once",
+	  sigterm_handler_calling_exit_ends_a_spooling_process_at_once },
+	{ "write_from_a_signal_handler_to_a_spooling_socket_does_not_deadlock",
+	  write_from_a_signal_handler_to_a_spooling_socket_does_not_deadlock },
 };
 
 int
