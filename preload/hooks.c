@@ -455,7 +455,7 @@ TCPSPOOL_EXPORT void
 _exit(int status)
 {
 	if (real_ready()) {
-		op_exit();
+		op_exit(true);
 		real._exit(status);
 	}
 	for (;;)
@@ -466,7 +466,7 @@ TCPSPOOL_EXPORT void
 _Exit(int status)
 {
 	if (real_ready()) {
-		op_exit();
+		op_exit(true);
 		real._Exit(status);
 	}
 	for (;;)
@@ -479,5 +479,5 @@ tcpspool_fini(void)
 {
 	if (atomic_load_explicit(&real_state, memory_order_acquire) ==
 	    REAL_RESOLVED)
-		op_exit();
+		op_exit(false);
 }

@@ -808,7 +808,7 @@ op_fcntl(int fd, int cmd, void *arg, bool is64)
 }
 
 void
-op_exit(void)
+op_exit(bool immediate)
 {
-	runtime_exit();
+	runtime_exit(immediate);
 }

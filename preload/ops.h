@@ -57,6 +57,8 @@ int op_new_fd(int fd);
 int op_new_epoll(int fd);
 
 /* _exit, _Exit: deliver what can be, bounded by the linger time. */
-void op_exit(void);
+/* Process end; immediate: _exit or _Exit (no code of the host runs after
+ * it on this thread), else exit or return from main. */
+void op_exit(bool immediate);
 
 #endif

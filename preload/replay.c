@@ -69,6 +69,7 @@ static _Atomic bool exiting;
 static _Atomic int64_t exit_deadline;
 static _Atomic uint32_t exit_done;	/* a futex word: the thread is done */
 static _Atomic pid_t exit_tid;		/* the thread that called it */
+static _Atomic bool exit_immediate;	/* from _exit or _Exit */
 static _Atomic bool thread_running;	/* the thread exists and will answer */
 
 /*
@@ -572,7 +573,7 @@ replay_watch_input(struct stream *s)
 }
 
 void
-replay_drain(int64_t deadline_ns, bool now)
+replay_drain(int64_t deadline_ns, bool now, bool immediate)
 {
 	struct timespec ts;
 	int64_t t, until;
@@ -580,6 +581,7 @@ replay_drain(int64_t deadline_ns, bool now)
 	if (now)
 		deadline_ns = mono_ns();
 	atomic_store(&exit_tid, (pid_t)syscall(SYS_gettid));
+	atomic_store(&exit_immediate, immediate);
 	atomic_store(&exit_deadline, deadline_ns);
 	if (atomic_exchange(&exiting, true) || !atomic_load(&thread_running))
 		return;
@@ -602,9 +604,10 @@ replay_exiting(void)
 }
 
 bool
-replay_exit_thread(void)
+replay_exit_parks(void)
 {
-	return (pid_t)syscall(SYS_gettid) == atomic_load(&exit_tid);
+	return atomic_load(&exiting) && atomic_load(&exit_immediate) &&
+	    (pid_t)syscall(SYS_gettid) != atomic_load(&exit_tid);
 }
 
 void
@@ -660,6 +663,7 @@ replay_fork_child(bool consistent)
 	atomic_store(&wake_pending, false);
 	atomic_store(&blocked, 0);
 	atomic_store(&exiting, false);
+	atomic_store(&exit_immediate, false);
 	atomic_store(&exit_done, 0);
 	atomic_store(&thread_running, false);
 	atomic_store(&wake_fd, -1);

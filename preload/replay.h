@@ -59,11 +59,12 @@ void replay_poke(int fd);
  * and at most 1.5 s past the deadline: it may be a signal handler that
  * interrupted anything. Once called, no stream registers any more.
  */
-void replay_drain(int64_t deadline_ns, bool now);
+void replay_drain(int64_t deadline_ns, bool now, bool immediate);
 /* replay_drain was called (lock-free). */
 bool replay_exiting(void);
-/* This thread called replay_drain. */
-bool replay_exit_thread(void);
+/* It was called by _exit or _Exit, and not on this thread: a write to a
+ * spooling stream waits for the end (see stream_write). */
+bool replay_exit_parks(void);
 
 /* fork: prepare locks, parent unlocks; the child makes the lock new and
  * forgets (consistent: prepare held the lock, see replay.c). */

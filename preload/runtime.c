@@ -233,7 +233,7 @@ runtime_pid(void)
  * waits for no peer: what is on disk stays as an orphan spool.
  */
 void
-runtime_exit(void)
+runtime_exit(bool immediate)
 {
 	int saved = errno;
 
@@ -243,7 +243,7 @@ runtime_exit(void)
 	if (!runtime_own_process())
 		return;
 	replay_drain(mono_ns() + (int64_t)rt.cfg.linger_ms * 1000000LL,
-	    rt_nested());
+	    rt_nested(), immediate);
 	errno = saved;
 }
 

@@ -39,7 +39,7 @@ pid_t runtime_pid(void);
  * delivered, bounded by the linger time, then leaves the rest on disk as
  * orphan spools. Returns at once in a vfork child and when nothing spools.
  */
-void runtime_exit(void);
+void runtime_exit(bool immediate);
 
 /*
  * False in a vfork child, which shares this process's memory (and so the

@@ -332,6 +332,16 @@ again:
 		out = direct_locked(s, w);
 		break;
 	case STREAM_SPOOLING:
+		if (replay_exiting() && replay_exit_parks()) {
+			/* Another thread called _exit: no code of the host
+			 * runs after it, and without us this thread would be
+			 * gone. Its write must not keep the exit delivering
+			 * more than was reported sent before: it never
+			 * returns (SAFETY.md, process end). */
+			pthread_mutex_unlock(&s->mu);
+			for (;;)
+				pause();
+		}
 		if (atomic_load(&s->shut_wr_pending)) {
 			errno = EPIPE;
 			out = -1;

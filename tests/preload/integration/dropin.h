@@ -42,6 +42,7 @@ void dropin_expect_stream(struct h_proc *p, const struct h_result *r,
 void shutdown_from_another_thread_unblocks_a_blocked_send(void);
 void close_from_another_thread_returns_while_a_send_is_blocked(void);
 void sigterm_handler_calling_exit_ends_a_spooling_process_at_once(void);
+void sigterm_in_main_thread_exit_delivers_what_was_sent_and_ends(void);
 void write_from_a_signal_handler_to_a_spooling_socket_does_not_deadlock(void);
 
 #endif

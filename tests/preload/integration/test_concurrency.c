@@ -63,6 +63,8 @@ static const struct {
 	  close_from_another_thread_returns_while_a_send_is_blocked },
 	{ "sigterm_handler_calling_exit_ends_a_spooling_process_at_once",
 	  sigterm_handler_calling_exit_ends_a_spooling_process_at_once },
+	{ "sigterm_in_main_thread_exit_delivers_what_was_sent_and_ends",
+	  sigterm_in_main_thread_exit_delivers_what_was_sent_and_ends },
 	{ "write_from_a_signal_handler_to_a_spooling_socket_does_not_deadlock",
 	  write_from_a_signal_handler_to_a_spooling_socket_does_not_deadlock },
 };
