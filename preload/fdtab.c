@@ -196,6 +196,23 @@ fdtab_each(int lo, int hi, void (*fn)(void *arg, int fd, struct stream *p),
  * words and chunks are published by one atomic store, so the table is
  * consistent without it.
  */
+/*
+ * The parent's streams in a child of fork: never freed (their locks may be
+ * held by threads that are gone, their spools are the parent's), but kept
+ * reachable, one list through the streams themselves, so that a leak
+ * checker counts them as the program's memory.
+ */
+static struct stream *forgotten;
+
+static void
+keep_forgotten(struct stream *s)
+{
+	if (s->forgotten_next != NULL)
+		return;		/* listed already (several slots) */
+	s->forgotten_next = forgotten != NULL ? forgotten : s;	/* s ends */
+	forgotten = s;
+}
+
 void
 fdtab_reset_after_fork(void)
 {
@@ -212,6 +229,8 @@ fdtab_reset_after_fork(void)
 			struct stream *p = atomic_load_explicit(&c[j],
 			    memory_order_relaxed);
 
+			if (FDTAB_IS_STREAM(p))
+				keep_forgotten(p);
 			/* Tags of the child's own files stay true. */
 			if (FDTAB_IS_STREAM(p) || p == FDTAB_PRIVATE)
 				atomic_store_explicit(&c[j], NULL,

@@ -23,6 +23,8 @@
 /* The replay thread serves one stream at most this much before others. */
 #define REPLAY_QUANTUM	  (4u << 20)
 #define PERSIST_EVERY_NS  (200 * NS_PER_MS)
+/* A spool that could not be read for want of fds or memory, again. */
+#define RETRY_NS	  (100 * NS_PER_MS)
 /* One sendmsg of the replay thread: at most this many records, this many
  * bytes copied (a record's rest up to BATCH_COPY_MAX is copied, a larger
  * one is sent from the cursor's buffer as the batch's last piece). */
@@ -146,6 +148,15 @@ next_record(struct stream *s, struct spool_record *rec, int64_t now)
 		if (atomic_load(&s->flush_due) != 0)
 			return -1;
 		rc = spool_cursor_next(s->cur, rec, &e);
+	}
+	if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM) {
+		/* Out of fds or memory for now (the host's own use counts):
+		 * not a damaged spool. Read it again later; the host's writes
+		 * never see an error for it. */
+		if (s->errors++ == 0)
+			log_warn("spool %s: %s; retrying", s->name, e.msg);
+		atomic_store(&s->flush_due, now + RETRY_NS);
+		return -1;
 	}
 	if (rc < 0) {
 		fail(s, EIO, e.msg);

@@ -162,6 +162,9 @@ struct stream {
 	/* The application got an EAGAIN the kernel did not give: the replay
 	 * thread owes it an EPOLLOUT edge (replay_poke). */
 	_Atomic bool owe_edge;
+	/* A child of fork's list of its parent's streams (fdtab.c); the
+	 * last one points to itself. */
+	struct stream *forgotten_next;
 };
 
 /* What a socket is, as far as spooling goes (classify.c). */
