@@ -241,6 +241,26 @@ open_stream_dir(struct spool_dir *d, const char *name, struct spool_err *err)
 	return fd;
 }
 
+int
+open_regular(int dirfd, const char *name, int flags, mode_t mode)
+{
+	struct stat st;
+	int fd, e;
+
+	fd = sysio_openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC |
+	    O_NONBLOCK, mode);
+	if (fd == -1)
+		return -errno;
+	if (fstat(fd, &st) == -1)
+		e = errno;
+	else if (!S_ISREG(st.st_mode))
+		e = SPOOL_ENOTREG;
+	else
+		return fd;
+	sysio_close(fd);
+	return -e;
+}
+
 static int
 name_cmp(const void *a, const void *b)
 {
