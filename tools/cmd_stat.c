@@ -29,7 +29,7 @@ static const char stat_usage[] =
 struct stat_ctx {
 	struct spool_dir *d;
 	const char *name;
-	bool alive;
+	bool alive;		/* the writer holds the stream */
 	uint64_t segments, frames, problems;
 };
 
@@ -159,7 +159,7 @@ cmd_stat(int argc, char **argv)
 		return rc;
 	c.name = name;
 	stream_view_load(c.d, name, &v);
-	c.alive = v.alive;
+	c.alive = v.held;
 	if (v.info_ok)
 		print_header(&v, c.d);
 	else

@@ -121,7 +121,7 @@ Test(tools_replay, keep_leaves_the_stream_with_nothing_left_to_send)
 
 Test(tools_replay, refuses_a_stream_whose_writer_runs)
 {
-	struct t_stream_spec sp = { .writer = T_LIVE_CLOSED, .records = 5 };
+	struct t_stream_spec sp = { .writer = T_LIVE_OPEN, .records = 5 };
 	char name[SPOOL_NAME_MAX], want[128];
 	struct t_out o;
 

@@ -62,7 +62,7 @@ Test(tools_rm, removes_named_streams_by_name_and_prefix)
 
 Test(tools_rm, never_removes_a_live_writers_stream)
 {
-	struct t_stream_spec sp = { .writer = T_LIVE_CLOSED, .records = 3 };
+	struct t_stream_spec sp = { .writer = T_LIVE_OPEN, .records = 3 };
 	char name[SPOOL_NAME_MAX];
 	struct t_out o;
 
