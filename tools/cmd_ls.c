@@ -187,13 +187,20 @@ each_stream(void *arg, const char *name)
 
 	stream_view_load(c->d, name, &v);
 	stream_check(c->d, name, v.held, NULL, &chk);
+	if (v.status_err[0] != '\0')
+		warnx("%s", v.status_err);
 	if (!v.info_ok) {
 		warnx("%s", v.info_err);
 		c->rc = EXIT_ERR;
 	} else if (chk.failed)
 		c->rc = EXIT_ERR;
-	else if (chk.problems > 0 && c->rc == EXIT_OK)
-		c->rc = EXIT_INTEGRITY;
+	else if (chk.problems > 0) {
+		warnx("%s: damaged, %" PRIu64 " problem%s (tcpspool verify "
+		    "lists them); the first: %s", name, chk.problems,
+		    chk.problems == 1 ? "" : "s", chk.first);
+		if (c->rc == EXIT_OK)
+			c->rc = EXIT_INTEGRITY;
+	}
 	if (c->json) {
 		print_json(&v, &chk);
 		return 0;

@@ -122,6 +122,8 @@ print_header(const struct stream_view *v, struct spool_dir *d)
 		    "updated %s (%s ago)\n", s->pending_bytes,
 		    s->pending_records, s->drops, s->errors,
 		    fmt_time(t, s->updated_ns), fmt_age(x, s->updated_ns, now));
+	else if (v->status_err[0] != '\0')
+		printf("status:   unreadable: %s\n", v->status_err);
 	else
 		printf("status:   none published\n");
 }

@@ -303,7 +303,10 @@ stream_view_load(struct spool_dir *d, const char *name, struct stream_view *v)
 	if (!v->info_ok)
 		snprintf(v->info_err, sizeof(v->info_err), "%s",
 		    e.msg[0] ? e.msg : strerror(-rc));
-	v->status_ok = spool_status_read(d, name, &v->status, NULL) >= 0;
+	rc = spool_status_read(d, name, &v->status, &e);
+	v->status_ok = rc >= 0;
+	if (rc < 0 && rc != -ENOENT)
+		strlcpy(v->status_err, e.msg, sizeof(v->status_err));
 	if (v->info_ok && v->info.id_known) {
 		v->pid = v->info.id.pid;
 		v->fd = v->info.id.fd;
@@ -478,6 +481,15 @@ check_problem(void *arg, const struct spool_problem *p)
 		counted = print_problem(x->f, x->d, x->name, p, x->held);
 	else
 		counted = !(x->held && p->kind == SPOOL_PROBLEM_TORN_TAIL);
+	if (counted && x->c->problems == 0) {
+		FILE *m = fmemopen(x->c->first, sizeof(x->c->first), "w");
+
+		if (m != NULL) {
+			print_problem(m, x->d, x->name, p, x->held);
+			fclose(m);
+			x->c->first[strcspn(x->c->first, "\n")] = '\0';
+		}
+	}
 	if (counted) {
 		x->c->problems++;
 		if (p->kind == SPOOL_PROBLEM_TORN_TAIL)
