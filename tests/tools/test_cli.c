@@ -1,5 +1,8 @@
 /* The tcpspool command as a user runs it: a real process, real exit codes. */
+#include <sys/stat.h>
+
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -148,4 +151,24 @@ Test(tools_cli, a_mistyped_dir_is_an_error_everywhere)
 	cr_assert(strstr(o.err, missing) != NULL, "%s", o.err);
 	t_out_free(&o);
 	cr_assert(access(missing, F_OK) == -1);
+}
+
+/* A trailing slash made lstat and O_NOFOLLOW follow a symlinked --dir. */
+Test(tools_cli, a_symlinked_dir_is_refused_with_or_without_a_slash)
+{
+	char link[400], slash[410];
+	struct t_out o;
+
+	cr_assert(mkdir(t_spool, 0700) == 0 || errno == EEXIST);
+	snprintf(link, sizeof(link), "%s/link", t_dir);
+	snprintf(slash, sizeof(slash), "%s/", link);
+	cr_assert(symlink(t_spool, link) == 0);
+	t_cli(&o, "ls", "--dir", link, NULL);
+	cr_assert_eq(o.status, 1, "%d", o.status);
+	cr_assert(strstr(o.err, "symlink") != NULL, "%s", o.err);
+	t_out_free(&o);
+	t_cli(&o, "ls", "--dir", slash, NULL);
+	cr_assert_eq(o.status, 1, "%d", o.status);
+	cr_assert(strstr(o.err, "symlink") != NULL, "%s", o.err);
+	t_out_free(&o);
 }
