@@ -510,7 +510,8 @@ spool_stream_info(struct spool_dir *d, const char *name,
 		return sfd;
 	if ((rc = progress_load(sfd, &pg)) < 0 ||
 	    (rc = list_segments(sfd, &v, &n)) < 0) {
-		spool_seterr(err, "%s/%s: %s", d->path, name, spool_strerror(-rc));
+		spool_seterr(err, "%s/%s: %s", d->path, name,
+		    spool_strerror(-rc));
 		sysio_close(sfd);
 		return rc;
 	}

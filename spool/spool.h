@@ -91,6 +91,13 @@ struct spool_dir;
  */
 int spool_dir_open(const char *path, const struct spool_limits *lim,
     struct spool_dir **out, struct spool_err *err);
+/*
+ * Opens an existing spool dir for inspection: never creates it; with
+ * any_owner, a dir owned by another user is accepted (for root reading
+ * someone's spool; the other checks stay).
+ */
+int spool_dir_inspect(const char *path, bool any_owner,
+    struct spool_dir **out, struct spool_err *err);
 void spool_dir_close(struct spool_dir *d);
 const char *spool_dir_path(const struct spool_dir *d);
 int spool_dir_fd(const struct spool_dir *d);

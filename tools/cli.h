@@ -104,7 +104,7 @@ struct stream_view {
 	char info_err[SPOOL_ERR_MAX];
 	bool status_ok;
 	struct spool_status status;
-	char status_err[SPOOL_ERR_MAX];	/* a status there but unreadable */
+	char status_err[SPOOL_ERR_MAX];	/* status there, unreadable */
 	int32_t pid;		/* the writer: from the segments, else status */
 	int32_t fd;
 	bool alive;		/* the writer process still runs */
@@ -142,7 +142,7 @@ struct stream_check {
 	uint64_t segments, frames, records;	/* as scanned */
 	uint64_t problems;	/* counted ones */
 	uint64_t torn;		/* of which torn tails */
-	bool failed;		/* the scan itself failed (message printed) */
+	bool failed;		/* the scan failed (message printed) */
 	char first[512];	/* the first problem counted, as printed */
 };
 void stream_check(struct spool_dir *d, const char *name, bool held, FILE *f,

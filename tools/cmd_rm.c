@@ -163,7 +163,7 @@ cmd_rm(int argc, char **argv)
 		if ((rc = cli_dir_open(dir, &c.d, &missing)) != EXIT_OK)
 			return rc;
 		if (c.d == NULL)
-			return EXIT_OK;	/* the default dir: nothing yet */
+			return EXIT_OK;	/* default dir: nothing yet */
 		if ((rc = spool_dir_list(c.d, each_stream, &c)) < 0) {
 			warnx("%s: %s", spool_dir_path(c.d), strerror(-rc));
 			c.rc = EXIT_ERR;

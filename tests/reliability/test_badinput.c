@@ -211,8 +211,9 @@ struct variant {
 	int width;		/* field width in bytes */
 	uint64_t value;
 	const char *what;
-	bool benign;		/* clean: information only, readers ignore it;
-				 * every other variant is damaged */
+	bool benign;		/* clean: information only, readers
+				 * ignore it; every other variant is
+				 * damaged */
 };
 
 #define MiB (1u << 20)

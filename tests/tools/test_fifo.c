@@ -19,7 +19,7 @@ TestSuite(tools_fifo, .init = t_setup, .fini = t_teardown, .timeout = 150);
 
 /* Arrays, not pointers: Criterion copies parameters to another process. */
 struct place {
-	char file[32];	/* in the stream dir; "": the stream entry itself */
+	char file[32];	/* in the stream dir; "": the stream entry */
 	char word[32];	/* what the commands must say */
 };
 

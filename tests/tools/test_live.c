@@ -260,7 +260,8 @@ wait_released(char name[SPOOL_NAME_MAX])
 		    "for line in sys.stdin:\n"
 		    "    o = json.loads(line)\n"
 		    "    if o['released'] and o['alive']:\n"
-		    "        print(o['stream'], o['why'])\n", t_path("ls.json"));
+		    "        print(o['stream'], o['why'])\n",
+		    t_path("ls.json"));
 		cr_assert(strstr(py.out, "peer reset") != NULL, "%s", py.out);
 		cr_assert(sscanf(py.out, "%16s", name) == 1, "%s", py.out);
 		t_out_free(&py);
@@ -278,7 +279,7 @@ wait_released(char name[SPOOL_NAME_MAX])
  * it needs: with TCPSPOOL_MAX=4M and 2.8 MB spooled per connection
  * (stored, TCPSPOOL_LEVEL=0), the second fits only once the first is gone.
  */
-Test(tools_live, an_orphan_of_a_peer_reset_in_a_running_server_is_removed_and_its_quota_given_back)
+Test(tools_live, released_orphan_of_running_server_removed_and_quota_given_back)
 {
 	char port_file[400], pre[PATH_MAX + 16], name[SPOOL_NAME_MAX];
 	char fixture[PATH_MAX], resume[16], msg[PATTERN_DEFAULT_SIZE];
@@ -298,7 +299,7 @@ Test(tools_live, an_orphan_of_a_peer_reset_in_a_running_server_is_removed_and_it
 	/* server_a's children wait for EOF here after their last message:
 	 * alive, with their connection closed (close-hold). */
 	cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
-	cr_assert(fcntl(pfd[0], F_SETFD, 0) == 0);	/* server_a's end only */
+	cr_assert(fcntl(pfd[0], F_SETFD, 0) == 0);	/* server_a's end */
 	snprintf(resume, sizeof(resume), "%d", pfd[0]);
 	preload_env(pre, sizeof(pre));
 	{

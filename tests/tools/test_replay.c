@@ -376,7 +376,8 @@ Test(tools_replay, refuses_ports_outside_1_to_65535)
 		cr_assert(strstr(o.err, bad[i]) != NULL, "%s: %s", bad[i],
 		    o.err);
 		t_out_free(&o);
-		cr_assert(stream_exists(name), "%s: the stream is gone", bad[i]);
+		cr_assert(stream_exists(name), "%s: the stream is gone",
+		    bad[i]);
 	}
 }
 
