@@ -138,7 +138,7 @@ cursor_open(struct spool_dir *d, const char *name, struct stream_live *live,
 	}
 	if ((rc = progress_load(c->sfd, &c->prog)) < 0) {
 		spool_seterr(err, "%s/%s/progress: read: %s", d->path, name,
-		    strerror(-rc));
+		    spool_strerror(-rc));
 		sysio_close(c->sfd);
 		free(c);
 		return rc;
@@ -288,7 +288,8 @@ open_next_segment(struct spool_cursor *c, struct spool_err *err)
 		}
 		if (rc < 0) {
 			spool_seterr(err, "%s/%s/%016" PRIx64 ": open: %s",
-			    c->dir->path, c->name, v[i].seq, strerror(-rc));
+			    c->dir->path, c->name, v[i].seq,
+			    spool_strerror(-rc));
 			break;
 		}
 		c->r.seq = v[i].seq;
@@ -680,7 +681,7 @@ persist(struct spool_cursor *c, struct spool_err *err)
 	return 0;
 fail:
 	spool_seterr(err, "%s/%s/progress: write: %s", c->dir->path, c->name,
-	    strerror(-rc));
+	    spool_strerror(-rc));
 	return rc;
 }
 

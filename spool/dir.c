@@ -40,7 +40,7 @@ mkdir_parents(const char *path)
 }
 
 static int
-dir_check(int fd, const char *path, struct spool_err *err)
+dir_check(int fd, const char *path, bool any_owner, struct spool_err *err)
 {
 	struct stat st;
 
@@ -48,7 +48,7 @@ dir_check(int fd, const char *path, struct spool_err *err)
 		spool_seterr(err, "%s: fstat: %s", path, strerror(errno));
 		return -errno;
 	}
-	if (st.st_uid != geteuid()) {
+	if (st.st_uid != geteuid() && !any_owner) {
 		spool_seterr(err, "%s: owned by uid %u, not by us (uid %u)",
 		    path, (unsigned)st.st_uid, (unsigned)geteuid());
 		return -EPERM;
@@ -61,19 +61,39 @@ dir_check(int fd, const char *path, struct spool_err *err)
 	return 0;
 }
 
+static int dir_open(const char *path, const struct spool_limits *lim,
+    bool any_owner, struct spool_dir **out, struct spool_err *err);
+
 int
 spool_dir_open(const char *path, const struct spool_limits *lim,
     struct spool_dir **out, struct spool_err *err)
 {
-	struct spool_dir *d;
-	struct stat st;
-	int fd, rc;
+	int rc;
 
 	*out = NULL;
 	if ((rc = mkdir_parents(path)) < 0) {
 		spool_seterr(err, "%s: mkdir: %s", path, strerror(-rc));
 		return rc;
 	}
+	return dir_open(path, lim, false, out, err);
+}
+
+int
+spool_dir_inspect(const char *path, bool any_owner, struct spool_dir **out,
+    struct spool_err *err)
+{
+	*out = NULL;
+	return dir_open(path, NULL, any_owner, out, err);
+}
+
+static int
+dir_open(const char *path, const struct spool_limits *lim, bool any_owner,
+    struct spool_dir **out, struct spool_err *err)
+{
+	struct spool_dir *d;
+	struct stat st;
+	int fd, rc;
+
 	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
 		spool_seterr(err, "%s: is a symlink, refused", path);
 		return -EPERM;
@@ -85,7 +105,7 @@ spool_dir_open(const char *path, const struct spool_limits *lim,
 		spool_seterr(err, "%s: open: %s", path, strerror(errno));
 		return rc;
 	}
-	if ((rc = dir_check(fd, path, err)) < 0) {
+	if ((rc = dir_check(fd, path, any_owner, err)) < 0) {
 		sysio_close(fd);
 		return rc;
 	}
@@ -239,6 +259,26 @@ open_stream_dir(struct spool_dir *d, const char *name, struct spool_err *err)
 		return -errno;
 	}
 	return fd;
+}
+
+int
+open_regular(int dirfd, const char *name, int flags, mode_t mode)
+{
+	struct stat st;
+	int fd, e;
+
+	fd = sysio_openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC |
+	    O_NONBLOCK, mode);
+	if (fd == -1)
+		return -errno;
+	if (fstat(fd, &st) == -1)
+		e = errno;
+	else if (!S_ISREG(st.st_mode))
+		e = SPOOL_ENOTREG;
+	else
+		return fd;
+	sysio_close(fd);
+	return -e;
 }
 
 static int

@@ -2,6 +2,7 @@
  * err.c — operator messages and clocks.
  */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "internal.h"
@@ -34,4 +35,10 @@ now_real_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+const char *
+spool_strerror(int err)
+{
+	return err == SPOOL_ENOTREG ? "not a regular file" : strerror(err);
 }

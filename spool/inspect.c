@@ -23,6 +23,11 @@ struct scan {
 	bool have_expect;
 	uint64_t expect;
 	int stop;		/* non-0 from a callback */
+	/* The progress file (FORMAT.md §6), checked against the frames:
+	 * disk_end is the end of the last record any frame header names. */
+	struct progress pg;
+	bool seen_frame;
+	uint64_t disk_end;
 };
 
 /* A problem concerning records [first, last] (known) or none. */
@@ -38,7 +43,10 @@ problem_seq(struct scan *sc, const struct segread *r,
 		return;
 	memset(&p, 0, sizeof(p));
 	p.kind = k;
-	seg_name(p.file, sizeof(p.file), r->seq, r->sealed);
+	if (k == SPOOL_PROBLEM_PROGRESS)
+		strlcpy(p.file, "progress", sizeof(p.file));
+	else
+		seg_name(p.file, sizeof(p.file), r->seq, r->sealed);
 	p.offset = off;
 	p.length = len;
 	if (known) {
@@ -65,15 +73,57 @@ problem(struct scan *sc, const struct segread *r, enum spool_problem_kind k,
 static void
 gap(struct scan *sc, const struct segread *r, const struct frame_header *f)
 {
+	uint64_t end = f->first_seq + f->count;
+
 	/* The range as 64-bit bounds: a gap can exceed any frame's count. */
-	if (sc->have_expect && f->first_seq != sc->expect)
+	if (sc->have_expect && f->first_seq > sc->expect)
 		problem_seq(sc, r, SPOOL_PROBLEM_SEQ_GAP, r->fh_off, 0, true,
-		    sc->expect < f->first_seq ? sc->expect : f->first_seq,
-		    (sc->expect < f->first_seq ? f->first_seq : sc->expect) - 1,
-		    sc->expect < f->first_seq ? "records missing before frame" :
-		    "frame repeats records already seen");
+		    sc->expect, f->first_seq - 1,
+		    "records missing before frame");
+	else if (sc->have_expect && f->first_seq < sc->expect)
+		problem_seq(sc, r, SPOOL_PROBLEM_SEQ_REPEAT, r->fh_off, 0, true,
+		    f->first_seq, (end < sc->expect ? end : sc->expect) - 1,
+		    "frame repeats records already seen (skipped by readers)");
 	sc->have_expect = true;
-	sc->expect = f->first_seq + f->count;
+	if (end > sc->expect)
+		sc->expect = end;
+}
+
+/* The end of the records a frame header names, for the progress check. */
+static void
+note_frame(struct scan *sc, const struct frame_header *f)
+{
+	sc->seen_frame = true;
+	if (f->first_seq + f->count > sc->disk_end)
+		sc->disk_end = f->first_seq + f->count;
+}
+
+/*
+ * next_off must be below the length of record next_seq (FORMAT.md §6):
+ * checked in the frame that holds it, whose payload r->it walks.
+ */
+static void
+progress_offset_check(struct scan *sc, struct segread *r)
+{
+	const struct frame_header *f = &r->fh;
+	struct payload_iter it = r->it;
+	struct rec_ref rec;
+	uint64_t seq = f->first_seq;
+	char what[160];
+
+	if (sc->pg.next_off == 0 || sc->pg.next_seq < f->first_seq ||
+	    sc->pg.next_seq - f->first_seq >= f->count)
+		return;
+	while (payload_next(&it, &rec) && seq < sc->pg.next_seq)
+		seq++;
+	if (seq != sc->pg.next_seq || sc->pg.next_off < rec.len)
+		return;
+	snprintf(what, sizeof(what), "progress says %" PRIu64 " bytes of "
+	    "record %" PRIu64 " were delivered, but it has %" PRIu32 ": "
+	    "impossible, readers deliver the record whole", sc->pg.next_off,
+	    sc->pg.next_seq, rec.len);
+	problem_seq(sc, r, SPOOL_PROBLEM_PROGRESS, 0, 0, true,
+	    sc->pg.next_seq, sc->pg.next_seq, what);
 }
 
 static void
@@ -205,6 +255,8 @@ scan_frames(struct scan *sc, struct segread *r)
 			base_check(sc, r, &r->fh, true);
 		}
 		if (res == SR_FRAME) {
+			note_frame(sc, &r->fh);
+			progress_offset_check(sc, r);
 			gap(sc, r, &r->fh);
 			frame_cb(sc, r, &r->fh, r->fh_off, true);
 			if (sum.records == 0)
@@ -215,6 +267,7 @@ scan_frames(struct scan *sc, struct segread *r)
 			sum.frames++;
 		} else if (res == SR_CORRUPT) {
 			if (r->bad_hdr_ok) {
+				note_frame(sc, &r->bad_fh);
 				frame_cb(sc, r, &r->bad_fh, r->bad_off, false);
 				sc->have_expect = true;
 				sc->expect = r->bad_fh.first_seq +
@@ -275,11 +328,30 @@ scan_segment(struct scan *sc, struct segread *r)
 	scan_frames(sc, r);
 }
 
+/*
+ * A next_seq past the end of the last record on disk (or at it with
+ * next_off > 0) is impossible, or what a power loss left (FORMAT.md §6).
+ * Judged only when some frame was seen, as readers do.
+ */
+static void
+progress_end_check(struct scan *sc, struct segread *r)
+{
+	char what[160];
+
+	if (sc->stop || !sc->seen_frame || sc->pg.next_seq < sc->disk_end ||
+	    (sc->pg.next_seq == sc->disk_end && sc->pg.next_off == 0))
+		return;
+	snprintf(what, sizeof(what), "progress at record %" PRIu64 " byte %"
+	    PRIu64 " is past the last record on disk (%" PRIu64 ")",
+	    sc->pg.next_seq, sc->pg.next_off, sc->disk_end - 1);
+	problem_seq(sc, r, SPOOL_PROBLEM_PROGRESS, 0, 0, false, 0, 0, what);
+}
+
 int
 spool_scan(struct spool_dir *d, const char *name,
     const struct spool_scan_ops *ops, void *arg, struct spool_err *err)
 {
-	struct scan sc = { d, name, ops, arg, 0, false, 0, 0 };
+	struct scan sc = { .d = d, .name = name, .ops = ops, .arg = arg };
 	struct seg_entry *v;
 	struct segread r;
 	size_t n, i;
@@ -293,6 +365,12 @@ spool_scan(struct spool_dir *d, const char *name,
 		sysio_close(sfd);
 		return rc;
 	}
+	if ((rc = progress_load(sfd, &sc.pg)) < 0) {
+		r.seq = 0;
+		r.sealed = false;
+		problem_seq(&sc, &r, SPOOL_PROBLEM_PROGRESS, 0, 0, false, 0, 0,
+		    spool_strerror(-rc));
+	}
 	segread_init(&r);
 	for (i = 0; i < n && !sc.stop; i++) {
 		if ((rc = segread_open(&r, sfd, v[i].seq, v[i].sealed)) < 0) {
@@ -301,11 +379,12 @@ spool_scan(struct spool_dir *d, const char *name,
 			r.seq = v[i].seq;
 			r.sealed = v[i].sealed;
 			problem(&sc, &r, SPOOL_PROBLEM_IO, 0, 0, NULL,
-			    strerror(-rc));
+			    spool_strerror(-rc));
 			continue;
 		}
 		scan_segment(&sc, &r);
 	}
+	progress_end_check(&sc, &r);
 	segread_fini(&r);
 	free(v);
 	sysio_close(sfd);
@@ -348,37 +427,45 @@ spool_repair(struct spool_dir *d, const char *name, struct spool_err *err)
 	if (res != SR_TORN)
 		goto out;
 	seg_name(f, sizeof(f), r.seq, false);
-	fd = sysio_openat(sfd, f, O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-	if (fd == -1 || ftruncate(fd, (off_t)r.pos) == -1 || fsync(fd) == -1)
+	if ((fd = open_regular(sfd, f, O_WRONLY, 0)) < 0)
+		rc = fd;
+	else if (ftruncate(fd, (off_t)r.pos) == -1 || fsync(fd) == -1)
 		rc = -errno;
 	else
 		cut = (int64_t)(r.size - r.pos);
-	if (fd != -1)
+	if (fd >= 0)
 		sysio_close(fd);
 out:
 	if (rc < 0)
 		spool_seterr(err, "%s/%s/%016" PRIx64 ".open: repair: %s",
-		    d->path, name, v[n - 1].seq, strerror(-rc));
+		    d->path, name, v[n - 1].seq, spool_strerror(-rc));
 	segread_fini(&r);
 	free(v);
 	sysio_close(sfd);
 	return rc < 0 ? rc : cut;
 }
 
-/* Adds the records of the current frame of r not yet acknowledged. */
+/*
+ * Adds the records of the current frame of r not yet acknowledged and not
+ * seen in an earlier frame (*expect: a frame that repeats records is
+ * skipped by readers, FORMAT.md §5 rule 4, so they are not counted twice).
+ */
 static void
-info_frame(struct segread *r, const struct progress *pg,
+info_frame(struct segread *r, const struct progress *pg, uint64_t *expect,
     struct spool_stream_info *si)
 {
 	const struct frame_header *f = &r->fh;
+	uint64_t seq = f->first_seq, off = r->fh_off, end = seq + f->count;
+	uint64_t low = pg->next_seq > *expect ? pg->next_seq : *expect;
 	struct rec_ref rec;
-	uint64_t seq = f->first_seq, off = r->fh_off;
 	int e;
 
-	if (f->first_seq + f->count <= pg->next_seq)
+	if (end > *expect)
+		*expect = end;
+	if (end <= low)
 		return;
-	if (f->first_seq > pg->next_seq ||
-	    (f->first_seq == pg->next_seq && pg->next_off == 0)) {
+	if (f->first_seq > low || (f->first_seq == low &&
+	    (low != pg->next_seq || pg->next_off == 0))) {
 		si->records += f->count;
 		si->raw_bytes += f->data_len;
 		if (si->oldest_ts_ns == 0)
@@ -386,13 +473,13 @@ info_frame(struct segread *r, const struct progress *pg,
 		si->newest_ts_ns = f->last_ts;
 		return;
 	}
-	/* Partly acknowledged: decode it to count exactly. */
+	/* Partly acknowledged or seen: decode it to count exactly. */
 	r->pos = off;
 	r->skip_below = 0;
 	if (segread_next(r, true, &e) != SR_FRAME)
 		return;
 	for (; payload_next(&r->it, &rec); seq++) {
-		if (seq < pg->next_seq)
+		if (seq < low)
 			continue;
 		si->records++;
 		/* An offset at or past the record's end is impossible: the
@@ -413,6 +500,7 @@ spool_stream_info(struct spool_dir *d, const char *name,
 	struct seg_entry *v;
 	struct progress pg;
 	struct segread r;
+	uint64_t expect = 0;
 	size_t n, i;
 	int sfd, rc, e;
 
@@ -422,7 +510,8 @@ spool_stream_info(struct spool_dir *d, const char *name,
 		return sfd;
 	if ((rc = progress_load(sfd, &pg)) < 0 ||
 	    (rc = list_segments(sfd, &v, &n)) < 0) {
-		spool_seterr(err, "%s/%s: %s", d->path, name, strerror(-rc));
+		spool_seterr(err, "%s/%s: %s", d->path, name,
+		    spool_strerror(-rc));
 		sysio_close(sfd);
 		return rc;
 	}
@@ -443,7 +532,7 @@ spool_stream_info(struct spool_dir *d, const char *name,
 			enum sr_result res = segread_next(&r, false, &e);
 
 			if (res == SR_FRAME)
-				info_frame(&r, &pg, si);
+				info_frame(&r, &pg, &expect, si);
 			else if (res != SR_CORRUPT)
 				break;
 		}

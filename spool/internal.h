@@ -173,6 +173,13 @@ int list_segments_at(int dfd, const char *name, struct seg_entry **out,
     size_t *n);
 int open_stream_dir(struct spool_dir *d, const char *name,
     struct spool_err *err);
+/*
+ * Opens an existing file of a stream dir (flags: the access mode, maybe
+ * O_CREAT|O_EXCL) with O_NOFOLLOW|O_CLOEXEC|O_NONBLOCK, so a FIFO there
+ * never blocks, and refuses anything but a regular file: the fd, or
+ * -errno, or -SPOOL_ENOTREG.
+ */
+int open_regular(int dirfd, const char *name, int flags, mode_t mode);
 
 /* ------------------------------------------------------------ writer.c */
 
@@ -239,6 +246,18 @@ struct spool_dir *stream_dir(const struct spool_stream *s);
 struct stream_live *stream_live(const struct spool_stream *s);
 struct stream_live *stream_live_ref(struct spool_stream *s);
 uint64_t stream_staged_bytes(const struct spool_stream *s);
+/* The drops and errors a status publish gave (status.c), for the close. */
+void stream_note_published(struct spool_stream *s, uint64_t drops,
+    uint64_t errors);
+
+/* ------------------------------------------------------------ status.c */
+
+/* Appends the closing stream's line to the dir's ledger (FORMAT.md §9). */
+int ledger_append(struct spool_dir *d, const char *name, uint64_t drops,
+    uint64_t errors, bool kept);
+/* Writes the status file, released or not (status.c). */
+int status_write(struct spool_stream *s, const struct spool_status *st,
+    bool released, struct spool_err *err);
 /*
  * Under l->mu, for the cursor: when the writer is stalled, its staged
  * records as one stored frame (header in *fh, raw payload copied into

@@ -22,10 +22,8 @@ progress_load(int sfd, struct progress *p)
 	int fd, i;
 
 	memset(p, 0, sizeof(*p));
-	fd = sysio_openat(sfd, PROGRESS_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC,
-	    0);
-	if (fd == -1)
-		return errno == ENOENT ? 0 : -errno;
+	if ((fd = open_regular(sfd, PROGRESS_FILE, O_RDONLY, 0)) < 0)
+		return fd == -ENOENT ? 0 : fd;
 	memset(b, 0, sizeof(b));
 	n = pread(fd, b, sizeof(b), 0);
 	sysio_close(fd);
@@ -45,12 +43,10 @@ progress_open(int sfd)
 {
 	int fd;
 
-	fd = sysio_openat(sfd, PROGRESS_FILE, O_RDWR | O_CREAT | O_EXCL |
-	    O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd == -1 && errno == EEXIST)
-		fd = sysio_openat(sfd, PROGRESS_FILE, O_RDWR | O_NOFOLLOW |
-		    O_CLOEXEC, 0);
-	return fd == -1 ? -errno : fd;
+	fd = open_regular(sfd, PROGRESS_FILE, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd == -EEXIST)
+		fd = open_regular(sfd, PROGRESS_FILE, O_RDWR, 0);
+	return fd;
 }
 
 /* Bumps p->generation and writes it to its slot; fdatasync when sync. */

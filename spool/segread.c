@@ -100,12 +100,12 @@ segread_open(struct segread *r, int sfd, uint64_t seq, bool sealed)
 	/* A rename .open -> .seg may happen between tries. */
 	for (i = 0; i < 3 && r->fd == -1; i++) {
 		seg_name(name, sizeof(name), seq, (i % 2 == 0) == sealed);
-		r->fd = sysio_openat(sfd, name, O_RDONLY | O_NOFOLLOW |
-		    O_CLOEXEC, 0);
-		if (r->fd == -1 && errno != ENOENT)
-			return -errno;
-		if (r->fd != -1)
-			r->sealed = (i % 2 == 0) == sealed;
+		if ((rc = open_regular(sfd, name, O_RDONLY, 0)) == -ENOENT)
+			continue;
+		if (rc < 0)
+			return rc;
+		r->fd = rc;
+		r->sealed = (i % 2 == 0) == sealed;
 	}
 	if (r->fd == -1)
 		return -ENOENT;

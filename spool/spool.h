@@ -57,6 +57,16 @@ struct spool_err {
 	char msg[SPOOL_ERR_MAX];
 };
 
+/*
+ * Returned (negated) when a name where a spool file belongs is something
+ * else than a regular file (a FIFO, a device, a socket, a directory):
+ * every file of a stream is opened without blocking and checked, so a
+ * FIFO never hangs a reader (FORMAT.md §1). Outside errno's range.
+ */
+#define SPOOL_ENOTREG	4096
+/* strerror, knowing SPOOL_ENOTREG; err is positive. */
+const char *spool_strerror(int err);
+
 /* ---------------------------------------------------------------- dir */
 
 /*
@@ -80,6 +90,13 @@ struct spool_dir;
  * user, a group- or world-writable dir.
  */
 int spool_dir_open(const char *path, const struct spool_limits *lim,
+    struct spool_dir **out, struct spool_err *err);
+/*
+ * Opens an existing spool dir for inspection: never creates it; with
+ * any_owner, a dir owned by another user is accepted (for root reading
+ * someone's spool; the other checks stay).
+ */
+int spool_dir_inspect(const char *path, bool any_owner,
     struct spool_dir **out, struct spool_err *err);
 void spool_dir_close(struct spool_dir *d);
 const char *spool_dir_path(const struct spool_dir *d);
@@ -332,8 +349,13 @@ enum spool_problem_kind {
 	SPOOL_PROBLEM_BAD_HEADER,	/* segment header unreadable, or its
 					 * base_seq contradicts its frames */
 	SPOOL_PROBLEM_BAD_FOOTER,
-	SPOOL_PROBLEM_SEQ_GAP,		/* sequence discontinuity */
+	SPOOL_PROBLEM_SEQ_GAP,		/* records missing */
 	SPOOL_PROBLEM_IO,
+	SPOOL_PROBLEM_SEQ_REPEAT,	/* a frame repeats records already
+					 * seen: skipped, nothing lost, but
+					 * no writer makes that */
+	SPOOL_PROBLEM_PROGRESS,		/* the progress position is
+					 * impossible (FORMAT.md §6) */
 };
 
 struct spool_problem {
@@ -353,7 +375,10 @@ struct spool_scan_ops {
 
 /*
  * Walks every segment and frame of a stream, oldest first, checking every
- * checksum and the sequence continuity. Callbacks may be NULL. Returns the
+ * checksum, the sequence continuity and the progress file against the
+ * records on disk: FORMAT.md §5 and §6, the one statement of what is
+ * damaged that every reader of the CLI applies (verify, replay, dump and
+ * ls all judge a stream by this scan). Callbacks may be NULL. Returns the
  * number of problems found (>= 0) or a negative errno.
  */
 int spool_scan(struct spool_dir *d, const char *name,
@@ -394,10 +419,38 @@ struct spool_status {
 	uint64_t pending_bytes, pending_records;
 	uint64_t drops, errors;
 	int64_t updated_ns;	/* CLOCK_REALTIME */
+	/*
+	 * The writer has let go of the stream (spool_stream_close with
+	 * SPOOL_CLOSE_KEEP wrote this status, with the last published drops
+	 * and errors): its process never touches the stream again, even
+	 * while it runs, so the stream is an orphan like one whose process
+	 * is gone (FORMAT.md §7). Set by spool/ only; ignored on publish.
+	 */
+	bool released;
 };
+/* Also remembers st's drops and errors for the close (status and
+ * ledger). */
 int spool_status_publish(struct spool_stream *s, const struct spool_status *st,
     struct spool_err *err);
 int spool_status_read(struct spool_dir *d, const char *name,
     struct spool_status *st, struct spool_err *err);
+
+/* ------------------------------------------------------------ ledger */
+
+/*
+ * What outlives the streams of a spool dir (FORMAT.md §9): every stream
+ * closed with drops or errors published appends one line to the dir's
+ * ledger, so `tcpspool ls` and `stat` can still count them once the
+ * stream is delivered and gone.
+ */
+struct spool_ledger {
+	uint64_t streams;	/* lines */
+	uint64_t drops, errors;
+	int64_t last_ns;	/* the newest line's time, 0 if none */
+	uint64_t bad_lines;	/* lines that do not parse, ignored */
+};
+/* Sums the ledger; a missing ledger is all zeros (0 returned). */
+int spool_ledger_read(struct spool_dir *d, struct spool_ledger *l,
+    struct spool_err *err);
 
 #endif

@@ -26,8 +26,8 @@ clean(char *dst, const char *src, size_t size)
 }
 
 int
-spool_status_publish(struct spool_stream *s, const struct spool_status *st,
-    struct spool_err *err)
+status_write(struct spool_stream *s, const struct spool_status *st,
+    bool released, struct spool_err *err)
 {
 	struct spool_dir *d = stream_dir(s);
 	const char *name = spool_stream_name(s);
@@ -39,20 +39,19 @@ spool_status_publish(struct spool_stream *s, const struct spool_status *st,
 	len = snprintf(buf, sizeof(buf),
 	    "version=1\npid=%" PRId32 "\nfd=%" PRId32 "\nstate=%s\n"
 	    "reason=%s\npending_bytes=%" PRIu64 "\npending_records=%" PRIu64
-	    "\ndrops=%" PRIu64 "\nerrors=%" PRIu64 "\nupdated_ns=%" PRId64 "\n",
+	    "\ndrops=%" PRIu64 "\nerrors=%" PRIu64 "\nupdated_ns=%" PRId64
+	    "\nreleased=%d\n",
 	    st->pid, st->fd, state, reason, st->pending_bytes,
 	    st->pending_records, st->drops, st->errors,
-	    st->updated_ns ? st->updated_ns : now_real_ns());
+	    st->updated_ns ? st->updated_ns : now_real_ns(), released ? 1 : 0);
 	snprintf(tmp, sizeof(tmp), "%s/status.tmp", name);
 	snprintf(dst, sizeof(dst), "%s/status", name);
 	unlinkat(d->fd, tmp, 0);
-	fd = sysio_openat(d->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-	    O_CLOEXEC, 0600);
-	if (fd == -1) {
-		rc = -errno;
+	fd = open_regular(d->fd, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0) {
 		spool_seterr(err, "%s/%s: create: %s", d->path, tmp,
-		    strerror(errno));
-		return rc;
+		    spool_strerror(-fd));
+		return fd;
 	}
 	if (sysio_write(fd, buf, (size_t)len) != len)
 		rc = errno ? -errno : -EIO;
@@ -66,6 +65,14 @@ spool_status_publish(struct spool_stream *s, const struct spool_status *st,
 		unlinkat(d->fd, tmp, 0);
 	}
 	return rc;
+}
+
+int
+spool_status_publish(struct spool_stream *s, const struct spool_status *st,
+    struct spool_err *err)
+{
+	stream_note_published(s, st->drops, st->errors);
+	return status_write(s, st, false, err);
 }
 
 static void
@@ -89,6 +96,8 @@ status_field(struct spool_status *st, const char *k, const char *v)
 		st->errors = strtoull(v, NULL, 10);
 	else if (strcmp(k, "updated_ns") == 0)
 		st->updated_ns = strtoll(v, NULL, 10);
+	else if (strcmp(k, "released") == 0)
+		st->released = strcmp(v, "1") == 0;
 }
 
 int
@@ -102,13 +111,12 @@ spool_status_read(struct spool_dir *d, const char *name,
 	memset(st, 0, sizeof(*st));
 	if ((sfd = open_stream_dir(d, name, err)) < 0)
 		return sfd;
-	fd = sysio_openat(sfd, "status", O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-	rc = -errno;
+	fd = open_regular(sfd, "status", O_RDONLY, 0);
 	sysio_close(sfd);
-	if (fd == -1) {
+	if (fd < 0) {
 		spool_seterr(err, "%s/%s/status: open: %s", d->path, name,
-		    strerror(-rc));
-		return rc;
+		    spool_strerror(-fd));
+		return fd;
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	rc = -errno;
@@ -127,5 +135,101 @@ spool_status_read(struct spool_dir *d, const char *name,
 		*eq = '\0';
 		status_field(st, line, eq + 1);
 	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ ledger */
+
+#define LEDGER_FILE	"ledger"
+
+int
+ledger_append(struct spool_dir *d, const char *name, uint64_t drops,
+    uint64_t errors, bool kept)
+{
+	char buf[256];
+	int fd, len, rc = 0;
+
+	len = snprintf(buf, sizeof(buf), "ended_ns=%" PRId64 " stream=%s "
+	    "drops=%" PRIu64 " errors=%" PRIu64 " end=%s\n", now_real_ns(),
+	    name, drops, errors, kept ? "kept" : "removed");
+	if ((fd = open_regular(d->fd, LEDGER_FILE, O_WRONLY | O_APPEND |
+	    O_CREAT, 0600)) < 0)
+		return fd;
+	/* One write with O_APPEND: lines of several writers never mix. */
+	if (sysio_write(fd, buf, (size_t)len) != len)
+		rc = errno ? -errno : -EIO;
+	sysio_close(fd);
+	return rc;
+}
+
+/* One line: "ended_ns=T stream=NAME drops=D errors=E end=WORD". */
+static bool
+ledger_line(const char *line, struct spool_ledger *l)
+{
+	unsigned long long d, e;
+	long long t;
+	char name[SPOOL_NAME_MAX], end[16];
+	int n = 0;
+
+	if (sscanf(line, "ended_ns=%lld stream=%31s drops=%llu errors=%llu "
+	    "end=%15s%n", &t, name, &d, &e, end, &n) != 5 ||
+	    line[n] != '\0' || !stream_name_valid(name))
+		return false;
+	l->streams++;
+	l->drops += d;
+	l->errors += e;
+	if (t > l->last_ns)
+		l->last_ns = t;
+	return true;
+}
+
+int
+spool_ledger_read(struct spool_dir *d, struct spool_ledger *l,
+    struct spool_err *err)
+{
+	char buf[4096 + 1], *line, *nl;
+	size_t have = 0;
+	ssize_t n;
+	int fd;
+
+	memset(l, 0, sizeof(*l));
+	if ((fd = open_regular(d->fd, LEDGER_FILE, O_RDONLY, 0)) < 0) {
+		if (fd == -ENOENT)
+			return 0;
+		spool_seterr(err, "%s/%s: open: %s", d->path, LEDGER_FILE,
+		    spool_strerror(-fd));
+		return fd;
+	}
+	for (;;) {
+		n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			n = -errno;
+			spool_seterr(err, "%s/%s: read: %s", d->path,
+			    LEDGER_FILE, strerror(errno));
+			sysio_close(fd);
+			return (int)n;
+		}
+		have += (size_t)n;
+		buf[have] = '\0';
+		for (line = buf; (nl = strchr(line, '\n')) != NULL;
+		    line = nl + 1) {
+			*nl = '\0';
+			if (!ledger_line(line, l))
+				l->bad_lines++;
+		}
+		have -= (size_t)(line - buf);
+		memmove(buf, line, have);
+		if (n == 0 || have == sizeof(buf) - 1) {
+			/* The end, or a line longer than any we write. */
+			if (have > 0)
+				l->bad_lines++;
+			if (n == 0)
+				break;
+			have = 0;
+		}
+	}
+	sysio_close(fd);
 	return 0;
 }

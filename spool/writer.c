@@ -68,6 +68,9 @@ struct spool_stream {
 	uint64_t next_seq;
 	int64_t last_sync_ns;
 	bool unsynced;
+
+	/* From the last spool_status_publish, for the close. */
+	uint64_t pub_drops, pub_errors;
 };
 
 void
@@ -926,7 +929,10 @@ close_keep(struct spool_stream *s, const char *reason, struct spool_err *err)
 	strlcpy(st.reason, reason ? reason : "", sizeof(st.reason));
 	st.pending_bytes = live_pending_bytes(s->live);
 	st.pending_records = live_pending_records(s->live);
-	if (spool_status_publish(s, &st, rc < 0 ? NULL : err) < 0 && rc == 0)
+	st.drops = s->pub_drops;
+	st.errors = s->pub_errors;
+	/* The last thing this writer does to the stream: it lets go. */
+	if (status_write(s, &st, true, rc < 0 ? NULL : err) < 0 && rc == 0)
 		rc = -EIO;
 	return rc;
 }
@@ -952,6 +958,10 @@ spool_stream_close(struct spool_stream *s, enum spool_close_how how,
 	pthread_mutex_unlock(&s->live->mu);
 	if (how == SPOOL_CLOSE_REMOVE)
 		rc = spool_stream_remove(s->dir, s->name, err);
+	/* Best effort: a failed ledger line must not fail the close. */
+	if (s->pub_drops > 0 || s->pub_errors > 0)
+		(void)ledger_append(s->dir, s->name, s->pub_drops,
+		    s->pub_errors, how == SPOOL_CLOSE_KEEP);
 	live_unref(s->live);
 	stage_free(&s->lens);
 	stage_free(&s->tss);
@@ -988,6 +998,13 @@ uint64_t
 stream_staged_bytes(const struct spool_stream *s)
 {
 	return s->data.len;
+}
+
+void
+stream_note_published(struct spool_stream *s, uint64_t drops, uint64_t errors)
+{
+	s->pub_drops = drops;
+	s->pub_errors = errors;
 }
 
 /* A new reference on the live block, for spool_stream_cursor. */

@@ -54,6 +54,14 @@ bool spool_dir_default(char *buf, size_t len);
 int cli_dir_open(const char *given, struct spool_dir **d, bool *missing);
 
 /*
+ * True when the spool dir opened belongs to another user: root may read
+ * it (a note says so once), never change it. Commands that write (replay,
+ * rm, verify --repair) call cli_dir_writable first.
+ */
+bool cli_dir_foreign(void);
+int cli_dir_writable(struct spool_dir *d);
+
+/*
  * Resolves a stream named by the operator: a name, an unambiguous prefix,
  * or the path of a stream dir that must lie inside the spool dir (never a
  * symlink, never out of it). Returns 0 or an exit code, the message
@@ -96,9 +104,14 @@ struct stream_view {
 	char info_err[SPOOL_ERR_MAX];
 	bool status_ok;
 	struct spool_status status;
+	char status_err[SPOOL_ERR_MAX];	/* status there, unreadable */
 	int32_t pid;		/* the writer: from the segments, else status */
 	int32_t fd;
 	bool alive;		/* the writer process still runs */
+	bool released;		/* its writer let go of it (status
+				 * released=1, FORMAT.md §7) */
+	bool held;		/* alive and not released: the writer may
+				 * still write it; the CLI keeps off */
 	bool fresh;		/* its status was updated recently */
 	char word[24];		/* "spooling", "draining", "orphan", "live",
 				 * "unreadable" (made terminal-safe) */
@@ -119,6 +132,25 @@ void stream_view_load(struct spool_dir *d, const char *name,
  */
 int stream_lock(struct spool_dir *d, const char *name);
 
+/*
+ * The one judgement of a stream's files every command applies (FORMAT.md
+ * §5 "What counts as damaged"): spool_scan's problems, but a torn tail
+ * while the writer holds the stream, which is a note. Problems are
+ * printed to f when f is not NULL (as verify prints them).
+ */
+struct stream_check {
+	uint64_t segments, frames, records;	/* as scanned */
+	uint64_t problems;	/* counted ones */
+	uint64_t torn;		/* of which torn tails */
+	bool failed;		/* the scan failed (message printed) */
+	char first[512];	/* the first problem counted, as printed */
+};
+void stream_check(struct spool_dir *d, const char *name, bool held, FILE *f,
+    struct stream_check *c);
+
+/* A port of HOST:PORT: digits only, 1..65535. */
+bool parse_port(const char *s, uint16_t *port);
+
 /* "stored", "deflate" or "codec N". */
 const char *codec_name(char buf[24], uint32_t codec);
 const char *problem_name(enum spool_problem_kind k);
@@ -130,7 +162,7 @@ const char *problem_name(enum spool_problem_kind k);
  * Returns true if it counts as an integrity problem.
  */
 bool print_problem(FILE *f, struct spool_dir *d, const char *name,
-    const struct spool_problem *p, bool writer_alive);
+    const struct spool_problem *p, bool writer_holds);
 
 /* ------------------------------------------------------------ format.c */
 

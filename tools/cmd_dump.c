@@ -37,7 +37,11 @@ static const char dump_usage[] =
     "A record partly delivered already shows delivered=OFF: the first OFF\n"
     "bytes reached the peer. TIME is UTC.\n"
     "\n"
-    "exit: 0 ok, 1 error, 2 corrupt records were skipped, 64 usage.\n";
+    "The stream is checked first by the rules of tcpspool verify; each\n"
+    "problem is printed on stderr, and what can be read is printed.\n"
+    "\n"
+    "exit: 0 ok, 1 error, 2 the stream is damaged (corrupt or missing\n"
+    "records, torn tail, ...: see tcpspool verify), 64 usage.\n";
 
 enum fmt { F_VIS, F_HEX, F_RAW, F_JSON };
 
@@ -123,6 +127,8 @@ cmd_dump(int argc, char **argv)
 	struct spool_cursor *cur;
 	struct spool_losses loss;
 	struct spool_record r;
+	struct stream_check chk;
+	struct stream_view v;
 	struct spool_dir *d;
 	char name[SPOOL_NAME_MAX];
 	const char *dir = NULL;
@@ -172,6 +178,13 @@ cmd_dump(int argc, char **argv)
 		return usage_exit(dump_usage, false);
 	if ((rc = cli_open_stream(dir, argv[optind], &d, name)) != EXIT_OK)
 		return rc;
+	/* The rules of verify first: what cannot be read is listed. */
+	stream_view_load(d, name, &v);
+	stream_check(d, name, v.held, stderr, &chk);
+	if (chk.failed) {
+		spool_dir_close(d);
+		return EXIT_ERR;
+	}
 	if ((rc = spool_cursor_open(d, name, &cur, &e)) < 0) {
 		warnx("%s", e.msg[0] ? e.msg : strerror(-rc));
 		spool_dir_close(d);
@@ -202,7 +215,12 @@ cmd_dump(int argc, char **argv)
 	else if (loss.frames > 0)
 		warnx("%s: %" PRIu64 " corrupt regions skipped (records "
 		    "unknown); see tcpspool verify", name, loss.frames);
-	if ((loss.records > 0 || loss.frames > 0) && exit_rc == EXIT_OK)
+	else if (chk.problems > 0)
+		warnx("%s: damaged (%" PRIu64 " problem%s listed above); see "
+		    "tcpspool verify", name, chk.problems,
+		    chk.problems == 1 ? "" : "s");
+	if ((loss.records > 0 || loss.frames > 0 || chk.problems > 0) &&
+	    exit_rc == EXIT_OK)
 		exit_rc = EXIT_INTEGRITY;
 	spool_cursor_close(cur);
 	spool_dir_close(d);

@@ -22,27 +22,36 @@ static const char ls_usage[] =
     "  LOCAL -> PEER  the connection's addresses\n"
     "  STATE   the writer's published state while its process runs and\n"
     "          publishes (spooling, draining, ...); otherwise orphan and why\n"
+    "          (\"released\": the writer let go of it while it runs)\n"
     "  RECORDS, RAW, DISK  records and bytes not yet delivered, raw and as\n"
     "          stored; RATIO raw/stored\n"
     "  OLDEST, NEWEST  age of the oldest and newest pending record\n"
     "  SEGS    segment files\n"
+    "  DROPS   writes the library dropped on this connection (overflow\n"
+    "          policy drop), as its writer last published; \"-\" if unknown\n"
+    "  CHECK   ok, or the number of problems tcpspool verify reports (every\n"
+    "          frame is read and checked: the same rules as verify, dump\n"
+    "          and replay)\n"
+    "After the table, the drops and errors of streams that have ended\n"
+    "(the spool dir's ledger), if any.\n"
     "\n"
     "  --json       one JSON object per stream and line (sizes in bytes,\n"
     "               times in ns since the epoch)\n"
     "  --dir DIR    spool dir (default $TCPSPOOL_DIR or /var/tmp/tcpspool-UID)\n"
     "  -h, --help   this text\n"
     "\n"
-    "exit: 0 ok, 1 a stream or the dir could not be read, 64 usage.\n";
+    "exit: 0 ok, 1 a stream or the dir could not be read, 2 a stream is\n"
+    "damaged, 64 usage.\n";
 
 enum { C_STREAM, C_PID, C_LIVE, C_FD, C_ADDR, C_STATE, C_RECORDS, C_RAW,
-	C_DISK, C_RATIO, C_OLDEST, C_NEWEST, C_SEGS, NCOLS };
+	C_DISK, C_RATIO, C_OLDEST, C_NEWEST, C_SEGS, C_DROPS, C_CHECK, NCOLS };
 
 static const char *const heads[NCOLS] = { "STREAM", "PID", "LIVE", "FD",
 	"LOCAL -> PEER", "STATE", "RECORDS", "RAW", "DISK", "RATIO", "OLDEST",
-	"NEWEST", "SEGS" };
+	"NEWEST", "SEGS", "DROPS", "CHECK" };
 /* Left-aligned columns; the others are figures, right-aligned. */
 static const bool left[NCOLS] = { [C_STREAM] = true, [C_LIVE] = true,
-	[C_ADDR] = true, [C_STATE] = true };
+	[C_ADDR] = true, [C_STATE] = true, [C_CHECK] = true };
 
 struct row {
 	char cell[NCOLS][300];
@@ -58,12 +67,25 @@ struct ls_ctx {
 };
 
 static void
-fill_row(struct row *r, const struct stream_view *v, int64_t now)
+fill_row(struct row *r, const struct stream_view *v,
+    const struct stream_check *chk, int64_t now)
 {
 	const struct spool_stream_info *i = &v->info;
 	char a[SPOOL_ADDR_MAX * 4], b[SPOOL_ADDR_MAX * 4];
 
 	memset(r, 0, sizeof(*r));
+	if (v->status_ok)
+		snprintf(r->cell[C_DROPS], sizeof(r->cell[0]), "%" PRIu64,
+		    v->status.drops);
+	else
+		strlcpy(r->cell[C_DROPS], "-", sizeof(r->cell[0]));
+	if (chk->failed)
+		strlcpy(r->cell[C_CHECK], "unreadable", sizeof(r->cell[0]));
+	else if (chk->problems == 0)
+		strlcpy(r->cell[C_CHECK], "ok", sizeof(r->cell[0]));
+	else
+		snprintf(r->cell[C_CHECK], sizeof(r->cell[0]), "%" PRIu64
+		    " problem%s", chk->problems, chk->problems == 1 ? "" : "s");
 	snprintf(r->cell[C_STREAM], sizeof(r->cell[0]), "%s", v->name);
 	snprintf(r->cell[C_PID], sizeof(r->cell[0]), "%d", (int)v->pid);
 	snprintf(r->cell[C_LIVE], sizeof(r->cell[0]), "%s",
@@ -79,7 +101,7 @@ fill_row(struct row *r, const struct stream_view *v, int64_t now)
 	if (!v->info_ok) {
 		int c;
 
-		for (c = C_RECORDS; c < NCOLS; c++)
+		for (c = C_RECORDS; c <= C_SEGS; c++)
 			strlcpy(r->cell[c], "-", sizeof(r->cell[0]));
 		return;
 	}
@@ -94,15 +116,20 @@ fill_row(struct row *r, const struct stream_view *v, int64_t now)
 }
 
 static void
-print_json(const struct stream_view *v)
+print_json(const struct stream_view *v, const struct stream_check *chk)
 {
 	const struct spool_stream_info *i = &v->info;
 	const struct spool_status *s = &v->status;
 
 	printf("{\"stream\":");
 	json_str(stdout, v->name, strlen(v->name));
-	printf(",\"pid\":%d,\"alive\":%s,\"fd\":%d", (int)v->pid,
-	    v->alive ? "true" : "false", (int)v->fd);
+	printf(",\"pid\":%d,\"alive\":%s,\"released\":%s,\"fd\":%d",
+	    (int)v->pid, v->alive ? "true" : "false",
+	    v->released ? "true" : "false", (int)v->fd);
+	if (chk->failed)
+		printf(",\"problems\":null");
+	else
+		printf(",\"problems\":%" PRIu64, chk->problems);
 	printf(",\"state\":");
 	json_str(stdout, v->word, strlen(v->word));
 	printf(",\"why\":");
@@ -154,16 +181,28 @@ static int
 each_stream(void *arg, const char *name)
 {
 	struct ls_ctx *c = arg;
+	struct stream_check chk;
 	struct stream_view v;
 	struct row *nr;
 
 	stream_view_load(c->d, name, &v);
+	stream_check(c->d, name, v.held, NULL, &chk);
+	if (v.status_err[0] != '\0')
+		warnx("%s", v.status_err);
 	if (!v.info_ok) {
 		warnx("%s", v.info_err);
 		c->rc = EXIT_ERR;
+	} else if (chk.failed)
+		c->rc = EXIT_ERR;
+	else if (chk.problems > 0) {
+		warnx("%s: damaged, %" PRIu64 " problem%s (tcpspool verify "
+		    "lists them); the first: %s", name, chk.problems,
+		    chk.problems == 1 ? "" : "s", chk.first);
+		if (c->rc == EXIT_OK)
+			c->rc = EXIT_INTEGRITY;
 	}
 	if (c->json) {
-		print_json(&v);
+		print_json(&v, &chk);
 		return 0;
 	}
 	if (c->n == c->cap) {
@@ -174,7 +213,7 @@ each_stream(void *arg, const char *name)
 		}
 		c->rows = nr;
 	}
-	fill_row(&c->rows[c->n++], &v, c->now);
+	fill_row(&c->rows[c->n++], &v, &chk, c->now);
 	return 0;
 }
 
@@ -210,6 +249,27 @@ print_table(const struct ls_ctx *c)
 		for (k = 0; k < NCOLS; k++)
 			print_cell(c->rows[i].cell[k], w[k], left[k],
 			    k == NCOLS - 1);
+}
+
+/* What outlives the streams: drops and errors of those that ended. */
+static void
+print_ledger(struct spool_dir *d)
+{
+	struct spool_err e = { "" };
+	struct spool_ledger l;
+	char age[16];
+	int rc;
+
+	if ((rc = spool_ledger_read(d, &l, &e)) < 0) {
+		warnx("%s", e.msg[0] ? e.msg : spool_strerror(-rc));
+		return;
+	}
+	if (l.streams == 0)
+		return;
+	printf("ended streams with drops or errors: %" PRIu64 " (%" PRIu64
+	    " drops, %" PRIu64 " errors; last %s ago; %s/ledger)\n",
+	    l.streams, l.drops, l.errors,
+	    fmt_age(age, l.last_ns, now_realtime_ns()), spool_dir_path(d));
 }
 
 int
@@ -259,6 +319,8 @@ cmd_ls(int argc, char **argv)
 	}
 	if (!c.json && c.n > 0)
 		print_table(&c);
+	if (!c.json)
+		print_ledger(c.d);
 	free(c.rows);
 	spool_dir_close(c.d);
 	if (fflush(stdout) == EOF)

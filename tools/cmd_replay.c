@@ -47,30 +47,42 @@
 
 static const char replay_usage[] =
     "usage: tcpspool replay STREAM --to HOST:PORT|unix:PATH [--keep]\n"
-    "                       [--linger DURATION] [--dir DIR]\n"
+    "                       [--accept-loss] [--linger DURATION] [--dir DIR]\n"
     "\n"
     "Sends the records of STREAM not yet delivered, in order, over one new\n"
-    "connection, then deletes the stream. Only for an orphan stream: a\n"
-    "stream whose writer process still runs is refused.\n"
+    "connection, then deletes the stream. Only for an orphan stream: one\n"
+    "whose writer process is gone, or whose writer released it (the\n"
+    "library lets go of a stream whose peer reset); a stream its writer\n"
+    "still holds is refused.\n"
     "\n"
-    "  --to HOST:PORT   TCP destination; an IPv6 address in brackets,\n"
-    "                   [::1]:8000\n"
+    "  --to HOST:PORT   TCP destination, PORT 1-65535; an IPv6 address in\n"
+    "                   brackets, [::1]:8000\n"
     "  --to unix:PATH   Unix-domain stream socket\n"
     "  --keep           keep the stream (with its progress at the end)\n"
+    "  --accept-loss    delete the stream even when some of it could not be\n"
+    "                   delivered (damaged files: torn tail, corrupt frames;\n"
+    "                   see tcpspool verify); the loss is still reported and\n"
+    "                   the exit code is still 2\n"
     "  --linger DURATION  how long to wait at the end for the peer to take\n"
     "                   the last bytes (default 30s)\n"
     "  --dir DIR        spool dir (default $TCPSPOOL_DIR or\n"
     "                   /var/tmp/tcpspool-UID)\n"
     "  -h, --help       this text\n"
     "\n"
+    "The stream is first checked by the rules of tcpspool verify; each\n"
+    "problem (what cannot be delivered) is printed on stderr, the rest is\n"
+    "delivered.\n"
     "Progress is saved as the peer takes bytes (TCP: acknowledged; Unix:\n"
-    "read), so an interrupted replay (error, Ctrl-C, kill) resumes where\n"
-    "the peer stopped: only bytes sent after the last save (about 100 ms)\n"
-    "can be sent twice. A progress bar is shown on a terminal only.\n"
+    "read), so an interrupted replay (error, peer reset, Ctrl-C, kill)\n"
+    "resumes where the peer stopped. What can be sent twice is what was\n"
+    "handed to the kernel after the last save: the whole kernel send queue\n"
+    "at that moment (up to about 4 MiB on Linux for TCP; typically 1 MiB),\n"
+    "plus at most 100 ms of sending. A progress bar is shown on a terminal\n"
+    "only.\n"
     "\n"
     "exit: 0 all delivered, 1 error or interrupted (progress saved),\n"
-    "2 delivered but corrupt records had to be skipped (stream kept),\n"
-    "64 usage.\n";
+    "2 the stream is damaged: what could be read was delivered, the rest\n"
+    "is listed (stream kept, unless --accept-loss), 64 usage.\n";
 
 #define INFLIGHT_MAX	65536		/* records sent, not yet delivered */
 #define SAVE_EVERY_NS	(100LL * 1000000LL)
@@ -244,18 +256,49 @@ drain_input(struct replay *r)
 		r->reset = true;
 }
 
-/* Waits up to 100 ms for room to send, saving progress when due. */
-static int
-wait_writable(struct replay *r)
+/* Notes a connection the peer has dropped (reset, error, hang-up). */
+static bool
+peer_gone(struct replay *r, short revents)
 {
-	struct pollfd p = { .fd = r->fd, .events = POLLOUT };
+	int err = 0;
+	socklen_t len = sizeof(err);
 
-	if (poll(&p, 1, 100) == -1 && errno != EINTR) {
+	if (revents & (POLLERR | POLLHUP)) {
+		if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+		    err != 0)
+			r->reset = true;
+		else if (revents & POLLHUP)
+			r->reset = true;	/* both directions are shut */
+	}
+	return r->reset;
+}
+
+/*
+ * Waits up to 100 ms for room to send (room: the kernel takes bytes; or,
+ * with for_delivery, the peer takes some of the records in flight, which
+ * no poll event tells: the wait is then a short one, to sample again),
+ * saving progress when due. A peer that reset or hung up ends the wait
+ * with EXIT_ERR: nothing it will ever take is left to wait for.
+ */
+static int
+wait_writable(struct replay *r, bool for_delivery)
+{
+	/* After the peer's EOF, POLLIN would wake at once, forever. */
+	struct pollfd p = { .fd = r->fd, .events = !for_delivery ? POLLOUT :
+	    r->eof ? 0 : POLLIN | POLLRDHUP };
+	int rc;
+
+	if (poll(&p, 1, for_delivery ? 5 : 100) == -1 && errno != EINTR) {
 		warn("poll");
 		return EXIT_ERR;
 	}
 	drain_input(r);
-	return checkpoint(r, mono_ns() - r->last_save >= SAVE_EVERY_NS, false);
+	rc = checkpoint(r, mono_ns() - r->last_save >= SAVE_EVERY_NS, false);
+	if (rc == EXIT_OK && (peer_gone(r, p.revents) || r->reset)) {
+		warnx("%s: peer reset the connection", r->name);
+		return EXIT_ERR;
+	}
+	return rc;
 }
 
 static int
@@ -268,7 +311,7 @@ send_record(struct replay *r, const struct spool_record *rec)
 	int rc;
 
 	while (r->q_n - r->q_head >= INFLIGHT_MAX && !interrupted)
-		if ((rc = wait_writable(r)) != EXIT_OK)
+		if ((rc = wait_writable(r, true)) != EXIT_OK)
 			return rc;
 	if (r->q_n == r->q_cap) {
 		r->q_cap = r->q_cap ? r->q_cap * 2 : 1024;
@@ -291,7 +334,7 @@ send_record(struct replay *r, const struct spool_record *rec)
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-			if ((rc = wait_writable(r)) != EXIT_OK)
+			if ((rc = wait_writable(r, false)) != EXIT_OK)
 				return rc;
 			continue;
 		}
@@ -347,12 +390,41 @@ finish(struct replay *r, uint32_t linger_ms)
 	}
 }
 
+/* Checks --to before anything is opened: HOST:PORT (PORT 1-65535) or
+ * unix:PATH. A message and false if not. */
+static bool
+to_valid(const char *to, bool *is_unix)
+{
+	const char *port;
+
+	*is_unix = strncmp(to, "unix:", 5) == 0;
+	if (*is_unix) {
+		if (to[5] != '\0' && strlen(to + 5) < sizeof(((struct
+		    sockaddr_un *)0)->sun_path))
+			return true;
+		warnx("--to %s: bad socket path", to);
+		return false;
+	}
+	if ((port = strrchr(to, ':')) == NULL) {
+		warnx("--to %s: expected HOST:PORT or unix:PATH", to);
+		return false;
+	}
+	if (!parse_port(port + 1, &(uint16_t){ 0 })) {
+		warnx("--to %s: port \"%s\": expected 1 to 65535", to,
+		    port + 1);
+		return false;
+	}
+	return true;
+}
+
 /* Connects, within 10 s, to HOST:PORT or unix:PATH. */
 static int
 dial(const char *to, bool *is_unix)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+	    .ai_flags = AI_NUMERICSERV }, *res, *ai;
 	char host[256], *port;
+	uint16_t portnum;
 	struct pollfd p;
 	int fd = -1, rc, err;
 	socklen_t len;
@@ -381,6 +453,10 @@ dial(const char *to, bool *is_unix)
 		return -1;
 	}
 	*port++ = '\0';
+	if (!parse_port(port, &portnum)) {
+		warnx("--to %s: port \"%s\": expected 1 to 65535", to, port);
+		return -1;
+	}
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
 		memmove(host, host + 1, strlen(host));
 		host[strlen(host) - 1] = '\0';
@@ -419,25 +495,33 @@ dial(const char *to, bool *is_unix)
 
 static int
 replay_stream(struct spool_dir *d, const char *name, const char *to,
-    bool keep, uint32_t linger_ms)
+    bool keep, bool accept_loss, uint32_t linger_ms)
 {
 	struct replay r = { .fd = -1, .name = name };
 	struct spool_err e = { "" };
 	struct spool_losses loss;
 	struct spool_record rec;
+	struct stream_check chk;
 	struct stream_view v;
 	struct sigaction sa;
 	int rc = EXIT_OK, n, lock;
+	bool damaged;
 	char a[16];
 
 	stream_view_load(d, name, &v);
-	if (v.alive) {
+	if (v.held) {
 		warnx("%s: its writer (pid %d) is running; replay refused "
 		    "(only an orphan stream can be replayed)", name, (int)v.pid);
 		return EXIT_ERR;
 	}
-	if ((lock = stream_lock(d, name)) < 0)
+	if (cli_dir_writable(d) != EXIT_OK || (lock = stream_lock(d, name)) < 0)
 		return EXIT_ERR;
+	/* Judged before a byte moves: the cursor deletes what it delivers. */
+	stream_check(d, name, false, stderr, &chk);
+	if (chk.failed) {
+		close(lock);
+		return EXIT_ERR;
+	}
 	if ((n = spool_cursor_open(d, name, &r.cur, &e)) < 0) {
 		warnx("%s", e.msg[0] ? e.msg : strerror(-n));
 		close(lock);
@@ -485,18 +569,33 @@ replay_stream(struct spool_dir *d, const char *name, const char *to,
 		warnx("%s: interrupted by signal %d after %s delivered; progress "
 		    "saved, replay again to resume", name, (int)interrupted,
 		    fmt_size(a, r.delivered));
+	else if (rc != EXIT_OK && r.reset)
+		warnx("%s: peer reset after %s delivered; progress saved, "
+		    "replay again to resume", name, fmt_size(a, r.delivered));
 	else if (rc != EXIT_OK)
 		warnx("%s: %s delivered; progress saved, replay again to "
 		    "resume", name, fmt_size(a, r.delivered));
 	spool_cursor_losses(r.cur, &loss);
 	spool_cursor_close(r.cur);
 	free(r.q);
-	if (rc == EXIT_OK && (loss.records > 0 || loss.frames > 0)) {
-		warnx("%s: %" PRIu64 " corrupt regions skipped, %" PRIu64
-		    " records lost (seq %" PRIu64 "..%" PRIu64 "); stream kept, "
-		    "see tcpspool verify", name, loss.frames, loss.records,
-		    loss.first_seq, loss.last_seq);
-		rc = EXIT_INTEGRITY;
+	damaged = chk.problems > 0 || loss.records > 0 || loss.frames > 0;
+	if (rc == EXIT_OK && damaged) {
+		if (loss.records > 0)
+			warnx("%s: %" PRIu64 " records could not be read (seq %"
+			    PRIu64 "..%" PRIu64 ")", name, loss.records,
+			    loss.first_seq, loss.last_seq);
+		warnx("%s: damaged (%" PRIu64 " problem%s listed above, see "
+		    "tcpspool verify): everything readable was delivered; %s",
+		    name, chk.problems, chk.problems == 1 ? "" : "s",
+		    keep ? "stream kept (--keep)" : accept_loss ?
+		    "stream removed (--accept-loss)" : "stream kept "
+		    "(--accept-loss removes it)");
+		if (accept_loss && !keep &&
+		    (n = spool_stream_remove(d, name, &e)) < 0) {
+			warnx("%s", e.msg[0] ? e.msg : strerror(-n));
+			rc = EXIT_ERR;
+		} else
+			rc = EXIT_INTEGRITY;
 	} else if (rc == EXIT_OK && !keep) {
 		if ((n = spool_stream_remove(d, name, &e)) < 0) {
 			warnx("%s", e.msg[0] ? e.msg : strerror(-n));
@@ -513,6 +612,7 @@ cmd_replay(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "to", required_argument, NULL, 't' },
 		{ "keep", no_argument, NULL, 'k' },
+		{ "accept-loss", no_argument, NULL, 'A' },
 		{ "linger", required_argument, NULL, 'l' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
@@ -522,7 +622,7 @@ cmd_replay(int argc, char **argv)
 	const char *dir = NULL, *to = NULL;
 	uint32_t linger_ms = 30000;
 	struct spool_dir *d;
-	bool keep = false;
+	bool keep = false, accept_loss = false, is_unix;
 	int ch, rc;
 
 	while ((ch = getopt_long(argc, argv, "hd:", longopts, NULL)) != -1) {
@@ -532,6 +632,9 @@ cmd_replay(int argc, char **argv)
 			break;
 		case 'k':
 			keep = true;
+			break;
+		case 'A':
+			accept_loss = true;
 			break;
 		case 'l':
 			if (config_parse_duration_ms(optarg, &linger_ms) == -1) {
@@ -551,9 +654,11 @@ cmd_replay(int argc, char **argv)
 	}
 	if (argc - optind != 1 || to == NULL)
 		return usage_exit(replay_usage, false);
+	if (!to_valid(to, &is_unix))
+		return EXIT_USAGE;
 	if ((rc = cli_open_stream(dir, argv[optind], &d, name)) != EXIT_OK)
 		return rc;
-	rc = replay_stream(d, name, to, keep, linger_ms);
+	rc = replay_stream(d, name, to, keep, accept_loss, linger_ms);
 	spool_dir_close(d);
 	return rc;
 }

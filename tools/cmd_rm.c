@@ -1,7 +1,8 @@
 /*
  * cmd_rm.c — tcpspool rm: deletes streams, named or every orphan. Acts
  * only on real stream dirs inside the spool dir (never through a symlink),
- * and never on a stream whose writer still runs.
+ * and never on a stream its writer still holds (its process runs and has
+ * not released it, FORMAT.md §7).
  */
 #include <sys/stat.h>
 
@@ -20,8 +21,10 @@ static const char rm_usage[] =
     "       tcpspool rm [--dir DIR] [-n] --orphans [--older-than DURATION]\n"
     "\n"
     "Deletes streams and everything in them: the streams named, or with\n"
-    "--orphans every stream whose writer process is gone. A stream whose\n"
-    "writer still runs is never deleted. Prints \"removed STREAM\" for each.\n"
+    "--orphans every orphan stream: its writer process is gone, or it\n"
+    "released the stream (the library lets go of a stream whose peer\n"
+    "reset). A stream its writer still holds is never deleted. Prints\n"
+    "\"removed STREAM\" for each.\n"
     "\n"
     "  --orphans              every orphan stream of the spool dir\n"
     "  --older-than DURATION  with --orphans: only those idle for longer\n"
@@ -73,7 +76,7 @@ remove_one(struct rm_ctx *c, const char *name)
 	if (stream_entry_check(c->d, name) != EXIT_OK)
 		return EXIT_ERR;
 	stream_view_load(c->d, name, &v);
-	if (v.alive) {
+	if (v.held) {
 		if (c->orphans)
 			return EXIT_OK;
 		warnx("%s: its writer (pid %d) is running; not removed", name,
@@ -88,7 +91,8 @@ remove_one(struct rm_ctx *c, const char *name)
 		printf("would remove %s (%s)\n", name, v.state);
 		return EXIT_OK;
 	}
-	if ((lock = stream_lock(c->d, name)) < 0)
+	if (cli_dir_writable(c->d) != EXIT_OK ||
+	    (lock = stream_lock(c->d, name)) < 0)
 		return EXIT_ERR;
 	rc = spool_stream_remove(c->d, name, &e);
 	close(lock);
@@ -159,7 +163,7 @@ cmd_rm(int argc, char **argv)
 		if ((rc = cli_dir_open(dir, &c.d, &missing)) != EXIT_OK)
 			return rc;
 		if (c.d == NULL)
-			return EXIT_OK;
+			return EXIT_OK;	/* default dir: nothing yet */
 		if ((rc = spool_dir_list(c.d, each_stream, &c)) < 0) {
 			warnx("%s: %s", spool_dir_path(c.d), strerror(-rc));
 			c.rc = EXIT_ERR;

@@ -10,6 +10,7 @@
 
 #include <err.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -132,6 +133,27 @@ readable_file(const char *path)
 	    access(path, R_OK) == 0;
 }
 
+/*
+ * The loader ignores an LD_PRELOAD entry it cannot load and runs the
+ * program without it: a library that is no ELF shared object would make
+ * `run` a silent no-op. Checks the ELF magic and e_type ET_DYN.
+ */
+static bool
+elf_shared_object(const char *path)
+{
+	unsigned char h[18];
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1)
+		return false;
+	n = read(fd, h, sizeof(h));
+	close(fd);
+	/* e_type (offset 16) in the file's byte order (EI_DATA, offset 5). */
+	return n == (ssize_t)sizeof(h) && memcmp(h, "\177ELF", 4) == 0 &&
+	    (h[5] == 1 ? h[16] | h[17] << 8 : h[17] | h[16] << 8) == 3;
+}
+
 /* Finds the library; fills lib with an absolute path. */
 static bool
 find_library(const char *given, char *lib, size_t len)
@@ -144,6 +166,11 @@ find_library(const char *given, char *lib, size_t len)
 	if (given != NULL && given[0] != '\0') {
 		if (!readable_file(given)) {
 			warnx("%s: library not found or not readable", given);
+			return false;
+		}
+		if (!elf_shared_object(given)) {
+			warnx("%s: not an ELF shared object, cannot be "
+			    "preloaded", given);
 			return false;
 		}
 		if (realpath(given, lib) == NULL) {
@@ -233,6 +260,39 @@ set_dir(const char *dir)
 	return rc == 0;
 }
 
+/* Prints s so that a POSIX shell reads it back as one word. */
+static void
+shell_word(const char *s)
+{
+	const char *p;
+
+	if (*s != '\0' && strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=@%+,") == strlen(s)) {
+		fputs(s, stdout);
+		return;
+	}
+	putchar('\'');
+	for (p = s; *p != '\0'; p++) {
+		if (*p == '\'')
+			fputs("'\\''", stdout);
+		else
+			putchar(*p);
+	}
+	putchar('\'');
+}
+
+/* NAME=value, the value quoted for a shell. */
+static void
+shell_assignment(const char *e)
+{
+	const char *eq = strchr(e, '=');
+
+	printf("%.*s=", (int)(eq - e), e);
+	shell_word(eq + 1);
+	putchar('\n');
+}
+
+/* What run would do, as lines a shell can run (every word quoted). */
 static void
 dry_run(char **cmd)
 {
@@ -242,12 +302,16 @@ dry_run(char **cmd)
 	for (e = environ; *e != NULL; e++)
 		if (strncmp(*e, "TCPSPOOL_", 9) == 0 &&
 		    strncmp(*e, "TCPSPOOL_LIB=", 13) != 0 &&
-		    strncmp(*e, "TCPSPOOL_TEST_", 14) != 0)
-			printf("%s\n", *e);
-	printf("LD_PRELOAD=%s\n", getenv("LD_PRELOAD"));
-	printf("exec");
-	for (; *cmd != NULL; cmd++)
-		printf(" %s", *cmd);
+		    strncmp(*e, "TCPSPOOL_TEST_", 14) != 0 &&
+		    strchr(*e, '=') != NULL)
+			shell_assignment(*e);
+	printf("LD_PRELOAD=");
+	shell_word(getenv("LD_PRELOAD"));
+	printf("\nexec");
+	for (; *cmd != NULL; cmd++) {
+		putchar(' ');
+		shell_word(*cmd);
+	}
 	printf("\n");
 }
 
@@ -301,6 +365,9 @@ cmd_run(int argc, char **argv)
 		return rc;
 	if (!find_library(lib_opt, lib, sizeof(lib)) || !set_preload(lib))
 		return EXIT_ERR;
+	/* TCPSPOOL_LIB is the CLI's, consumed here: the library would warn
+	 * about it as a variable it does not know. */
+	unsetenv("TCPSPOOL_LIB");
 	if (dry) {
 		dry_run(argv + optind);
 		return EXIT_OK;

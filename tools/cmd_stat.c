@@ -29,7 +29,7 @@ static const char stat_usage[] =
 struct stat_ctx {
 	struct spool_dir *d;
 	const char *name;
-	bool alive;
+	bool alive;		/* the writer holds the stream */
 	uint64_t segments, frames, problems;
 };
 
@@ -122,6 +122,8 @@ print_header(const struct stream_view *v, struct spool_dir *d)
 		    "updated %s (%s ago)\n", s->pending_bytes,
 		    s->pending_records, s->drops, s->errors,
 		    fmt_time(t, s->updated_ns), fmt_age(x, s->updated_ns, now));
+	else if (v->status_err[0] != '\0')
+		printf("status:   unreadable: %s\n", v->status_err);
 	else
 		printf("status:   none published\n");
 }
@@ -159,7 +161,7 @@ cmd_stat(int argc, char **argv)
 		return rc;
 	c.name = name;
 	stream_view_load(c.d, name, &v);
-	c.alive = v.alive;
+	c.alive = v.held;
 	if (v.info_ok)
 		print_header(&v, c.d);
 	else

@@ -21,118 +21,63 @@
 static const char verify_usage[] =
     "usage: tcpspool verify [STREAM|DIR] [--repair] [--dir DIR]\n"
     "\n"
-    "Checks every segment header, frame checksum, payload and footer and\n"
-    "the continuity of record sequence numbers, of one stream or of every\n"
-    "stream in a spool dir (default: the spool dir). Each problem is printed\n"
-    "as\n"
+    "Checks every segment header, frame checksum, payload and footer, the\n"
+    "continuity of record sequence numbers and the progress file, of one\n"
+    "stream or of every stream in a spool dir (default: the spool dir).\n"
+    "Each problem is printed as\n"
     "  DIR/STREAM/FILE: offset O, L bytes: KIND, records A..B (N): detail\n"
     "KIND is torn tail, corrupt frame, bad segment header, bad footer,\n"
-    "sequence gap or I/O error. A torn tail while the writer still runs is\n"
-    "most likely a frame being written: it is printed as a note and not\n"
-    "counted. Then one line per stream: \"STREAM: ok ...\" or\n"
-    "\"STREAM: N problems\".\n"
+    "sequence gap, repeated records, impossible progress or I/O error\n"
+    "(a file that is not a regular file, a FIFO, is one). A torn tail\n"
+    "while the writer still holds the stream is most likely a frame being\n"
+    "written: it is printed as a note and not counted. replay, dump and ls\n"
+    "judge a stream by the same rules. Then one line per stream:\n"
+    "\"STREAM: ok ...\" or \"STREAM: N problems\".\n"
     "\n"
     "  --repair     truncate torn tails (the incomplete frame at the end of\n"
-    "               an .open segment) of streams whose writer process is\n"
-    "               gone; corrupt frames in the middle are left for readers\n"
-    "               to skip\n"
+    "               an .open segment) of orphan streams (writer gone, or\n"
+    "               released); corrupt frames in the middle are left for\n"
+    "               readers to skip\n"
     "  --dir DIR    spool dir (default $TCPSPOOL_DIR or /var/tmp/tcpspool-UID)\n"
     "  -h, --help   this text\n"
     "\n"
     "exit: 0 clean (after repairs, if any), 1 error, 2 integrity problems,\n"
     "64 usage.\n";
 
-struct verify_ctx {
-	struct spool_dir *d;
-	const char *name;
-	bool alive, quiet;
-	uint64_t segments, frames, records, problems, torn;
-};
-
-static int
-on_segment(void *arg, const struct spool_segment_info *si)
-{
-	struct verify_ctx *c = arg;
-
-	c->segments++;
-	return 0;
-}
-
-static int
-on_frame(void *arg, const struct spool_frame_info *fi)
-{
-	struct verify_ctx *c = arg;
-
-	c->frames++;
-	if (fi->valid)
-		c->records += fi->count;
-	return 0;
-}
-
-static int
-on_problem(void *arg, const struct spool_problem *p)
-{
-	struct verify_ctx *c = arg;
-	bool counted;
-
-	counted = c->quiet ? !(c->alive && p->kind == SPOOL_PROBLEM_TORN_TAIL) :
-	    print_problem(stdout, c->d, c->name, p, c->alive);
-	if (counted) {
-		c->problems++;
-		if (p->kind == SPOOL_PROBLEM_TORN_TAIL)
-			c->torn++;
-	}
-	return 0;
-}
-
-static int
-scan(struct verify_ctx *c, bool quiet)
-{
-	const struct spool_scan_ops ops = { on_segment, on_frame, on_problem };
-	struct spool_err e = { "" };
-	int rc;
-
-	c->segments = c->frames = c->records = c->problems = c->torn = 0;
-	c->quiet = quiet;
-	if ((rc = spool_scan(c->d, c->name, &ops, c, &e)) < 0) {
-		warnx("%s/%s: %s", spool_dir_path(c->d), c->name,
-		    e.msg[0] ? e.msg : strerror(-rc));
-		return EXIT_ERR;
-	}
-	return EXIT_OK;
-}
-
 /* Verifies (and repairs) one stream; returns its exit code. */
 static int
 verify_stream(struct spool_dir *d, const char *name, bool repair)
 {
-	struct verify_ctx c = { .d = d, .name = name };
 	struct spool_err e = { "" };
+	struct stream_check c;
 	struct stream_view v;
 	int64_t cut;
 	int lock;
 
 	stream_view_load(d, name, &v);
-	c.alive = v.alive;
-	if (scan(&c, false) != EXIT_OK)
+	stream_check(d, name, v.held, stdout, &c);
+	if (c.failed)
 		return EXIT_ERR;
 	if (repair && c.torn > 0) {
-		if (v.alive) {
+		if (v.held) {
 			printf("%s: not repaired: its writer (pid %d) is "
 			    "running\n", name, (int)v.pid);
-		} else if ((lock = stream_lock(d, name)) < 0) {
+		} else if (cli_dir_writable(d) != EXIT_OK ||
+		    (lock = stream_lock(d, name)) < 0) {
 			return EXIT_ERR;
 		} else {
 			cut = spool_repair(d, name, &e);
 			close(lock);
 			if (cut < 0) {
 				warnx("%s/%s: repair: %s", spool_dir_path(d),
-				    name, e.msg[0] ? e.msg : strerror((int)-cut));
+				    name, e.msg[0] ? e.msg :
+				    spool_strerror((int)-cut));
 				return EXIT_ERR;
 			}
 			printf("%s: repaired: cut %" PRId64 " bytes of torn "
 			    "tail\n", name, cut);
-			if (scan(&c, true) != EXIT_OK)
+			stream_check(d, name, v.held, NULL, &c);
+			if (c.failed)
 				return EXIT_ERR;
 		}
 	}
@@ -223,7 +168,10 @@ cmd_verify(int argc, char **argv)
 	if (argc - optind == 1)
 		target = argv[optind];
 
-	if (target != NULL && (looks_like_stream(target) || !is_dir(target))) {
+	/* A path that is no stream is a spool dir: a missing one is named
+	 * as given, never confused with the default dir. */
+	if (target != NULL && (looks_like_stream(target) ||
+	    (strchr(target, '/') == NULL && !is_dir(target)))) {
 		if ((rc = cli_open_stream(dir, target, &a.d, name)) != EXIT_OK)
 			return rc;
 		rc = verify_stream(a.d, name, a.repair);
@@ -238,8 +186,7 @@ cmd_verify(int argc, char **argv)
 		}
 		dir = target;
 	}
-	if ((rc = cli_dir_open(dir, &a.d, target == NULL ? &missing : NULL)) !=
-	    EXIT_OK)
+	if ((rc = cli_dir_open(dir, &a.d, &missing)) != EXIT_OK)
 		return rc;
 	if (a.d == NULL)
 		return EXIT_OK;	/* no spool dir yet: nothing to verify */

@@ -57,12 +57,31 @@ spool_dir_default(char *buf, size_t len)
 	return n < len;
 }
 
+static bool dir_foreign;
+
+bool
+cli_dir_foreign(void)
+{
+	return dir_foreign;
+}
+
+int
+cli_dir_writable(struct spool_dir *d)
+{
+	if (!dir_foreign)
+		return EXIT_OK;
+	warnx("%s: another user's spool dir is only read, never changed",
+	    spool_dir_path(d));
+	return EXIT_ERR;
+}
+
 int
 cli_dir_open(const char *given, struct spool_dir **d, bool *missing)
 {
 	char path[PATH_MAX];
 	struct spool_err e = { "" };
 	struct stat st;
+	size_t n;
 	int rc;
 
 	*d = NULL;
@@ -75,9 +94,14 @@ cli_dir_open(const char *given, struct spool_dir **d, bool *missing)
 		warnx("%s: path too long", given);
 		return EXIT_ERR;
 	}
-	/* spool_dir_open creates a missing dir; inspecting never should. */
+	/* "link/" would make lstat and O_NOFOLLOW follow the link. */
+	for (n = strlen(path); n > 1 && path[n - 1] == '/'; n--)
+		path[n - 1] = '\0';
+	/* spool_dir_open creates a missing dir; inspecting never should. A
+	 * missing default dir means nothing was spooled yet; a missing dir
+	 * the operator named is a mistake worth a word. */
 	if (lstat(path, &st) == -1) {
-		if (errno == ENOENT && missing != NULL) {
+		if (errno == ENOENT && missing != NULL && given == NULL) {
 			*missing = true;
 			return EXIT_OK;
 		}
@@ -89,10 +113,15 @@ cli_dir_open(const char *given, struct spool_dir **d, bool *missing)
 		    S_ISLNK(st.st_mode) ? "a symlink" : "not a directory");
 		return EXIT_ERR;
 	}
-	if ((rc = spool_dir_open(path, NULL, d, &e)) < 0) {
+	/* root may read another user's spool dir, never change it. */
+	dir_foreign = geteuid() == 0 && st.st_uid != 0;
+	if ((rc = spool_dir_inspect(path, dir_foreign, d, &e)) < 0) {
 		warnx("%s", e.msg[0] ? e.msg : strerror(-rc));
 		return EXIT_ERR;
 	}
+	if (dir_foreign)
+		warnx("note: %s belongs to uid %u: read only", path,
+		    (unsigned)st.st_uid);
 	return EXIT_OK;
 }
 
@@ -274,7 +303,10 @@ stream_view_load(struct spool_dir *d, const char *name, struct stream_view *v)
 	if (!v->info_ok)
 		snprintf(v->info_err, sizeof(v->info_err), "%s",
 		    e.msg[0] ? e.msg : strerror(-rc));
-	v->status_ok = spool_status_read(d, name, &v->status, NULL) >= 0;
+	rc = spool_status_read(d, name, &v->status, &e);
+	v->status_ok = rc >= 0;
+	if (rc < 0 && rc != -ENOENT)
+		strlcpy(v->status_err, e.msg, sizeof(v->status_err));
 	if (v->info_ok && v->info.id_known) {
 		v->pid = v->info.id.pid;
 		v->fd = v->info.id.fd;
@@ -286,17 +318,21 @@ stream_view_load(struct spool_dir *d, const char *name, struct stream_view *v)
 	}
 	v->alive = proc_alive(v->pid, v->info_ok && v->info.id_known ?
 	    v->info.id.created_ns : 0);
+	/* Believed only from the writer's own status (FORMAT.md §7). */
+	v->released = v->status_ok && v->status.released &&
+	    v->status.pid == v->pid;
+	v->held = v->alive && !v->released;
 	v->fresh = v->status_ok && now - v->status.updated_ns < STATUS_FRESH_NS;
 	vis_str(st, sizeof(st), v->status_ok ? v->status.state : "");
 	vis_str(reason, sizeof(reason), v->status_ok ? v->status.reason : "");
 
 	if (!v->info_ok) {
 		strlcpy(v->word, "unreadable", sizeof(v->word));
-	} else if (v->alive && strcmp(st, "orphan") == 0) {
+	} else if (v->alive && v->released) {
 		/* The library let go of it; its process still runs. */
-		strlcpy(v->word, st, sizeof(v->word));
-		snprintf(v->why, sizeof(v->why), "%s%sprocess alive", reason,
-		    reason[0] ? ", " : "");
+		strlcpy(v->word, "orphan", sizeof(v->word));
+		snprintf(v->why, sizeof(v->why), "%s%sreleased, process alive",
+		    reason, reason[0] ? ", " : "");
 	} else if (v->alive) {
 		strlcpy(v->word, st[0] ? st : "live", sizeof(v->word));
 		if (!v->status_ok)
@@ -373,16 +409,20 @@ problem_name(enum spool_problem_kind k)
 		return "sequence gap";
 	case SPOOL_PROBLEM_IO:
 		return "I/O error";
+	case SPOOL_PROBLEM_SEQ_REPEAT:
+		return "repeated records";
+	case SPOOL_PROBLEM_PROGRESS:
+		return "impossible progress";
 	}
 	return "problem";
 }
 
 bool
 print_problem(FILE *f, struct spool_dir *d, const char *name,
-    const struct spool_problem *p, bool writer_alive)
+    const struct spool_problem *p, bool writer_holds)
 {
 	char file[sizeof(p->file) * 4], msg[sizeof(p->msg) * 4], recs[80];
-	bool note = writer_alive && p->kind == SPOOL_PROBLEM_TORN_TAIL;
+	bool note = writer_holds && p->kind == SPOOL_PROBLEM_TORN_TAIL;
 	const char *what;
 
 	vis_str(file, sizeof(file), p->file);
@@ -403,4 +443,86 @@ print_problem(FILE *f, struct spool_dir *d, const char *name,
 	    problem_name(p->kind), recs, msg[0] ? ": " : "", msg,
 	    note ? " (the writer is alive: likely a frame being written)" : "");
 	return !note;
+}
+
+struct check_ctx {
+	struct spool_dir *d;
+	const char *name;
+	bool held;
+	FILE *f;
+	struct stream_check *c;
+};
+
+static int
+check_segment(void *arg, const struct spool_segment_info *si)
+{
+	((struct check_ctx *)arg)->c->segments++;
+	return 0;
+}
+
+static int
+check_frame(void *arg, const struct spool_frame_info *fi)
+{
+	struct check_ctx *x = arg;
+
+	x->c->frames++;
+	if (fi->valid)
+		x->c->records += fi->count;
+	return 0;
+}
+
+static int
+check_problem(void *arg, const struct spool_problem *p)
+{
+	struct check_ctx *x = arg;
+	bool counted;
+
+	if (x->f != NULL)
+		counted = print_problem(x->f, x->d, x->name, p, x->held);
+	else
+		counted = !(x->held && p->kind == SPOOL_PROBLEM_TORN_TAIL);
+	if (counted && x->c->problems == 0) {
+		FILE *m = fmemopen(x->c->first, sizeof(x->c->first), "w");
+
+		if (m != NULL) {
+			print_problem(m, x->d, x->name, p, x->held);
+			fclose(m);
+			x->c->first[strcspn(x->c->first, "\n")] = '\0';
+		}
+	}
+	if (counted) {
+		x->c->problems++;
+		if (p->kind == SPOOL_PROBLEM_TORN_TAIL)
+			x->c->torn++;
+	}
+	return 0;
+}
+
+void
+stream_check(struct spool_dir *d, const char *name, bool held, FILE *f,
+    struct stream_check *c)
+{
+	static const struct spool_scan_ops ops = { check_segment, check_frame,
+		check_problem };
+	struct check_ctx x = { d, name, held, f, c };
+	struct spool_err e = { "" };
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	if ((rc = spool_scan(d, name, &ops, &x, &e)) < 0) {
+		warnx("%s/%s: %s", spool_dir_path(d), name,
+		    e.msg[0] ? e.msg : spool_strerror(-rc));
+		c->failed = true;
+	}
+}
+
+bool
+parse_port(const char *s, uint16_t *port)
+{
+	uint64_t v;
+
+	if (!parse_u64(s, 65535, &v) || v == 0)
+		return false;
+	*port = (uint16_t)v;
+	return true;
 }

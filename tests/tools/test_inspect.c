@@ -445,3 +445,51 @@ Test(tools_inspect, a_pid_recycled_after_the_stream_was_created_is_not_its_write
 	    "%s", o.out);
 	t_out_free(&o);
 }
+
+/*
+ * Issue 18 item 8: dropped writes were invisible: ls's table had no drops
+ * column, and once a stream was delivered its dir and its count were
+ * gone. ls shows DROPS per stream and, after the table, the drops of
+ * streams that have ended (the spool dir's ledger).
+ */
+Test(tools_inspect, ls_shows_drops_of_live_and_of_ended_streams)
+{
+	struct spool_identity id = { .pid = getpid(), .fd = 9 };
+	struct spool_status st = { .pid = getpid(), .fd = 9 };
+	struct spool_stream *gone, *live;
+	struct spool_options opt;
+	struct spool_err e = { "" };
+	struct iovec iov = { "abc", 3 };
+	struct spool_dir *d;
+	struct t_out o;
+
+	spool_options_default(&opt);
+	cr_assert(spool_dir_open(t_spool, NULL, &d, &e) == 0, "%s", e.msg);
+	cr_assert(spool_stream_create(d, &id, &opt, &gone, &e) == 0, "%s",
+	    e.msg);
+	cr_assert(spool_stream_append(gone, &iov, 1, 1, &e) >= 0, "%s", e.msg);
+	strlcpy(st.state, "spooling", sizeof(st.state));
+	st.drops = 3;
+	st.errors = 1;
+	cr_assert(spool_status_publish(gone, &st, &e) == 0, "%s", e.msg);
+	/* Delivered: the stream and its dir go, the drops stay counted. */
+	cr_assert(spool_stream_close(gone, SPOOL_CLOSE_REMOVE, NULL, &e) == 0,
+	    "%s", e.msg);
+	cr_assert(spool_stream_create(d, &id, &opt, &live, &e) == 0, "%s",
+	    e.msg);
+	cr_assert(spool_stream_append(live, &iov, 1, 1, &e) >= 0, "%s", e.msg);
+	cr_assert(spool_stream_flush(live, &e) == 0, "%s", e.msg);
+	st.drops = 7;
+	st.errors = 0;
+	cr_assert(spool_status_publish(live, &st, &e) == 0, "%s", e.msg);
+
+	t_cli(&o, "ls", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert(strstr(o.out, "DROPS") != NULL, "%s", o.out);
+	cr_assert(strstr(o.out, "  7  ok\n") != NULL, "%s", o.out);
+	cr_assert(strstr(o.out, "ended streams with drops or errors: 1 (3 "
+	    "drops, 1 errors") != NULL, "%s", o.out);
+	t_out_free(&o);
+	spool_stream_close(live, SPOOL_CLOSE_REMOVE, NULL, &e);
+	spool_dir_close(d);
+}

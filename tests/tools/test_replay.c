@@ -121,7 +121,7 @@ Test(tools_replay, keep_leaves_the_stream_with_nothing_left_to_send)
 
 Test(tools_replay, refuses_a_stream_whose_writer_runs)
 {
-	struct t_stream_spec sp = { .writer = T_LIVE_CLOSED, .records = 5 };
+	struct t_stream_spec sp = { .writer = T_LIVE_OPEN, .records = 5 };
 	char name[SPOOL_NAME_MAX], want[128];
 	struct t_out o;
 
@@ -270,4 +270,180 @@ Test(tools_replay, resumes_after_sigterm_from_what_the_peer_acknowledged)
 Test(tools_replay, resumes_after_sigkill_with_duplicates_only_after_the_save)
 {
 	interrupted_tcp_replay(SIGKILL);
+}
+
+/* ------------------------------------------------------ issue 18 */
+
+/* 28-byte records, as server A sends them. */
+static size_t
+small(uint64_t i, uint8_t *buf, size_t cap)
+{
+	snprintf((char *)buf, cap, "L%026llu", (unsigned long long)i);
+	return 27 + 1;
+}
+
+/* The persisted position of a stream, as a reader would resume: the
+ * bytes before it (records of 28 bytes). */
+static uint64_t
+resume_at(const char *name)
+{
+	struct spool_err e = { "" };
+	struct spool_cursor *c;
+	struct spool_record r;
+	struct spool_dir *d;
+	uint64_t at;
+
+	cr_assert(spool_dir_open(t_spool, NULL, &d, &e) == 0, "%s", e.msg);
+	cr_assert(spool_cursor_open(d, name, &c, &e) == 0, "%s", e.msg);
+	cr_assert_eq(spool_cursor_next(c, &r, &e), 1, "%s", e.msg);
+	at = r.seq * 28 + r.off;
+	spool_cursor_close(c);
+	spool_dir_close(d);
+	return at;
+}
+
+/*
+ * Issue 18 item 1: with more than INFLIGHT_MAX (65536) small records
+ * unacknowledged the replay waits for delivery, and that wait never looked
+ * at a reset: poll said POLLOUT|POLLHUP at once, forever, at 100% CPU.
+ * The reader takes 300 KB and stalls until the replay's unacknowledged
+ * bytes hold more than 65536 records (the kernel lets a sender queue up to
+ * 4 MiB), then resets. The replay must stop (the deadline only catches
+ * the hang: it takes milliseconds), exit 1 naming the reset, and save its
+ * progress.
+ */
+Test(tools_replay, stops_on_a_reader_reset_amid_small_records)
+{
+	struct t_stream_spec sp = { .writer = T_ORPHAN, .records = 600000,
+	    .per_frame = 4096, .rec = small, .segment_max = 4 << 20 };
+	struct t_listen_opts lo = { .stall_after = 300000, .reset = true,
+	    .end_on_release = true };
+	struct timespec tick = { 0, 10 * 1000000L };
+	char name[SPOOL_NAME_MAX];
+	struct t_listener *l;
+	struct t_proc p;
+	struct t_out o;
+	size_t got;
+	int i;
+
+	t_make_stream(&sp, name);
+	l = t_listener_start(&lo);
+	{
+		const char *argv[] = { "CLI", "replay", "--dir", t_spool, name,
+		    "--to", t_listener_addr(l), NULL };
+
+		t_spawn(&p, argv, NULL);
+	}
+	t_listener_wait(l, 300000);
+	/* A bounded retry on the condition: 65536 records unacknowledged. */
+	for (i = 0; i < 3000 && t_listener_peer_unacked(l) < 65000L * 28; i++)
+		nanosleep(&tick, NULL);
+	cr_assert_geq(t_listener_peer_unacked(l), 65000L * 28, "the replay "
+	    "never had 65536 records in flight (net.ipv4.tcp_wmem max below "
+	    "2 MB?)");
+	t_listener_release(l);
+	t_listener_join(l, &got);
+	cr_assert_eq(got, 300000);
+	cr_assert(t_wait_deadline(&p, &o, 10000), "replay still runs after "
+	    "its reader reset: %s", o.err);
+	cr_assert_eq(o.status, 1, "%d: %s", o.status, o.err);
+	cr_assert(strstr(o.err, "peer reset") != NULL, "%s", o.err);
+	cr_assert(strstr(o.err, "progress saved") != NULL, "%s", o.err);
+	cr_assert(stream_exists(name));
+	cr_assert_gt(resume_at(name), 0, "no progress saved");
+	t_out_free(&o);
+	t_listener_free(l);
+}
+
+/* Item 5: a port outside 1..65535 is refused before anything moves
+ * (getaddrinfo wrapped 99999 to 34463 and the stream was deleted). */
+Test(tools_replay, refuses_ports_outside_1_to_65535)
+{
+	static const char *const bad[] = { "127.0.0.1:0", "127.0.0.1:65536",
+		"127.0.0.1:99999", "[::1]:99999", "127.0.0.1:-1",
+		"127.0.0.1:80x", "127.0.0.1:", "localhost:http" };
+	struct t_stream_spec sp = { .writer = T_ORPHAN, .records = 5 };
+	char name[SPOOL_NAME_MAX];
+	struct t_out o;
+	size_t i;
+
+	t_make_stream(&sp, name);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		t_cli(&o, "replay", "--dir", t_spool, name, "--to", bad[i],
+		    NULL);
+		cr_assert_eq(o.status, 64, "%s: exit %d: %s", bad[i], o.status,
+		    o.err);
+		cr_assert(strstr(o.err, bad[i]) != NULL, "%s: %s", bad[i],
+		    o.err);
+		t_out_free(&o);
+		cr_assert(stream_exists(name), "%s: the stream is gone",
+		    bad[i]);
+	}
+}
+
+/* Item 6: a torn tail was lost silently (exit 0, stream deleted). */
+Test(tools_replay, a_torn_tail_is_reported_and_the_stream_kept)
+{
+	struct t_stream_spec sp = { .writer = T_CRASHED, .records = 40,
+	    .per_frame = 8 };
+	struct t_listen_opts lo = { 0 };
+	char name[SPOOL_NAME_MAX], path[700];
+	struct t_frame fr[8];
+	const uint8_t *got;
+	struct t_listener *l;
+	size_t n, glen, len;
+	uint8_t *want;
+
+	t_make_stream(&sp, name);
+	n = t_frames(name, fr, 8);
+	cr_assert_eq(n, 5);
+	/* Cut the last frame in the middle of its payload. */
+	snprintf(path, sizeof(path), "%s/%s/%s.open", t_spool, name,
+	    fr[4].file);
+	cr_assert(truncate(path, (off_t)(fr[4].offset + 64 +
+	    fr[4].stored_len / 2)) == 0);
+	want = t_stream_bytes(t_record, 32, &len);
+
+	l = t_listener_start(&lo);
+	got = replay_to(l, name, NULL, &glen, 2);
+	cr_assert_eq(glen, len, "the readable records are delivered");
+	cr_assert(memcmp(got, want, len) == 0);
+	cr_assert(stream_exists(name), "a damaged stream was deleted");
+	t_listener_free(l);
+	/* --accept-loss: the loss is reported, exit 2, the stream goes. */
+	l = t_listener_start(&lo);
+	replay_to(l, name, "--accept-loss", &glen, 2);
+	cr_assert_eq(glen, 0, "delivered bytes were sent again");
+	cr_assert(!stream_exists(name), "--accept-loss kept the stream");
+	t_listener_free(l);
+	free(want);
+}
+
+/* Item 2: the library released the stream (peer reset) while its
+ * process runs: replay delivers it and removes it. */
+Test(tools_replay, replays_a_stream_released_by_its_running_writer)
+{
+	struct t_stream_spec sp = { .writer = T_LIVE_CLOSED, .records = 30,
+	    .per_frame = 8 };
+	struct t_listen_opts lo = { 0 };
+	char name[SPOOL_NAME_MAX];
+	const uint8_t *got;
+	struct t_listener *l;
+	size_t len, glen;
+	uint8_t *want;
+	struct t_out o;
+
+	t_make_stream(&sp, name);
+	t_cli(&o, "ls", t_spool, NULL);
+	cr_assert(strstr(o.out, "released, process alive") != NULL, "%s",
+	    o.out);
+	t_out_free(&o);
+	want = t_stream_bytes(t_record, 30, &len);
+	l = t_listener_start(&lo);
+	got = replay_to(l, name, NULL, &glen, 0);
+	cr_assert_eq(glen, len);
+	cr_assert(memcmp(got, want, len) == 0);
+	cr_assert(!stream_exists(name));
+	t_listener_free(l);
+	free(want);
 }

@@ -62,7 +62,7 @@ Test(tools_rm, removes_named_streams_by_name_and_prefix)
 
 Test(tools_rm, never_removes_a_live_writers_stream)
 {
-	struct t_stream_spec sp = { .writer = T_LIVE_CLOSED, .records = 3 };
+	struct t_stream_spec sp = { .writer = T_LIVE_OPEN, .records = 3 };
 	char name[SPOOL_NAME_MAX];
 	struct t_out o;
 
@@ -173,4 +173,30 @@ Test(tools_rm, never_follows_a_symlink_out_of_the_spool_dir)
 
 	cr_assert(exists(victim_file), "rm followed a symlink out of the spool");
 	cr_assert(exists(link));
+}
+
+/* Issue 18 item 2: a stream the library released (peer reset) while its
+ * process runs is an orphan: rm and rm --orphans remove it; a stream the
+ * writer still holds stays. */
+Test(tools_rm, removes_streams_released_by_their_running_writer)
+{
+	struct t_stream_spec rel = { .writer = T_LIVE_CLOSED, .records = 3 };
+	struct t_stream_spec held = { .writer = T_LIVE_OPEN, .records = 3 };
+	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX], h[SPOOL_NAME_MAX];
+	struct t_out o;
+
+	t_make_stream(&rel, a);
+	t_make_stream(&rel, b);
+	t_make_stream(&held, h);
+	t_cli(&o, "rm", "--dir", t_spool, a, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	t_out_free(&o);
+	cr_assert(!exists(stream_path(a)));
+	t_cli(&o, "rm", "--orphans", "--dir", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert(strstr(o.out, b) != NULL, "%s", o.out);
+	cr_assert(strstr(o.out, h) == NULL, "%s", o.out);
+	t_out_free(&o);
+	cr_assert(!exists(stream_path(b)));
+	cr_assert(exists(stream_path(h)));
 }

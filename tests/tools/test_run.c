@@ -145,7 +145,7 @@ Test(tools_run, every_option_sets_its_variable)
 	    "TCPSPOOL_OVERFLOW=block\n", "TCPSPOOL_BLOCK_TIMEOUT=3s\n",
 	    "TCPSPOOL_PORTS=80,8000-8100\n", "TCPSPOOL_PEER_PORTS=443\n",
 	    "TCPSPOOL_LOG=syslog\n", "TCPSPOOL_LOG_LEVEL=debug\n",
-	    "\nexec prog a b\n" };
+	    "\nexec prog 'a b'\n" };
 	struct t_out o;
 	size_t i;
 
@@ -233,5 +233,44 @@ Test(tools_run, a_missing_program_exits_127)
 	t_run(&o, argv, env);
 	cr_assert_eq(o.status, 127);
 	cr_assert(strstr(o.err, "/nonexistent/prog") != NULL);
+	t_out_free(&o);
+}
+
+/* Issue 18, smaller: run -n prints words a shell reads back as they were. */
+Test(tools_run, dry_run_quotes_every_word_for_a_shell)
+{
+	const char *argv[] = { "CLI", "run", "-n", "--", "printf", "%s|",
+	    "it's", "a b", "$HOME", NULL };
+	struct t_out o, sh;
+	char *exec_line;
+
+	t_run(&o, argv, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert((exec_line = strstr(o.out, "exec ")) != NULL, "%s", o.out);
+	exec_line[strcspn(exec_line, "\n")] = '\0';
+	/* The shell runs the words without the preload. */
+	{
+		const char *shv[] = { "/bin/sh", "-c", exec_line + 5, NULL };
+
+		t_run(&sh, shv, NULL);
+	}
+	cr_assert_eq(sh.status, 0, "%s", sh.err);
+	cr_assert_str_eq(sh.out, "it's|a b|$HOME|", "%s", sh.out);
+	t_out_free(&sh);
+	t_out_free(&o);
+}
+
+/* A --lib that is no ELF shared object would be ignored by the loader:
+ * the program would run without the library and exit 0. */
+Test(tools_run, refuses_a_library_that_is_not_an_elf_shared_object)
+{
+	const char *argv[] = { "CLI", "run", "--lib", "/etc/passwd", "--",
+	    "true", NULL };
+	struct t_out o;
+
+	t_run(&o, argv, NULL);
+	cr_assert_eq(o.status, 1, "%d", o.status);
+	cr_assert(strstr(o.err, "not an ELF shared object") != NULL, "%s",
+	    o.err);
 	t_out_free(&o);
 }

@@ -118,6 +118,33 @@ t_wait(struct t_proc *p, struct t_out *o)
 	o->err = slurp(p->err_path, &o->err_len);
 }
 
+bool
+t_wait_deadline(struct t_proc *p, struct t_out *o, int ms)
+{
+	struct timespec tick = { 0, 5 * 1000000L }, t0, now;
+	bool ended = true;
+	siginfo_t si;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* A bounded retry on the condition (the process ended). */
+	for (;;) {
+		si.si_pid = 0;
+		if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG |
+		    WNOWAIT) == -1 || si.si_pid != 0)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 +
+		    (now.tv_nsec - t0.tv_nsec) / 1000000 > ms) {
+			kill(p->pid, SIGKILL);
+			ended = false;
+			break;
+		}
+		nanosleep(&tick, NULL);
+	}
+	t_wait(p, o);
+	return ended;
+}
+
 void
 t_run(struct t_out *o, const char *const *argv, const char *const *env)
 {
@@ -422,6 +449,10 @@ listener_main(void *arg)
 		while (l->o.stall_after && l->len >= l->o.stall_after &&
 		    !l->released)
 			pthread_cond_wait(&l->cv, &l->mu);
+		if (l->released && l->o.end_on_release) {
+			pthread_mutex_unlock(&l->mu);
+			break;
+		}
 		want = sizeof(chunk);
 		if (l->o.close_after && l->o.close_after - l->len < want)
 			want = l->o.close_after - l->len;
@@ -444,6 +475,10 @@ listener_main(void *arg)
 		pthread_cond_broadcast(&l->cv);
 		pthread_mutex_unlock(&l->mu);
 	}
+	if (fd >= 0 && l->o.reset)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER,
+		    &(struct linger){ .l_onoff = 1, .l_linger = 0 },
+		    sizeof(struct linger));
 	if (fd >= 0)
 		close(fd);
 	pthread_mutex_lock(&l->mu);
@@ -550,4 +585,25 @@ t_listener_free(struct t_listener *l)
 	}
 	free(l->buf);
 	free(l);
+}
+
+long
+t_listener_peer_unacked(const struct t_listener *l)
+{
+	const char *colon = strrchr(l->addr, ':');
+	unsigned lport, rport, tx, rx;
+	char line[512];
+	long best = -1;
+	FILE *f;
+
+	if (colon == NULL || (f = fopen("/proc/net/tcp", "re")) == NULL)
+		return -1;
+	lport = (unsigned)atoi(colon + 1);
+	/* "sl local rem st tx_queue:rx_queue ...", addresses as HEX:PORT. */
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, " %*d: %*x:%*x %*x:%x %*x %x:%x", &rport, &tx,
+		    &rx) == 3 && rport == lport && (long)tx > best)
+			best = (long)tx;
+	fclose(f);
+	return best;
 }

@@ -43,6 +43,12 @@ struct t_proc {
 void t_spawn(struct t_proc *p, const char *const *argv,
     const char *const *env);
 void t_wait(struct t_proc *p, struct t_out *o);
+/*
+ * t_wait with a deadline: false if the process had not ended by then (it
+ * is then killed, so o still gets its output). A bound on a hang, not a
+ * measure of speed: choose it far above the expected time.
+ */
+bool t_wait_deadline(struct t_proc *p, struct t_out *o, int ms);
 
 /* Runs python3 -c script on input (a file), returning its stdout. */
 void t_python(struct t_out *o, const char *script, const char *input_path);
@@ -112,6 +118,9 @@ struct t_listen_opts {
 	size_t stall_after;	/* stop reading after this many until
 				 * t_listener_release (0: never) */
 	int rcvbuf;		/* SO_RCVBUF if > 0 */
+	bool reset;		/* end with an RST (SO_LINGER 0) */
+	bool end_on_release;	/* t_listener_release ends the connection
+				 * (after stall_after) instead of reading on */
 };
 struct t_listener *t_listener_start(const struct t_listen_opts *o);
 /* "127.0.0.1:PORT" or "unix:PATH", for --to. */
@@ -119,6 +128,12 @@ const char *t_listener_addr(const struct t_listener *l);
 /* Waits until the listener has read at least n bytes (or closed). */
 void t_listener_wait(struct t_listener *l, size_t n);
 void t_listener_release(struct t_listener *l);
+/*
+ * Bytes the sender has not had acknowledged on the listener's TCP
+ * connection (tx_queue of the peer's socket in /proc/net/tcp), -1 if not
+ * found.
+ */
+long t_listener_peer_unacked(const struct t_listener *l);
 /* Waits for the connection to end; returns what was read (owned by l). */
 const uint8_t *t_listener_join(struct t_listener *l, size_t *len);
 void t_listener_free(struct t_listener *l);
