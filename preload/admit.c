@@ -101,8 +101,8 @@ refused(struct stream *s, const struct wreq *w, size_t done, bool waited)
  * spooling once the process end began (the replay thread takes no new
  * stream) or in a vfork child (its fd table is not the replay thread's).
  */
-ssize_t
-spool_rest(struct stream *s, struct wreq *w, size_t done)
+static ssize_t
+spool_rest_locked(struct stream *s, struct wreq *w, size_t done)
 {
 	size_t want, took;
 	enum admission a;
@@ -158,5 +158,22 @@ again:
 	replay_note_staged(s, spool_stream_staged_since(s->spool));
 	if (took == want)
 		s->rest_owed = false;
+	if (done + took == 0)	/* the append failed: our EAGAIN */
+		return refused(s, w, 0, true);
 	return result(done + took, EAGAIN);
+}
+
+/*
+ * spool_rest, and a stream that is still DIRECT afterwards (refused,
+ * dropped, a short count) holds no spool: stream.h's invariant, and no fd
+ * or directory per connection refused at a quota.
+ */
+ssize_t
+spool_rest(struct stream *s, struct wreq *w, size_t done)
+{
+	ssize_t r = spool_rest_locked(s, w, done);
+
+	if (s->state == STREAM_DIRECT && s->spool != NULL)
+		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+	return r;
 }

@@ -86,7 +86,8 @@ stream_shutdown_nested(struct stream *s, int fd, int how)
 		return real.shutdown(fd, how);
 	atomic_store(&s->shut_wr_pending, true);
 	/* drained() may have looked before we noted it: whoever takes the
-	 * note does the shutdown. */
+	 * note does the shutdown (it looks again after leaving SPOOLING). */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (stream_state_peek(s) != STREAM_SPOOLING &&
 	    atomic_exchange(&s->shut_wr_pending, false))
 		(void)real.shutdown(fd, SHUT_WR);

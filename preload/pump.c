@@ -83,6 +83,15 @@ drained(struct stream *s, int64_t now)
 	const struct tcpspool_config *cfg = runtime_config();
 	struct spool_err e;
 
+	struct spool_counts c;
+
+	/* The cursor found nothing more; the spool must agree, or the
+	 * release below would delete undelivered records. */
+	spool_stream_counts(s->spool, &c);
+	if (c.pending_bytes > 0) {
+		fail(s, EIO, "records pending that the spool cannot read");
+		return;
+	}
 	atomic_store(&s->flush_due, 0);
 	atomic_store(&s->sync_due, 0);	/* trim syncs what it keeps */
 	batch_free(&s->batch);
@@ -95,6 +104,11 @@ drained(struct stream *s, int64_t now)
 		/* Back to the direct path holding nothing: the spool files,
 		 * fds and buffers go (the next EAGAIN makes a new spool). */
 		set_state(s, STREAM_DIRECT);
+		/* A nested shutdown that noted SHUT_WR after our look above
+		 * saw SPOOLING and left it to us. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_exchange(&s->shut_wr_pending, false))
+			real.shutdown(s->dup, SHUT_WR);
 		publish(s, now);
 		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
 		replay_room_changed(s);

@@ -61,11 +61,12 @@ static struct {
 	.closing = -1 };
 
 static _Atomic bool wake_pending;
-static _Atomic bool any_owed;
-static _Atomic int wake_fd = -1;	/* rp.evfd, for replay_wake (no lock) */	/* some stream may owe an EPOLLOUT edge */
+static _Atomic bool any_owed;	/* some stream may owe an EPOLLOUT edge */
+static _Atomic int wake_fd = -1;	/* rp.evfd, for replay_wake (no lock) */
 static _Atomic int blocked;
 /* Process end: set once by replay_drain, read by everyone without lock. */
 static _Atomic bool exiting;
+static _Atomic bool exit_claimed;	/* one caller sets the terms */
 static _Atomic int64_t exit_deadline;
 static _Atomic uint32_t exit_done;	/* a futex word: the thread is done */
 static _Atomic pid_t exit_tid;		/* the thread that called it */
@@ -424,9 +425,15 @@ replay_main(void *arg)
 		pthread_mutex_unlock(&rp.mu);
 		for (i = 0; n > 0 && i < (size_t)n; i++) {
 			if (ev[i].data.ptr == NULL) {
-				atomic_store(&wake_pending, false);
+				/* Read first, then clear: a wake between the
+				 * two finds the flag set and writes nothing,
+				 * and this turn, not over yet, sees what it
+				 * changed. Cleared first, the read could eat
+				 * the write of a wake that set the flag again,
+				 * and no wake would ever write after that. */
 				while (read(rp.evfd, &v, sizeof(v)) > 0)
 					;
+				atomic_store(&wake_pending, false);
 				continue;
 			}
 			stream_service(ev[i].data.ptr);
@@ -578,14 +585,22 @@ replay_drain(int64_t deadline_ns, bool now, bool immediate)
 	struct timespec ts;
 	int64_t t, until;
 
+	bool first = !atomic_exchange(&exit_claimed, true);
+
 	if (now)
 		deadline_ns = mono_ns();
-	atomic_store(&exit_tid, (pid_t)syscall(SYS_gettid));
-	atomic_store(&exit_immediate, immediate);
-	atomic_store(&exit_deadline, deadline_ns);
-	if (atomic_exchange(&exiting, true) || !atomic_load(&thread_running))
+	if (first) {
+		/* The first caller's terms hold; a later one (another
+		 * thread's exit meanwhile) only waits with it. */
+		atomic_store(&exit_tid, (pid_t)syscall(SYS_gettid));
+		atomic_store(&exit_immediate, immediate);
+		atomic_store(&exit_deadline, deadline_ns);
+		atomic_store(&exiting, true);
+	}
+	if (!atomic_load(&thread_running))
 		return;
-	replay_wake();
+	if (first)
+		replay_wake();
 	/* The thread orphans what is left within a bounded wait after the
 	 * deadline; past that, something holds it (a lock of the code this
 	 * exit interrupted): the process ends without it. */
@@ -663,6 +678,7 @@ replay_fork_child(bool consistent)
 	atomic_store(&wake_pending, false);
 	atomic_store(&blocked, 0);
 	atomic_store(&exiting, false);
+	atomic_store(&exit_claimed, false);
 	atomic_store(&exit_immediate, false);
 	atomic_store(&exit_done, 0);
 	atomic_store(&thread_running, false);

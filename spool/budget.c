@@ -45,7 +45,6 @@ dir_usage(struct spool_dir *d)
 	if ((fd = sysio_openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC,
 	    0)) == -1)
 		return 0;
-	sysio_release(fd);
 	if ((dp = fdopendir(fd)) == NULL) {
 		sysio_close(fd);
 		return 0;
@@ -64,7 +63,7 @@ dir_usage(struct spool_dir *d)
 		}
 		free(v);
 	}
-	closedir(dp);
+	sysio_closedir(dp);
 	return total;
 }
 

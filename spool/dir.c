@@ -213,7 +213,6 @@ list_segments(int sfd, struct seg_entry **out, size_t *n)
 	if ((fd = sysio_openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC,
 	    0)) == -1)
 		return -errno;
-	sysio_release(fd);
 	if ((dp = fdopendir(fd)) == NULL) {
 		sysio_close(fd);
 		return -errno;
@@ -227,14 +226,14 @@ list_segments(int sfd, struct seg_entry **out, size_t *n)
 			cap = cap ? cap * 2 : 16;
 			if ((nv = reallocarray(v, cap, sizeof(*v))) == NULL) {
 				free(v);
-				closedir(dp);
+				sysio_closedir(dp);
 				return -ENOMEM;
 			}
 			v = nv;
 		}
 		v[cnt++] = e;
 	}
-	closedir(dp);
+	sysio_closedir(dp);
 	if (cnt > 0)
 		qsort(v, cnt, sizeof(*v), seg_cmp);
 	*out = v;
@@ -302,7 +301,6 @@ list_streams(struct spool_dir *d, char ***out, size_t *n)
 	if ((fd = sysio_openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC,
 	    0)) == -1)
 		return -errno;
-	sysio_release(fd);
 	if ((dp = fdopendir(fd)) == NULL) {
 		sysio_close(fd);
 		return -errno;
@@ -320,7 +318,7 @@ list_streams(struct spool_dir *d, char ***out, size_t *n)
 			goto nomem;
 		cnt++;
 	}
-	closedir(dp);
+	sysio_closedir(dp);
 	if (cnt > 0)
 		qsort(v, cnt, sizeof(*v), name_cmp);
 	*out = v;
@@ -330,7 +328,7 @@ nomem:
 	while (cnt > 0)
 		free(v[--cnt]);
 	free(v);
-	closedir(dp);
+	sysio_closedir(dp);
 	return -ENOMEM;
 }
 
@@ -400,7 +398,6 @@ spool_stream_remove(struct spool_dir *d, const char *name,
 
 	if ((sfd = open_stream_dir(d, name, err)) < 0)
 		return sfd;
-	sysio_release(sfd);
 	if ((dp = fdopendir(sfd)) == NULL) {
 		rc = -errno;
 		sysio_close(sfd);
@@ -416,7 +413,7 @@ spool_stream_remove(struct spool_dir *d, const char *name,
 			    de->d_name, strerror(errno));
 		}
 	}
-	closedir(dp);
+	sysio_closedir(dp);
 	if (unlinkat(d->fd, name, AT_REMOVEDIR) == -1 && rc == 0) {
 		rc = -errno;
 		spool_seterr(err, "%s/%s: rmdir: %s", d->path, name,

@@ -4,6 +4,7 @@
  */
 #include <sys/syscall.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -43,6 +44,13 @@ sysio_release(int fd)
 
 	if (fd >= 0 && p != NULL && p->closing != NULL)
 		p->closing(fd);
+}
+
+int
+sysio_closedir(DIR *dp)
+{
+	sysio_release(dirfd(dp));
+	return closedir(dp);
 }
 
 int

@@ -23,6 +23,8 @@
 #define TCPSPOOL_SYSIO_H
 
 #include <sys/types.h>
+
+#include <dirent.h>
 #include <sys/uio.h>
 
 int sysio_openat(int dirfd, const char *path, int flags, mode_t mode);
@@ -49,7 +51,11 @@ struct sysio_placement {
 	void (*closing)(int fd);
 };
 void sysio_place(const struct sysio_placement *p);
-/* fd leaves sysio's care without a close of ours (fdopendir takes it). */
+/* fd leaves sysio's care without a close of ours. */
 void sysio_release(int fd);
+/* closedir of a stream fdopendir made from a sysio fd: the fd stays ours
+ * (placed, told) while it is read, and is released just before glibc
+ * closes it. */
+int sysio_closedir(DIR *dp);
 
 #endif
