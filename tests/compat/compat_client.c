@@ -26,7 +26,8 @@
  *   --body              an HTTP response: the header (up to the blank
  *                       line) goes to FILE.head, only the body to FILE
  *   --status-fd F       status lines: "ready", then the result line
- *   --idle-ms MS        give up when nothing arrives for MS (default 30000)
+ *   --idle-ms MS        give up when nothing arrives for MS while reading
+ *                       (the gate open; default 30000)
  *   --result-file PATH  also write the result line there
  *
  * Result line: bytes=B sent=S end=HOW errno=E ms=T
@@ -295,7 +296,7 @@ run(void)
 			c.gate_open = true;
 			c.gate_ms = c.last_ms = now_ms();
 		}
-		if (now_ms() - c.last_ms > opt.idle_ms)
+		if (c.gate_open && now_ms() - c.last_ms > opt.idle_ms)
 			return "TIMEOUT";
 		if (p[0].revents & POLLOUT) {
 			ssize_t w = send(c.sock, c.req + c.req_sent,

@@ -61,6 +61,31 @@ scn_listening(unsigned short port)
 	return found;
 }
 
+long long
+scn_send_queue(unsigned short port)
+{
+	long long total = -1;
+	char line[512];
+	FILE *f = fopen("/proc/net/tcp", "re");
+
+	/* "  1: 0100007F:1F90 0100007F:B1A4 01 0029F2D1:00000000 ...": the
+	 * local address:port, the remote one, the state (01: ESTABLISHED),
+	 * then tx_queue:rx_queue, in hex. */
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned int lport, state;
+		unsigned long long tx;
+
+		if (sscanf(line, " %*s %*x:%x %*x:%*x %x %llx:", &lport,
+		    &state, &tx) != 3 || lport != port || state != 0x01)
+			continue;
+		total = (total < 0 ? 0 : total) + (long long)tx;
+	}
+	fclose(f);
+	return total;
+}
+
 bool
 scn_wait_listening(struct scn *s, unsigned short port, int timeout_ms)
 {

@@ -59,6 +59,10 @@ void scn_init(struct scn *s, bool preload, const char *fmt, ...)
  * unlike a connect, it starts nothing in the program). */
 bool scn_listening(unsigned short port);
 
+/* Bytes in the send queues of the established connections whose local
+ * port is port (the server's side), from /proc/net/tcp; -1 if none. */
+long long scn_send_queue(unsigned short port);
+
 /*
  * Waits up to timeout_ms for port to listen. Returns false if the server
  * exited first (the caller may retry on another port if it lost a race);
