@@ -17,6 +17,12 @@
  * SPLICE_F_NONBLOCK), some ninety of them for 48 MiB, the rest of the
  * response through send().)
  *
+ * And a reload (SIGUSR2: the master re-executes itself with its
+ * environment, LD_PRELOAD included, forks a new worker and soft-stops the
+ * old one) while the slow client is served: under the library the old
+ * worker has handed everything to the spool, closes and exits, and the
+ * library must deliver the spool at that close and that exit.
+ *
  * The client must get every byte, then haproxy's FIN; the master must stop
  * on SIGTERM as it does without the library; the spool dir must end empty.
  */
@@ -50,9 +56,10 @@ haproxy_version(void)
 	return version;
 }
 
-/* The backend: one connection, the file, close; never preloaded. */
+/* The backend: n connections, the file to each, close; never
+ * preloaded. */
 static struct h_proc *
-start_backend(struct scn *s, const char *file, unsigned short *port)
+start_backend(struct scn *s, const char *file, int n, unsigned short *port)
 {
 	struct h_argv a = { .n = 0 };
 	char prog[PATH_MAX];
@@ -62,6 +69,7 @@ start_backend(struct scn *s, const char *file, unsigned short *port)
 	h_fmt(prog, sizeof(prog), "%s/threaded_server", COMPAT_FIXTURE_DIR);
 	h_args(&a, "--file", file, "--status-fd", "3", "--sndtimeo-ms", "0",
 	    NULL);
+	h_arg(&a, "--connections=%d", n);
 	p = h_spawn("backend", prog, &a, NULL);
 	s->backend = p;
 	if ((line = h_status_line(p, "port ", 0, START_MS)) == NULL)
@@ -114,8 +122,64 @@ worker_failed(const char *log)
 	return false;
 }
 
+/* Occurrences of needle in text. */
+static int
+count_in(const char *text, const char *needle)
+{
+	int n = 0;
+
+	while ((text = strstr(text, needle)) != NULL) {
+		n++;
+		text += strlen(needle);
+	}
+	return n;
+}
+
+/*
+ * A reload (SIGUSR2 to the master: it re-executes itself, starts a new
+ * worker and tells the old one to finish its connections) once the slow
+ * client's stream is well under way: under the library once 8 MiB are
+ * spooled, without it once the client has 8 MiB. Then a second client,
+ * as fast as it can, must be served whole by the new worker.
+ */
 static void
-proxy(bool preload, bool splice)
+reload_midway(struct scn *s, unsigned short port, const char *req,
+    const char *file)
+{
+	long long deadline = compat_now_ms() + CLIENT_MS;
+	const char *loaded = "Loading success";
+	int before, c;
+
+	for (;;) {
+		scn_look(s);
+		if (s->preload ? s->spool_max >= (8LL << 20) :
+		    compat_file_size(s->client[0].out) >= (8LL << 20))
+			break;
+		if (h_wait(s->client[0].proc, COMPAT_POLL_MS))
+			scn_fail(s, "the client ended before the reload");
+		if (compat_now_ms() > deadline)
+			scn_fail(s, "the stream never reached 8 MiB");
+	}
+	compat_report("%s: reload when the client had %lld bytes and the "
+	    "spool dir %lld", s->what, compat_file_size(s->client[0].out),
+	    compat_spool_bytes());
+	before = count_in(h_stderr(s->server), loaded);
+	cr_assert(kill(h_pid(s->server), SIGUSR2) == 0);
+	while (count_in(h_stderr(s->server), loaded) == before) {
+		scn_look(s);
+		if (h_wait(s->server, COMPAT_POLL_MS))
+			scn_fail(s, "the master exited at the reload");
+		if (compat_now_ms() > deadline)
+			scn_fail(s, "no new worker loaded after SIGUSR2");
+	}
+	c = scn_client(s, "client-after-reload", port, false,
+	    (const char *const[]){ "--send", req, NULL });
+	scn_wait_client(s, c, CLIENT_MS, false);
+	scn_expect_delivered(s, c, file);
+}
+
+static void
+proxy(bool preload, bool splice, bool reload)
 {
 	static const char *const env[] = { "TCPSPOOL_LINGER=60s",
 		"ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0", NULL };
@@ -129,15 +193,16 @@ proxy(bool preload, bool splice)
 
 	scn_require("haproxy", "haproxy");
 	scn_init(&s, preload, "haproxy %s -W (master + worker), TCP mode%s, "
-	    "48 MiB from a backend to an 8 MiB/s client", haproxy_version(),
-	    splice ? ", option splice-response" : "");
+	    "48 MiB from a backend to an 8 MiB/s client%s", haproxy_version(),
+	    splice ? ", option splice-response" : "", reload ? ", a reload "
+	    "(SIGUSR2) midway" : "");
 	h_fmt(file, sizeof(file), "%s/big.bin", h_dir());
 	compat_write_stream_file(file, BIG_BYTES, 31);
 	h_fmt(req, sizeof(req), "%s/request.txt", h_dir());
 	cr_assert((f = fopen(req, "we")) != NULL);
 	fputs("GET\n", f);
 	cr_assert(fclose(f) == 0);
-	backend = start_backend(&s, file, &backend_port);
+	backend = start_backend(&s, file, reload ? 2 : 1, &backend_port);
 	h_fmt(conf, sizeof(conf), "%s/haproxy.cfg", h_dir());
 	for (int attempt = 0;; attempt++) {
 		struct h_argv a = { .n = 0 };
@@ -156,6 +221,8 @@ proxy(bool preload, bool splice)
 	}
 	scn_client(&s, "client", port, false, (const char *const[]){
 	    "--send", req, "--rate", RATE, NULL });
+	if (reload)
+		reload_midway(&s, port, req, file);
 	scn_wait_client(&s, 0, CLIENT_MS, false);
 	scn_expect_delivered(&s, 0, file);
 	cr_expect(h_wait(backend, STOP_MS) && h_exit_code(backend) == 0,
@@ -176,20 +243,30 @@ proxy(bool preload, bool splice)
 
 Test(haproxy, baseline_without_library_master_worker_tcp_48mib)
 {
-	proxy(false, false);
+	proxy(false, false, false);
 }
 
 Test(haproxy, master_worker_tcp_48mib_to_8mibps_client_arrives_whole)
 {
-	proxy(true, false);
+	proxy(true, false, false);
 }
 
 Test(haproxy, baseline_without_library_splice_response_48mib)
 {
-	proxy(false, true);
+	proxy(false, true, false);
 }
 
 Test(haproxy, splice_response_48mib_to_8mibps_client_arrives_whole)
 {
-	proxy(true, true);
+	proxy(true, true, false);
+}
+
+Test(haproxy, baseline_without_library_reload_while_slow_client_is_served)
+{
+	proxy(false, false, true);
+}
+
+Test(haproxy, reload_while_slow_client_is_served_delivers_every_byte)
+{
+	proxy(true, false, true);
 }
