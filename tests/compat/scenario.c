@@ -264,7 +264,7 @@ scn_finish(struct scn *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (s->preload && !h_spool_wait_empty(10000)) {
+	if (s->preload && !s->peer_gone && !h_spool_wait_empty(10000)) {
 		h_spool_files(files, sizeof(files));
 		scn_fail(s, "the spool dir is not empty after delivery: %s",
 		    files);

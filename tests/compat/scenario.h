@@ -46,6 +46,8 @@ struct scn {
 	struct h_gate gate;		/* the clients started with a gate */
 	long long spool_max;		/* most bytes seen in the spool dir */
 	int spool_files_max;
+	bool peer_gone;			/* a client left with a backlog: the
+					 * spool dir may keep an orphan */
 };
 
 /* Skips the test, naming the package, if program is not installed. */
@@ -112,7 +114,7 @@ int scn_stop(struct scn *s, struct h_proc *p, int sig, int timeout_ms);
 
 /*
  * Under the library: the spool dir ends empty (everything delivered and
- * deleted) within timeout_ms. Then the report line: what happened, the
+ * deleted) within 10 s, unless peer_gone. Then the report line: what happened, the
  * largest backlog, "(the library spooled)" or "(nothing spooled: only
  * shows the library stays out of the way)".
  */

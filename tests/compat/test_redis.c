@@ -264,6 +264,91 @@ Test(redis, pubsub_64mib_to_gated_subscriber_every_message_in_order)
 	pubsub(true);
 }
 
+/* redis answers a PING on a new connection. */
+static void
+expect_ping(struct redis *r)
+{
+	char req[PATH_MAX], want[PATH_MAX];
+	int c;
+
+	text_file("ping.req", "PING\r\nQUIT\r\n", req);
+	text_file("ping.want", "+PONG\r\n+OK\r\n", want);
+	c = scn_client(&r->s, "ping", r->port, false,
+	    (const char *const[]){ "--send", req, NULL });
+	scn_wait_client(&r->s, c, CLIENT_MS, false);
+	scn_expect_delivered(&r->s, c, want);
+}
+
+/*
+ * The known limit, shown: a subscriber that goes away (killed: its kernel
+ * resets the connection, it had unread data) while it has a backlog. Under
+ * the library redis had been told every message was written, so what was
+ * spooled for that subscriber reaches no one; the library keeps it as an
+ * orphan spool (the reason recorded), and redis, which learns of the reset
+ * from its own next read or write, frees the client and goes on. Without
+ * the library redis had already dropped the subscriber at its limit. Both
+ * runs: redis answers a new client and stops cleanly.
+ */
+static void
+subscriber_quits(bool preload)
+{
+	char publish[PATH_MAX], want_sub[PATH_MAX], want_pub[PATH_MAX];
+	char subscribe[PATH_MAX], ready[32], ls[4096];
+	long long deadline;
+	struct redis r;
+	int sub, pub;
+
+	write_pubsub_files(publish, want_sub, want_pub);
+	text_file("subscribe.req", "SUBSCRIBE ch\r\n", subscribe);
+	snprintf(ready, sizeof(ready), "%zu", strlen(SUBSCRIBED));
+	redis_start(&r, preload, "pub/sub, the gated subscriber killed "
+	    "with 64 MiB pending");
+	r.s.peer_gone = true;
+	sub = scn_client(&r.s, "subscriber", r.port, true,
+	    (const char *const[]){ "--send", subscribe, "--rcvbuf",
+	    SUB_RCVBUF, "--ready-bytes", ready, NULL });
+	scn_wait_ready(&r.s, sub, START_MS);
+	pub = scn_client(&r.s, "publisher", r.port, false,
+	    (const char *const[]){ "--send", publish, NULL });
+	scn_wait_client(&r.s, pub, CLIENT_MS, false);
+	h_kill_group(r.s.client[sub].proc, SIGKILL);
+	cr_assert(h_wait(r.s.client[sub].proc, STOP_MS));
+	/* redis frees the client: only the PING client remains. */
+	expect_ping(&r);
+	deadline = compat_now_ms() + CLIENT_MS;
+	while (compat_lines_with(r.s.log, "Client closed connection") +
+	    compat_lines_with(r.s.log, DROPPED_LINE) +
+	    compat_lines_with(r.s.log, "Error writing to client") +
+	    compat_lines_with(r.s.log, "Reading from client") == 0) {
+		if (compat_now_ms() > deadline)
+			scn_fail(&r.s, "redis's log never says the subscriber "
+			    "went away");
+		scn_look(&r.s);
+		compat_poll_pause();
+	}
+	scn_look(&r.s);
+	h_cli(ls, sizeof(ls), "ls", "--dir", h_spool_dir(), NULL);
+	for (char *nl = strchr(ls, '\n'); nl != NULL && nl[1] != '\0';
+	    nl = strchr(nl, '\n'))
+		*nl = '|';	/* one report line */
+	redis_stop(&r);
+	scn_finish(&r.s, "%s; redis went on (PING answered, clean stop); "
+	    "left in the spool dir: %lld bytes; tcpspool ls: %s", preload ?
+	    "the messages spooled for the subscriber reached no one" :
+	    "redis had dropped the subscriber at its limit",
+	    compat_spool_bytes(), ls[0] != '\0' ? ls : "(nothing)");
+}
+
+Test(redis, baseline_without_library_pubsub_subscriber_killed_with_backlog)
+{
+	subscriber_quits(false);
+}
+
+Test(redis, pubsub_subscriber_killed_with_backlog_redis_goes_on)
+{
+	subscriber_quits(true);
+}
+
 /* SET k <64 MiB> then QUIT; and what GET k then QUIT must bring back. */
 static void
 write_value_files(char *set, char *want_get)
