@@ -18,8 +18,10 @@
  * response through send().)
  *
  * And a reload (SIGUSR2: the master re-executes itself with its
- * environment, LD_PRELOAD included, forks a new worker and soft-stops the
- * old one) while the slow client is served: under the library the old
+ * environment, LD_PRELOAD included, forks a new worker, soft-stops the old
+ * one, and execs itself once more into its wait mode; the test checks
+ * that every haproxy process then has the library) while the slow client
+ * is served: under the library the old
  * worker has handed everything to the spool, closes and exits, and the
  * library must deliver the spool at that close and that exit.
  *
@@ -135,6 +137,57 @@ count_in(const char *text, const char *needle)
 	return n;
 }
 
+/* 1 if pid has the library mapped, 0 if not, -1 if it has no map (gone,
+ * or a zombie not yet reaped). */
+static int
+has_library(pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	if (compat_file_lines(path) == 0)
+		return -1;
+	return compat_lines_with(path, "libtcpspool") > 0;
+}
+
+/*
+ * After the reload: every live haproxy process has the library (under it)
+ * or none has (without it). The master, having forked the new worker and
+ * said "Loading success", execs itself once more (into its wait mode, as
+ * at start): while that exec is under way its map is the bare program's,
+ * so the check is retried until it holds or STOP_MS pass.
+ */
+static void
+expect_library_in_group(struct scn *s)
+{
+	long long deadline = compat_now_ms() + STOP_MS;
+	pid_t pids[16], odd = 0;
+	int live;
+
+	do {
+		int n = compat_group_pids(h_pid(s->server), pids, 16);
+
+		live = 0;
+		odd = 0;
+		for (int i = 0; i < n; i++) {
+			int has = has_library(pids[i]);
+
+			if (has < 0)
+				continue;
+			live++;
+			if (has != s->preload)
+				odd = pids[i];
+		}
+		if (odd == 0 && live >= 2)
+			return;
+		compat_poll_pause();
+	} while (compat_now_ms() < deadline);
+	cr_expect_fail("%s: %d live haproxy processes after the reload; "
+	    "process %d %s the library; the group: %s", s->what, live,
+	    (int)odd, s->preload ? "lacks" : "has",
+	    compat_group_report(h_pid(s->server)));
+}
+
 /*
  * A reload (SIGUSR2 to the master: it re-executes itself, starts a new
  * worker and tells the old one to finish its connections) once the slow
@@ -172,6 +225,7 @@ reload_midway(struct scn *s, unsigned short port, const char *req,
 		if (compat_now_ms() > deadline)
 			scn_fail(s, "no new worker loaded after SIGUSR2");
 	}
+	expect_library_in_group(s);
 	c = scn_client(s, "client-after-reload", port, false,
 	    (const char *const[]){ "--send", req, NULL });
 	scn_wait_client(s, c, CLIENT_MS, false);
