@@ -120,21 +120,46 @@ parse_options(int argc, char **argv)
 
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'p': opt.port = (unsigned short)number(optarg, 1, 65535, "port"); break;
+		case 'p':
+			opt.port =
+			    (unsigned short)number(optarg, 1, 65535, "port");
+			break;
 		case 'o': opt.out = optarg; break;
 		case 's': opt.send = optarg; break;
-		case 'R': opt.rcvbuf = (int)number(optarg, 1, 1 << 30, "rcvbuf"); break;
-		case 'y': opt.ready_bytes = number(optarg, 0, 1 << 20, "ready bytes"); break;
-		case 'g': opt.gate_fd = (int)number(optarg, 0, 1 << 20, "gate fd"); break;
-		case 'r': opt.rate = number(optarg, 1, 1LL << 40, "rate"); break;
-		case 'z': opt.read_size = number(optarg, 1, 1 << 24, "read size"); break;
+		case 'R':
+			opt.rcvbuf = (int)number(optarg, 1, 1 << 30, "rcvbuf");
+			break;
+		case 'y':
+			opt.ready_bytes =
+			    number(optarg, 0, 1 << 20, "ready bytes");
+			break;
+		case 'g':
+			opt.gate_fd =
+			    (int)number(optarg, 0, 1 << 20, "gate fd");
+			break;
+		case 'r':
+			opt.rate = number(optarg, 1, 1LL << 40, "rate");
+			break;
+		case 'z':
+			opt.read_size = number(optarg, 1, 1 << 24, "read size");
+			break;
 		case 't': opt.then_send = optarg; break;
-		case 'a': opt.after_bytes = number(optarg, 0, 1LL << 40, "after bytes"); break;
+		case 'a':
+			opt.after_bytes =
+			    number(optarg, 0, 1LL << 40, "after bytes");
+			break;
 		case 'b': opt.body = true; break;
-		case 'S': opt.status_fd = (int)number(optarg, 0, 1 << 20, "status fd"); break;
-		case 'i': opt.idle_ms = (int)number(optarg, 1, 3600000, "idle"); break;
+		case 'S':
+			opt.status_fd =
+			    (int)number(optarg, 0, 1 << 20, "status fd");
+			break;
+		case 'i':
+			opt.idle_ms = (int)number(optarg, 1, 3600000, "idle");
+			break;
 		case 'f': opt.result_file = optarg; break;
-		default: errx(2, "see the comment at the top of compat_client.c");
+		default:
+			errx(2, "see the comment at the top of "
+			    "compat_client.c");
 		}
 	}
 	if (optind != argc || opt.port == 0 || opt.out == NULL)

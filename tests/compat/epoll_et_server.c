@@ -156,10 +156,21 @@ parse_options(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f': opt.file = optarg; break;
-		case 'S': serve_status_fd = (int)serve_number(optarg, 0, 1 << 20, "status fd"); break;
-		case 'n': opt.connections = (int)serve_number(optarg, 1, MAX_CONNECTIONS, "connections"); break;
-		case 'c': opt.chunk = serve_number(optarg, 1, 1 << 26, "chunk"); break;
-		default: errx(2, "see the comment at the top of epoll_et_server.c");
+		case 'S':
+			serve_status_fd =
+			    (int)serve_number(optarg, 0, 1 << 20, "status fd");
+			break;
+		case 'n':
+			opt.connections =
+			    (int)serve_number(optarg, 1, MAX_CONNECTIONS,
+			    "connections");
+			break;
+		case 'c':
+			opt.chunk = serve_number(optarg, 1, 1 << 26, "chunk");
+			break;
+		default:
+			errx(2, "see the comment at the top of "
+			    "epoll_et_server.c");
 		}
 	}
 	if (optind != argc || opt.file == NULL)

@@ -250,7 +250,10 @@ scn_stop(struct scn *s, struct h_proc *p, int sig, int timeout_ms)
 		kill(h_pid(p), sig);
 		if (!h_wait(p, timeout_ms))
 			scn_fail(s, "%s did not stop within %d ms of signal "
-			    "%d", h_label(p), timeout_ms, sig);
+			    "%d%s", h_label(p), timeout_ms, sig,
+			    s->preload && compat_spool_bytes() == 0 ?
+			    " (the spool dir is empty: the process end has "
+			    "nothing left to deliver)" : "");
 	}
 	return h_exit_code(p);
 }

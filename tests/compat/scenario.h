@@ -114,9 +114,9 @@ int scn_stop(struct scn *s, struct h_proc *p, int sig, int timeout_ms);
 
 /*
  * Under the library: the spool dir ends empty (everything delivered and
- * deleted) within 10 s, unless peer_gone. Then the report line: what happened, the
- * largest backlog, "(the library spooled)" or "(nothing spooled: only
- * shows the library stays out of the way)".
+ * deleted) within 10 s, unless peer_gone. Then the report line: what
+ * happened, the largest backlog, "(the library spooled)" or "(nothing
+ * spooled: only shows the library stays out of the way)".
  */
 void scn_finish(struct scn *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
