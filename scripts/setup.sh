@@ -7,6 +7,7 @@ TCPSPOOL_PACKAGES=(
 	gcc clang libclang-rt-14-dev meson ninja-build pkg-config
 	zlib1g-dev libbsd-dev libcriterion-dev
 	python3 procps iproute2 nginx-light socat mbuffer curl gdb
+	redis-server haproxy nodejs memcached lighttpd
 )
 
 tcpspool_missing_packages() {
