@@ -1,8 +1,9 @@
 /*
  * nginx as packaged (Debian's nginx-light), configured the way a user
  * writes nginx.conf: a master and its workers, and no `env LD_PRELOAD;` or
- * `env TCPSPOOL_*;` lines. The user starts the master with LD_PRELOAD and
- * TCPSPOOL_DIR in its environment (what `tcpspool run --dir DIR -- nginx`
+ * `env TCPSPOOL_*;` lines (one case has them, as the README once said).
+ * The user starts the master with LD_PRELOAD and TCPSPOOL_DIR in its
+ * environment (what `tcpspool run --dir DIR -- nginx`
  * does); that is all.
  *
  * What a user gets, found by running it: nginx gives its workers an empty
@@ -101,6 +102,10 @@ worker_user(uid_t *uid, gid_t *gid, const char **name)
 	*name = "nobody";
 }
 
+/* The configuration keeps the library's variables for the workers, as
+ * the README once told users to write it (one test each way). */
+static bool env_lines;
+
 static void
 write_config(struct ngx *ng)
 {
@@ -108,6 +113,9 @@ write_config(struct ngx *ng)
 	FILE *f = fopen(ng->conf, "we");
 
 	cr_assert(f != NULL, "%s: %s", ng->conf, strerror(errno));
+	if (env_lines)
+		fprintf(f, "env LD_PRELOAD;\nenv TCPSPOOL_DIR;\n"
+		    "env TCPSPOOL_LINGER;\n");
 	/* As a user writes it; only the paths are the test's. */
 	fprintf(f,
 	    "daemon off;\n"
@@ -430,6 +438,12 @@ Test(nginx, baseline_without_library_sendfile_off_48mib_to_8mibps_client)
 Test(nginx, sendfile_off_one_worker_delivers_48mib_to_8mibps_client)
 {
 	serve_big_file(true, false, 1);
+}
+
+Test(nginx, env_lines_for_the_library_one_worker_delivers_48mib)
+{
+	env_lines = true;
+	serve_big_file(true, true, 1);
 }
 
 Test(nginx, baseline_without_library_two_workers_48mib_to_8mibps_client)
