@@ -172,8 +172,11 @@ ssize_t
 spool_rest(struct stream *s, struct wreq *w, size_t done)
 {
 	ssize_t r = spool_rest_locked(s, w, done);
+	int err = errno;
 
-	if (s->state == STREAM_DIRECT && s->spool != NULL)
+	if (s->state == STREAM_DIRECT && s->spool != NULL) {
 		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+		errno = err;	/* the application's answer */
+	}
 	return r;
 }

@@ -118,17 +118,22 @@ void
 spool_release(struct stream *s, enum spool_close_how how, const char *reason)
 {
 	struct spool_err e;
+	int saved = errno;
 
 	batch_free(&s->batch);	/* its tail may point into the cursor */
 	if (s->cur != NULL)
 		spool_cursor_close(s->cur);
 	s->cur = NULL;
+	/* The ledger takes the counts of the last status: make it now. */
+	if (s->spool != NULL && (s->drops > 0 || s->errors > 0))
+		publish(s, mono_ns());
 	/* One line per stream: an append error already said why. */
 	if (s->spool != NULL &&
 	    spool_stream_close(s->spool, how, reason, &e) < 0 &&
 	    s->errors++ == 0)
 		log_warn("spool %s: close: %s", s->name, e.msg);
 	s->spool = NULL;
+	errno = saved;
 }
 
 void

@@ -440,8 +440,8 @@ int spool_status_read(struct spool_dir *d, const char *name,
 /*
  * What outlives the streams of a spool dir (FORMAT.md §9): every stream
  * closed with drops or errors published appends one line to the dir's
- * ledger, so `tcpspool ls` and `stat` can still count them once the
- * stream is delivered and gone.
+ * ledger, so `tcpspool ls` can still count them once the stream is
+ * delivered and gone.
  */
 struct spool_ledger {
 	uint64_t streams;	/* lines */
