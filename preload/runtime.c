@@ -96,7 +96,14 @@ private_floor(void)
 }
 
 /* The spool's own fds (sysio_place): private, like the replay's. A number
- * whose slot holds a stale stream is left untagged (see privatise). */
+ * whose slot holds a stale stream is not taken (see privatise); if no
+ * other could be had, it is left untagged. */
+static bool
+own_fd_usable(int fd)
+{
+	return !FDTAB_IS_STREAM(fdtab_peek(fd));
+}
+
 static void
 own_fd_opened(int fd)
 {
@@ -116,6 +123,7 @@ own_fd_closing(int fd)
 }
 
 static struct sysio_placement placement = {
+	.usable = own_fd_usable,
 	.opened = own_fd_opened,
 	.closing = own_fd_closing,
 };

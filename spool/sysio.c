@@ -26,11 +26,19 @@ sysio_openat(int dirfd, const char *path, int flags, mode_t mode)
 	const struct sysio_placement *p = atomic_load(&placement);
 	int fd = (int)syscall(SYS_openat, dirfd, path, flags, mode), nfd;
 
+	int floor, tries;
+
 	if (fd < 0 || p == NULL)
 		return fd;
-	if (fd < p->floor && (nfd = sysio_dupfd_cloexec(fd, p->floor)) >= 0) {
+	/* Up to the floor, and past numbers the caller cannot take. */
+	floor = p->floor;
+	for (tries = 0; tries < 64 && (fd < floor || (p->usable != NULL &&
+	    !p->usable(fd))); tries++) {
+		if ((nfd = sysio_dupfd_cloexec(fd, floor)) < 0)
+			break;
 		(void)syscall(SYS_close, fd);
 		fd = nfd;
+		floor = fd + 1;
 	}
 	if (p->opened != NULL)
 		p->opened(fd);

@@ -24,6 +24,8 @@
 
 #include <sys/types.h>
 
+#include <stdbool.h>
+
 #include <dirent.h>
 #include <sys/uio.h>
 
@@ -47,6 +49,8 @@ int sysio_dupfd_cloexec(int fd, int floor);
  */
 struct sysio_placement {
 	int floor;
+	/* May fd be used (NULL: any)? Else the next free number is tried. */
+	bool (*usable)(int fd);
 	void (*opened)(int fd);
 	void (*closing)(int fd);
 };
