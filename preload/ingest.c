@@ -22,13 +22,11 @@
 #define SPOOL_CHUNK	  (1u << 20)
 
 /*
- * fsync=interval: a frame may have been written just now. The spool syncs
- * a frame only when a later one is written after the interval, or when
- * spool_stream_sync is called after it: the replay thread makes that call
- * by the time the interval is over (sync_after_send), so that a frame left
- * alone (the application stopped writing, the peer stalls) is not left
- * unsynced. From the application's thread (app), the replay thread is
- * woken to take the new timer into its epoll timeout.
+ * fsync=interval: a frame may have been written just now. The spool never
+ * syncs it itself (defer_sync): the replay thread does, with no lock held,
+ * when sync_due is reached (take_sync in pump.c). The first frame after a
+ * sync arms it an interval later. From the application's thread (app),
+ * the replay thread is woken to take the new timer into its epoll timeout.
  */
 void
 note_written(struct stream *s, bool app)

@@ -126,8 +126,8 @@ drained(struct stream *s, int64_t now)
 
 /*
  * Writes the staged records as a frame, for the cursor to read and send
- * them. The fdatasync it may owe is left for after the sending
- * (sync_after_send): a first byte never waits for the disk.
+ * them. The fdatasync it owes is a job for later (take_sync), run without
+ * the lock: a first byte never waits for the disk.
  */
 static void
 flush_staged(struct stream *s, int64_t now)
@@ -180,45 +180,46 @@ next_record(struct stream *s, struct spool_record *rec, int64_t now)
 }
 
 /*
- * The fdatasync the policy owes: for frames flush_staged wrote (late by
- * this turn's sending only), and for any frame once sync_due is reached.
- *
- * The spool does not say whether it synced. What is known: it syncs when
- * the interval has passed since its last sync, and it never leaves a frame
- * unsynced that was written before its last sync. So after a call at now,
- * a frame written at or before now - interval is synced: either this call
- * synced, or the spool's last sync is later than that. A frame written
- * later may still be unsynced, because the spool synced after
- * sync_due was set (it is set by the first write after a sync): then the
- * call is made again one step later, until the last write is an interval
- * old. A frame written at w is synced by the first call after the spool's
- * last sync plus the interval, itself before w plus the interval; calls
- * come a step apart from then on, so it is synced by w + interval + step,
- * and the step is at most the flush interval: FORMAT.md's bound. The
- * thread runs that often while spooled writes keep coming anyway (their
- * flush timer); once they stop, sync_due is cleared an interval later.
- *
- * Under mu: the spool stream is not thread-safe, and the application's
- * appends (which may rotate the segment) are made under mu.
+ * fsync=interval: the spool defers every sync to us (defer_sync), and we
+ * run it with mu released, so that no application write on this stream
+ * waits for the disk (and no other stream waits for this one's: the
+ * thread holds no lock meanwhile). note_written arms sync_due an interval
+ * after the first frame written since the last sync; when it is reached, a
+ * job takes what is owed (the open segment as far as it is written,
+ * sealed segments, the stream dir's new names) and syncs it. Frames
+ * written while it ran arm the next one an interval after this one, so a
+ * frame written at w is synced by w + interval (+ the sync's own time):
+ * FORMAT.md's bound.
  */
-static void
-sync_after_send(struct stream *s)
+static bool
+take_sync(struct stream *s, int64_t now, struct spool_sync_job *j)
 {
-	const struct tcpspool_config *cfg = runtime_config();
-	int64_t due = atomic_load(&s->sync_due), now = mono_ns();
-	int64_t interval = (int64_t)cfg->fsync_interval_ms * NS_PER_MS;
-	int64_t step = (int64_t)(cfg->flush_ms < cfg->fsync_interval_ms ?
-	    cfg->flush_ms : cfg->fsync_interval_ms) * NS_PER_MS;
-	struct spool_err e;
+	int64_t due = atomic_load(&s->sync_due);
 
-	if (spool_stream_sync(s->spool, &e) < 0 && s->errors++ == 0)
-		log_error("spool %s: %s", s->name, e.msg);
-	if (due == 0 || now < due)
-		return;
-	if (s->wrote_ns <= now - interval)
-		atomic_store(&s->sync_due, 0);
+	if (due == 0 || now < due || s->spool == NULL)
+		return false;
+	if (spool_stream_sync_take(s->spool, j))
+		return true;
+	atomic_store(&s->sync_due, 0);
+	return false;
+}
+
+/* Under mu, the job's spool still s's: its result, and the next due. */
+static void
+sync_done(struct stream *s, const struct spool_sync_job *j, int rc)
+{
+	int64_t interval = (int64_t)runtime_config()->fsync_interval_ms *
+	    NS_PER_MS;
+
+	spool_stream_sync_done(s->spool, j, rc);
+	if (rc < 0 && s->errors++ == 0)
+		log_error("spool %s: fdatasync: %s", s->name, strerror(-rc));
+	if (j->more)
+		atomic_store(&s->sync_due, mono_ns());	/* again, at once */
+	else if (rc < 0 || spool_stream_sync_owed(s->spool))
+		atomic_store(&s->sync_due, j->at_ns + interval);
 	else
-		atomic_store(&s->sync_due, now + step);
+		atomic_store(&s->sync_due, 0);
 }
 
 /* Memory for a batch; without it, one record per batch, as it is. */
@@ -428,7 +429,6 @@ pump(struct stream *s, int64_t now)
 			break;
 		}
 	}
-	sync_after_send(s);
 	if (sent > 0) {
 		if (now - s->persisted_ns >= PERSIST_EVERY_NS) {
 			s->persisted_ns = now;
@@ -444,7 +444,10 @@ pump(struct stream *s, int64_t now)
 void
 stream_service(struct stream *s)
 {
+	struct spool_sync_job j;
+	uint64_t gen;
 	int64_t now;
+	int rc;
 
 	pthread_mutex_lock(&s->mu);
 	if (!s->registered)
@@ -457,6 +460,14 @@ stream_service(struct stream *s)
 		discard_input(s, now);
 	if (s->registered && now >= atomic_load(&s->publish_due))
 		publish(s, now);
+	if (s->state == STREAM_SPOOLING && take_sync(s, now, &j)) {
+		gen = s->spool_gen;
+		pthread_mutex_unlock(&s->mu);
+		rc = spool_sync_run(&j);	/* the disk's time: no lock */
+		pthread_mutex_lock(&s->mu);
+		if (s->spool != NULL && s->spool_gen == gen)
+			sync_done(s, &j, rc);
+	}
 out:
 	pthread_mutex_unlock(&s->mu);
 }

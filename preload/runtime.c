@@ -219,6 +219,7 @@ runtime_spool_options(struct spool_options *o)
 	    rt.cfg.fsync == FSYNC_NEVER ? SPOOL_FSYNC_NEVER :
 	    SPOOL_FSYNC_INTERVAL;
 	o->fsync_interval_ms = rt.cfg.fsync_interval_ms;
+	o->defer_sync = true;	/* the replay thread syncs, without locks */
 }
 
 int

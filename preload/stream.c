@@ -202,6 +202,7 @@ ensure_spool(struct stream *s)
 		return -1;
 	}
 	strlcpy(s->name, spool_stream_name(s->spool), sizeof(s->name));
+	s->spool_gen++;
 	return 0;
 }
 

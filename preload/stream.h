@@ -54,8 +54,9 @@
  *   - mu is never held across a call that can block on the network:
  *     direct calls run without it, the replay thread's sends are
  *     MSG_DONTWAIT, duplicates are closed outside every lock. It is held
- *     across spool (disk) I/O, including fdatasync (issue 13 moves that
- *     off the application's path).
+ *     across spool writes; across fdatasync only under fsync=always (the
+ *     writer's own frame): under interval the replay thread syncs with
+ *     mu released (pump.c, take_sync).
  *   - A hook entered from a signal handler that interrupted the library on
  *     the same thread (rt_nested) never takes mu: see SAFETY.md.
  *   - owe_edge: the application got an EAGAIN of ours since the last edge
@@ -132,6 +133,7 @@ struct stream {
 	 * application was given the short count; its rest is never dropped. */
 	bool rest_owed;
 	struct spool_stream *spool;
+	uint64_t spool_gen;	/* spools made so far (a sync job's spool) */
 	struct spool_cursor *cur;
 	/* Records the cursor returned and the socket has not taken yet
 	 * (replay thread): sent first on the next turn, the cursor having

@@ -429,7 +429,7 @@ spool_repair(struct spool_dir *d, const char *name, struct spool_err *err)
 	seg_name(f, sizeof(f), r.seq, false);
 	if ((fd = open_regular(sfd, f, O_WRONLY, 0)) < 0)
 		rc = fd;
-	else if (ftruncate(fd, (off_t)r.pos) == -1 || fsync(fd) == -1)
+	else if (ftruncate(fd, (off_t)r.pos) == -1 || sysio_fsync(fd) == -1)
 		rc = -errno;
 	else
 		cut = (int64_t)(r.size - r.pos);

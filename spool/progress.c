@@ -62,7 +62,7 @@ progress_store(int fd, struct progress *p, bool sync)
 	    (off_t)(p->generation % 2) * PROGRESS_SLOT_LEN);
 	if (n != (ssize_t)sizeof(b))
 		return n == -1 ? -errno : -EIO;
-	if (sync && fdatasync(fd) == -1)
+	if (sync && sysio_fdatasync(fd) == -1)
 		return -errno;
 	return 0;
 }

@@ -143,9 +143,31 @@ struct spool_options {
 	int level;		/* zlib level, 0 (stored) .. 9 */
 	enum spool_fsync fsync;
 	uint32_t fsync_interval_ms;
+	/* With SPOOL_FSYNC_INTERVAL: the writer never calls fdatasync or
+	 * fsync itself; its owner takes a sync job (spool_stream_sync_take)
+	 * and runs it outside its own lock. */
+	bool defer_sync;
 };
 
 void spool_options_default(struct spool_options *o);
+
+/*
+ * A deferred sync (spool_options.defer_sync): what the writer owes the
+ * disk, taken under the caller's serialisation of the stream, run with no
+ * lock held (the disk's time is then nobody's wait), its result given
+ * back under the serialisation again. The fds are the job's: run closes
+ * every one of them.
+ */
+#define SPOOL_SYNC_FDS 9
+struct spool_sync_job {
+	int fds[SPOOL_SYNC_FDS];	/* segments to fdatasync */
+	int nfds;
+	int dirfd;			/* the stream dir to fsync, or -1 */
+	bool cur;			/* fds[nfds - 1] is the open segment */
+	bool more;			/* more was owed than one job takes */
+	uint64_t seg_seq, seg_end;	/* where it stood at the take */
+	int64_t at_ns;			/* CLOCK_MONOTONIC of the take */
+};
 
 struct spool_stream;
 
@@ -193,6 +215,17 @@ int spool_stream_flush_nosync(struct spool_stream *s, struct spool_err *err);
 /* The fdatasync the policy owes now (interval policy: frames written and
  * the interval elapsed since the last one); 0 if none was due. */
 int spool_stream_sync(struct spool_stream *s, struct spool_err *err);
+/* 1 and a job if a deferred sync is owed, else 0. */
+int spool_stream_sync_take(struct spool_stream *s, struct spool_sync_job *j);
+/* Runs the job (no lock needed): fdatasync, fsync, every fd closed. 0 or
+ * a negative errno (the first failure). */
+int spool_sync_run(struct spool_sync_job *j);
+/* The job's result: what it synced is no longer owed; a failure owes it
+ * all again (the segment and the dir). */
+void spool_stream_sync_done(struct spool_stream *s,
+    const struct spool_sync_job *j, int rc);
+/* A deferred sync is owed (a segment, a sealed one, the dir). */
+bool spool_stream_sync_owed(const struct spool_stream *s);
 
 /* CLOCK_MONOTONIC ns of the oldest staged, unwritten record; 0 if none. */
 int64_t spool_stream_staged_since(const struct spool_stream *s);

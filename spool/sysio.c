@@ -20,17 +20,18 @@ sysio_place(const struct sysio_placement *p)
 	atomic_store(&placement, p);
 }
 
-int
-sysio_openat(int dirfd, const char *path, int flags, mode_t mode)
+static _Atomic(int (*)(int, bool)) sync_hook;
+
+/* fd, ours now: placed past the floor and the numbers the caller cannot
+ * take, and told. */
+static int
+place(int fd)
 {
 	const struct sysio_placement *p = atomic_load(&placement);
-	int fd = (int)syscall(SYS_openat, dirfd, path, flags, mode), nfd;
-
-	int floor, tries;
+	int nfd, floor, tries;
 
 	if (fd < 0 || p == NULL)
 		return fd;
-	/* Up to the floor, and past numbers the caller cannot take. */
 	floor = p->floor;
 	for (tries = 0; tries < 64 && (fd < floor || (p->usable != NULL &&
 	    !p->usable(fd))); tries++) {
@@ -43,6 +44,46 @@ sysio_openat(int dirfd, const char *path, int flags, mode_t mode)
 	if (p->opened != NULL)
 		p->opened(fd);
 	return fd;
+}
+
+int
+sysio_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	return place((int)syscall(SYS_openat, dirfd, path, flags, mode));
+}
+
+int
+sysio_dup(int fd)
+{
+	return place(sysio_dupfd_cloexec(fd, 0));
+}
+
+int
+sysio_sync_real(int fd, bool data)
+{
+	return data ? fdatasync(fd) : fsync(fd);
+}
+
+void
+sysio_sync_hook(int (*hook)(int fd, bool data))
+{
+	atomic_store(&sync_hook, hook);
+}
+
+int
+sysio_fdatasync(int fd)
+{
+	int (*hook)(int, bool) = atomic_load(&sync_hook);
+
+	return hook != NULL ? hook(fd, true) : fdatasync(fd);
+}
+
+int
+sysio_fsync(int fd)
+{
+	int (*hook)(int, bool) = atomic_load(&sync_hook);
+
+	return hook != NULL ? hook(fd, false) : fsync(fd);
 }
 
 void

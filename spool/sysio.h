@@ -37,6 +37,19 @@ ssize_t sysio_pwritev(int fd, const struct iovec *iov, int iovcnt,
     off_t off);
 /* fcntl(fd, F_DUPFD_CLOEXEC, floor): a new fd >= floor, close-on-exec. */
 int sysio_dupfd_cloexec(int fd, int floor);
+/* A duplicate of fd placed and told like an fd sysio_openat returns. */
+int sysio_dup(int fd);
+
+/*
+ * fdatasync and fsync of the spool's files. Every sync of spool/ goes
+ * through these, so a test can see which thread waits on the disk: a hook
+ * set with sysio_sync_hook is called instead (it may call the real one,
+ * sysio_sync_real). NULL restores the plain call.
+ */
+int sysio_fdatasync(int fd);
+int sysio_fsync(int fd);
+int sysio_sync_real(int fd, bool data);
+void sysio_sync_hook(int (*hook)(int fd, bool data));
 
 /*
  * Where the library's own fds go, and who is told (preload/ sets this once

@@ -68,6 +68,12 @@ struct spool_stream {
 	uint64_t next_seq;
 	int64_t last_sync_ns;
 	bool unsynced;
+	/* defer_sync: a name made or renamed in the stream dir since its last
+	 * fsync; sealed segments not synced yet, their fds kept for the
+	 * owner's next sync job. */
+	bool dir_unsynced;
+	int *sealed_fds;
+	size_t nsealed, capsealed;
 
 	/* From the last spool_status_publish, for the close. */
 	uint64_t pub_drops, pub_errors;
@@ -113,17 +119,28 @@ seg_path(const struct spool_stream *s, char *buf, size_t len, uint64_t seq,
 	snprintf(buf, len, "%s/%s", s->name, f);
 }
 
+/* The owner syncs (spool_stream_sync_take): the writer never does. */
+static bool
+deferred(const struct spool_stream *s)
+{
+	return s->opt.defer_sync && s->opt.fsync == SPOOL_FSYNC_INTERVAL;
+}
+
 /* fsync of the stream dir, so new names and renames survive power loss. */
 static int
 sync_stream_dir(struct spool_stream *s)
 {
 	int fd, rc = 0;
 
+	if (deferred(s)) {
+		s->dir_unsynced = true;
+		return 0;
+	}
 	fd = sysio_openat(s->dir->fd, s->name, O_RDONLY | O_DIRECTORY |
 	    O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd == -1)
 		return -errno;
-	if (fsync(fd) == -1)
+	if (sysio_fsync(fd) == -1)
 		rc = -errno;
 	sysio_close(fd);
 	return rc;
@@ -248,7 +265,7 @@ seg_create(struct spool_stream *s, uint64_t base, struct spool_err *err)
 	iov.iov_base = b;
 	iov.iov_len = sizeof(b);
 	if ((rc = pwritev_all(fd, &iov, 1, 0)) == 0 &&
-	    s->opt.fsync == SPOOL_FSYNC_ALWAYS && fdatasync(fd) == -1)
+	    s->opt.fsync == SPOOL_FSYNC_ALWAYS && sysio_fdatasync(fd) == -1)
 		rc = -errno;
 	if (rc == 0 && s->opt.fsync != SPOOL_FSYNC_NEVER)
 		rc = sync_stream_dir(s);
@@ -267,6 +284,24 @@ seg_create(struct spool_stream *s, uint64_t base, struct spool_err *err)
 	stored_add(s, SEG_HEADER_LEN, 1);
 	publish(s);
 	return 0;
+}
+
+/* deferred: room to keep one more sealed segment's fd for the owner's
+ * sync (without memory, the seal syncs it itself). */
+static bool
+sealed_room(struct spool_stream *s)
+{
+	size_t nc;
+	int *v;
+
+	if (s->nsealed < s->capsealed)
+		return true;
+	nc = s->capsealed ? s->capsealed * 2 : 8;
+	if ((v = reallocarray(s->sealed_fds, nc, sizeof(*v))) == NULL)
+		return false;
+	s->sealed_fds = v;
+	s->capsealed = nc;
+	return true;
 }
 
 /* Writes the footer, renames .open to .seg; the next segment is not made. */
@@ -290,7 +325,9 @@ seg_seal(struct spool_stream *s, struct spool_err *err)
 	seg_path(s, from, sizeof(from), s->seg_seq, false);
 	seg_path(s, to, sizeof(to), s->seg_seq, true);
 	if ((rc = pwritev_all(s->seg_fd, &iov, 1, s->seg_end)) == 0 &&
-	    s->opt.fsync != SPOOL_FSYNC_NEVER && fdatasync(s->seg_fd) == -1)
+	    s->opt.fsync != SPOOL_FSYNC_NEVER &&
+	    (!deferred(s) || !sealed_room(s)) &&
+	    sysio_fdatasync(s->seg_fd) == -1)
 		rc = -errno;
 	if (rc == 0 && renameat(s->dir->fd, from, s->dir->fd, to) == -1)
 		rc = -errno;
@@ -301,7 +338,12 @@ seg_seal(struct spool_stream *s, struct spool_err *err)
 			rc = -errno;
 		return rc;
 	}
-	sysio_close(s->seg_fd);
+	if (deferred(s) && s->nsealed < s->capsealed) {
+		/* Synced by the owner's next job, under its new name. */
+		s->sealed_fds[s->nsealed++] = s->seg_fd;
+		s->dir_unsynced = true;
+	} else
+		sysio_close(s->seg_fd);
 	s->seg_fd = -1;
 	s->seg_exists = false;
 	s->unsynced = false;
@@ -408,13 +450,14 @@ sync_policy(struct spool_stream *s, bool force)
 {
 	int64_t now;
 
-	if (s->opt.fsync == SPOOL_FSYNC_NEVER || !s->unsynced || s->seg_fd == -1)
+	if (s->opt.fsync == SPOOL_FSYNC_NEVER || !s->unsynced ||
+	    s->seg_fd == -1 || deferred(s))
 		return 0;
 	now = now_mono_ns();
 	if (!force && s->opt.fsync == SPOOL_FSYNC_INTERVAL &&
 	    now - s->last_sync_ns < (int64_t)s->opt.fsync_interval_ms * 1000000)
 		return 0;
-	if (fdatasync(s->seg_fd) == -1)
+	if (sysio_fdatasync(s->seg_fd) == -1)
 		return -errno;
 	s->last_sync_ns = now;
 	s->unsynced = false;
@@ -937,6 +980,103 @@ close_keep(struct spool_stream *s, const char *reason, struct spool_err *err)
 	return rc;
 }
 
+/* The sealed segments a deferred sync still owes: synced first when the
+ * stream is kept (an orphan is durable as any sealed segment), closed. */
+static void
+close_sealed(struct spool_stream *s, bool sync)
+{
+	struct spool_sync_job j;
+
+	for (; s->nsealed > 0; s->nsealed--) {
+		int fd = s->sealed_fds[s->nsealed - 1];
+
+		if (sync)
+			(void)sysio_fdatasync(fd);
+		sysio_close(fd);
+	}
+	if (sync && s->dir_unsynced) {
+		memset(&j, 0, sizeof(j));
+		j.dirfd = sysio_openat(s->dir->fd, s->name, O_RDONLY |
+		    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+		(void)spool_sync_run(&j);
+	}
+	free(s->sealed_fds);
+	s->sealed_fds = NULL;
+	s->nsealed = s->capsealed = 0;
+}
+
+int
+spool_stream_sync_take(struct spool_stream *s, struct spool_sync_job *j)
+{
+	int fd;
+
+	memset(j, 0, sizeof(*j));
+	j->dirfd = -1;
+	if (!deferred(s))
+		return 0;
+	for (; s->nsealed > 0 && j->nfds < SPOOL_SYNC_FDS - 1; s->nsealed--)
+		j->fds[j->nfds++] = s->sealed_fds[s->nsealed - 1];
+	j->more = s->nsealed > 0;	/* the next job, at once */
+	if (s->unsynced && s->seg_fd != -1 &&
+	    (fd = sysio_dup(s->seg_fd)) >= 0) {
+		j->fds[j->nfds++] = fd;
+		j->cur = true;
+		j->seg_seq = s->seg_seq;
+		j->seg_end = s->seg_end;
+	}
+	if (s->dir_unsynced) {
+		j->dirfd = sysio_openat(s->dir->fd, s->name, O_RDONLY |
+		    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+		s->dir_unsynced = false;
+	}
+	j->at_ns = now_mono_ns();
+	return j->nfds > 0 || j->dirfd >= 0;
+}
+
+int
+spool_sync_run(struct spool_sync_job *j)
+{
+	int rc = 0, i;
+
+	for (i = 0; i < j->nfds; i++) {
+		if (sysio_fdatasync(j->fds[i]) == -1 && rc == 0)
+			rc = -errno;
+		sysio_close(j->fds[i]);
+	}
+	if (j->dirfd >= 0) {
+		if (sysio_fsync(j->dirfd) == -1 && rc == 0)
+			rc = -errno;
+		sysio_close(j->dirfd);
+	}
+	j->nfds = 0;
+	j->dirfd = -1;
+	return rc;
+}
+
+void
+spool_stream_sync_done(struct spool_stream *s, const struct spool_sync_job *j,
+    int rc)
+{
+	if (rc < 0) {
+		/* What failed may be lost: owe it all again (the sealed
+		 * segments' fds are gone; their data is as durable as the
+		 * kernel makes it). */
+		s->unsynced = s->seg_fd != -1;
+		s->dir_unsynced = true;
+		return;
+	}
+	if (j->cur && s->seg_seq == j->seg_seq && s->seg_end == j->seg_end)
+		s->unsynced = false;
+	s->last_sync_ns = j->at_ns;
+}
+
+bool
+spool_stream_sync_owed(const struct spool_stream *s)
+{
+	return deferred(s) && (s->unsynced || s->nsealed > 0 ||
+	    s->dir_unsynced);
+}
+
 int
 spool_stream_close(struct spool_stream *s, enum spool_close_how how,
     const char *reason, struct spool_err *err)
@@ -950,6 +1090,7 @@ spool_stream_close(struct spool_stream *s, enum spool_close_how how,
 	if (s->seg_fd != -1)
 		sysio_close(s->seg_fd);
 	s->seg_fd = -1;
+	close_sealed(s, how == SPOOL_CLOSE_KEEP);
 	pthread_mutex_lock(&s->live->mu);
 	dir_release(s);
 	s->live->writer_gone = true;

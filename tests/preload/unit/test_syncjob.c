@@ -1,0 +1,147 @@
+/*
+ * Under TCPSPOOL_FSYNC=interval no application write waits for the disk
+ * (issue 13, item 1): every fdatasync and fsync of the spool runs on the
+ * replay thread, with no lock an application thread takes.
+ *
+ * The observable is spool/'s sync seam (sysio_sync_hook). The hook notes
+ * the thread of every sync, and the first one the replay thread makes is
+ * held there, as a disk that never answers would hold it, until the test
+ * lets it go. Meanwhile an application thread spools 4 MiB more: frames,
+ * rotations of 64 KiB segments. It must finish while the sync is held
+ * (a write that waited for the sync, or for a lock held across it, never
+ * would), and no sync may run on it. Nothing here is timed: the waits are
+ * on conditions, with deadlines that only turn a hang into a failure.
+ */
+#include <criterion/criterion.h>
+
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ops.h"
+#include "stream.h"
+#include "sysio.h"
+#include "unit.h"
+
+#define CHUNK		16384
+#define BEFORE		(1u << 20)	/* spooled before the sync is held */
+#define DURING		(4u << 20)	/* spooled while it is held */
+#define DEADLINE_S	60
+
+static pid_t app_tid;			/* the application's writing thread */
+static _Atomic int syncs_on_app;	/* syncs made on it: must stay 0 */
+static _Atomic int syncs;
+static _Atomic bool held_once;
+static sem_t entered, release;
+
+static int
+hook(int fd, bool data)
+{
+	atomic_fetch_add(&syncs, 1);
+	if ((pid_t)syscall(SYS_gettid) == app_tid)
+		atomic_fetch_add(&syncs_on_app, 1);
+	else if (!atomic_exchange(&held_once, true)) {
+		sem_post(&entered);
+		while (sem_wait(&release) == -1 && errno == EINTR)
+			;
+	}
+	return sysio_sync_real(fd, data);
+}
+
+struct writer {
+	int fd;
+	const unsigned char *buf;
+	size_t from, len;
+	bool ok;
+	sem_t done;
+};
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	size_t off;
+
+	app_tid = (pid_t)syscall(SYS_gettid);
+	w->ok = true;
+	for (off = 0; off < w->len && w->ok; off += CHUNK)
+		w->ok = op_write(w->fd, w->buf + w->from + off, CHUNK) == CHUNK;
+	sem_post(&w->done);
+	return NULL;
+}
+
+static bool
+wait_sem(sem_t *s)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += DEADLINE_S;
+	while (sem_timedwait(s, &ts) == -1)
+		if (errno != EINTR)
+			return false;
+	return true;
+}
+
+static unsigned char *
+pattern_bytes(size_t len)
+{
+	unsigned char *b = malloc(len);
+
+	cr_assert(b != NULL);
+	pattern_fill(b, len, 0);
+	return b;
+}
+
+Test(sync, no_application_write_waits_for_the_disk_under_interval,
+    .timeout = 180)
+{
+	unsigned char *b = pattern_bytes(BEFORE + DURING);
+	struct writer w;
+	pthread_t t;
+	int fds[2];
+
+	unit_env("TCPSPOOL_FSYNC=interval", "TCPSPOOL_FSYNC_INTERVAL=1ms",
+	    "TCPSPOOL_FLUSH=1ms", "TCPSPOOL_SEGMENT_SIZE=64K", NULL);
+	sem_init(&entered, 0, 0);
+	sem_init(&release, 0, 0);
+	sysio_sync_hook(hook);
+	unit_unix_pair(fds);
+
+	/* Spool until the replay thread is held inside its first sync. */
+	w = (struct writer){ .fd = fds[0], .buf = b, .len = BEFORE };
+	sem_init(&w.done, 0, 0);
+	cr_assert_eq(pthread_create(&t, NULL, writer_main, &w), 0);
+	cr_assert(wait_sem(&w.done), "the first writes never returned");
+	pthread_join(t, NULL);
+	cr_assert(w.ok, "a write was refused");
+	cr_assert(wait_sem(&entered), "the replay thread never synced");
+
+	/* The disk does not answer: the application spools on. */
+	w = (struct writer){ .fd = fds[0], .buf = b, .from = BEFORE,
+		.len = DURING };
+	sem_init(&w.done, 0, 0);
+	cr_assert_eq(pthread_create(&t, NULL, writer_main, &w), 0);
+	cr_assert(wait_sem(&w.done), "an application write waited for the "
+	    "held sync (or for a lock held across it)");
+	pthread_join(t, NULL);
+	cr_assert(w.ok, "a write was refused while the sync was held");
+	cr_expect_eq(atomic_load(&syncs_on_app), 0, "%d of %d syncs ran on "
+	    "the application's thread", atomic_load(&syncs_on_app),
+	    atomic_load(&syncs));
+
+	sem_post(&release);
+	cr_assert(read_pattern(fds[1], 0, BEFORE + DURING),
+	    "the reader did not get every byte in order");
+	sysio_sync_hook(NULL);
+	op_close(fds[0]);
+	close(fds[1]);
+	free(b);
+}
