@@ -87,6 +87,7 @@ spool_options_default(struct spool_options *o)
 	o->level = 1;
 	o->fsync = SPOOL_FSYNC_INTERVAL;
 	o->fsync_interval_ms = 1000;
+	o->defer_sync = false;
 }
 
 void
