@@ -93,7 +93,8 @@ drained(struct stream *s, int64_t now)
 		return;
 	}
 	atomic_store(&s->flush_due, 0);
-	atomic_store(&s->sync_due, 0);	/* trim syncs what it keeps */
+	/* Everything was delivered: nothing left on disk needs a sync. */
+	atomic_store(&s->sync_due, 0);
 	batch_free(&s->batch);
 	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
 		log_warn("spool %s: trim: %s", s->name, e.msg);
@@ -200,7 +201,10 @@ take_sync(struct stream *s, int64_t now, struct spool_sync_job *j)
 		return false;
 	if (spool_stream_sync_take(s->spool, j))
 		return true;
-	atomic_store(&s->sync_due, 0);
+	/* Nothing could be taken (no fd for the open segment): again an
+	 * interval later if something is still owed. */
+	atomic_store(&s->sync_due, spool_stream_sync_owed(s->spool) ? now +
+	    (int64_t)runtime_config()->fsync_interval_ms * NS_PER_MS : 0);
 	return false;
 }
 
@@ -212,11 +216,12 @@ sync_done(struct stream *s, const struct spool_sync_job *j, int rc)
 	    NS_PER_MS;
 
 	spool_stream_sync_done(s->spool, j, rc);
+	/* Every failure counts (the stream's errors, the ledger): the data
+	 * it was for may not be on disk. One log line per stream. */
 	if (rc < 0 && s->errors++ == 0)
-		log_error("spool %s: fdatasync: %s", s->name, strerror(-rc));
-	if (j->more)
-		atomic_store(&s->sync_due, mono_ns());	/* again, at once */
-	else if (rc < 0 || spool_stream_sync_owed(s->spool))
+		log_error("spool %s: fdatasync: %s; what it was for may be "
+		    "lost on power failure", s->name, strerror(-rc));
+	if (rc < 0 || spool_stream_sync_owed(s->spool))
 		atomic_store(&s->sync_due, j->at_ns + interval);
 	else
 		atomic_store(&s->sync_due, 0);

@@ -144,7 +144,7 @@ struct stream {
 	uint64_t drops, errors;
 	int64_t persisted_ns;	/* last progress persist */
 	/* fsync=interval: when the last call that may have written a frame
-	 * returned (CLOCK_MONOTONIC ns); see sync_after_send. */
+	 * returned (CLOCK_MONOTONIC ns); see take_sync in pump.c. */
 	int64_t wrote_ns;
 	_Atomic int waiters;	/* threads waiting on cv */
 
@@ -157,8 +157,8 @@ struct stream {
 	/* Timers (CLOCK_MONOTONIC ns, 0 = none), read by the replay thread
 	 * without mu. */
 	_Atomic int64_t flush_due, publish_due, linger_due;
-	/* A frame may be unsynced: call spool_stream_sync then (written
-	 * under mu too). */
+	/* A frame may be unsynced: take a sync job then (pump.c, take_sync;
+	 * written under mu too). */
 	_Atomic int64_t sync_due;
 	_Atomic bool ready;	/* more to send without waiting for EPOLLOUT */
 	/* The application got an EAGAIN the kernel did not give: the replay

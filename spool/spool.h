@@ -155,17 +155,19 @@ void spool_options_default(struct spool_options *o);
  * A deferred sync (spool_options.defer_sync): what the writer owes the
  * disk, taken under the caller's serialisation of the stream, run with no
  * lock held (the disk's time is then nobody's wait), its result given
- * back under the serialisation again. The fds are the job's: run closes
- * every one of them.
+ * back under the serialisation again. Sealed segments are synced by name
+ * (one already delivered and deleted is owed nothing), the open one
+ * through a duplicate of its fd that the run closes: a job holds no fd
+ * between take and run but that one.
  */
-#define SPOOL_SYNC_FDS 9
 struct spool_sync_job {
-	int fds[SPOOL_SYNC_FDS];	/* segments to fdatasync */
-	int nfds;
-	int dirfd;			/* the stream dir to fsync, or -1 */
-	bool cur;			/* fds[nfds - 1] is the open segment */
-	bool more;			/* more was owed than one job takes */
+	int dirfd;			/* the spool dir's fd (not the job's) */
+	char name[SPOOL_NAME_MAX];	/* the stream's */
+	uint64_t seal_lo, seal_hi;	/* sealed segments [lo, hi) */
+	int fd;				/* the open segment's duplicate, or -1 */
+	bool cur;			/* fd was taken: */
 	uint64_t seg_seq, seg_end;	/* where it stood at the take */
+	bool dir;			/* fsync the stream dir too */
 	int64_t at_ns;			/* CLOCK_MONOTONIC of the take */
 };
 
@@ -217,11 +219,12 @@ int spool_stream_flush_nosync(struct spool_stream *s, struct spool_err *err);
 int spool_stream_sync(struct spool_stream *s, struct spool_err *err);
 /* 1 and a job if a deferred sync is owed, else 0. */
 int spool_stream_sync_take(struct spool_stream *s, struct spool_sync_job *j);
-/* Runs the job (no lock needed): fdatasync, fsync, every fd closed. 0 or
+/* Runs the job (no lock needed): fdatasync, fsync, its fd closed. 0 or
  * a negative errno (the first failure). */
 int spool_sync_run(struct spool_sync_job *j);
-/* The job's result: what it synced is no longer owed; a failure owes it
- * all again (the segment and the dir). */
+/* The job's result: what it synced is no longer owed. After a failure the
+ * open segment and the dir stay owed, but what failed may be lost (Linux
+ * can drop dirty pages after a failed fdatasync): the caller reports it. */
 void spool_stream_sync_done(struct spool_stream *s,
     const struct spool_sync_job *j, int rc);
 /* A deferred sync is owed (a segment, a sealed one, the dir). */

@@ -55,7 +55,10 @@ sysio_openat(int dirfd, const char *path, int flags, mode_t mode)
 int
 sysio_dup(int fd)
 {
-	return place(sysio_dupfd_cloexec(fd, 0));
+	const struct sysio_placement *p = atomic_load(&placement);
+
+	/* Straight to the floor: never a low number, even for a moment. */
+	return place(sysio_dupfd_cloexec(fd, p != NULL ? p->floor : 0));
 }
 
 int

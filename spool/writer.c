@@ -72,8 +72,7 @@ struct spool_stream {
 	 * fsync; sealed segments not synced yet, their fds kept for the
 	 * owner's next sync job. */
 	bool dir_unsynced;
-	int *sealed_fds;
-	size_t nsealed, capsealed;
+	uint64_t sealed_lo, sealed_hi;	/* [lo, hi): sealed, not synced */
 
 	/* From the last spool_status_publish, for the close. */
 	uint64_t pub_drops, pub_errors;
@@ -287,24 +286,6 @@ seg_create(struct spool_stream *s, uint64_t base, struct spool_err *err)
 	return 0;
 }
 
-/* deferred: room to keep one more sealed segment's fd for the owner's
- * sync (without memory, the seal syncs it itself). */
-static bool
-sealed_room(struct spool_stream *s)
-{
-	size_t nc;
-	int *v;
-
-	if (s->nsealed < s->capsealed)
-		return true;
-	nc = s->capsealed ? s->capsealed * 2 : 8;
-	if ((v = reallocarray(s->sealed_fds, nc, sizeof(*v))) == NULL)
-		return false;
-	s->sealed_fds = v;
-	s->capsealed = nc;
-	return true;
-}
-
 /* Writes the footer, renames .open to .seg; the next segment is not made. */
 static int
 seg_seal(struct spool_stream *s, struct spool_err *err)
@@ -327,7 +308,7 @@ seg_seal(struct spool_stream *s, struct spool_err *err)
 	seg_path(s, to, sizeof(to), s->seg_seq, true);
 	if ((rc = pwritev_all(s->seg_fd, &iov, 1, s->seg_end)) == 0 &&
 	    s->opt.fsync != SPOOL_FSYNC_NEVER &&
-	    (!deferred(s) || !sealed_room(s)) &&
+	    !deferred(s) &&
 	    sysio_fdatasync(s->seg_fd) == -1)
 		rc = -errno;
 	if (rc == 0 && renameat(s->dir->fd, from, s->dir->fd, to) == -1)
@@ -339,12 +320,15 @@ seg_seal(struct spool_stream *s, struct spool_err *err)
 			rc = -errno;
 		return rc;
 	}
-	if (deferred(s) && s->nsealed < s->capsealed) {
-		/* Synced by the owner's next job, under its new name. */
-		s->sealed_fds[s->nsealed++] = s->seg_fd;
+	if (deferred(s)) {
+		/* Synced by the owner's next job, by its new name (no fd is
+		 * kept: a delivered segment may be gone by then). */
+		if (s->sealed_lo == s->sealed_hi)
+			s->sealed_lo = s->seg_seq;
+		s->sealed_hi = s->seg_seq + 1;
 		s->dir_unsynced = true;
-	} else
-		sysio_close(s->seg_fd);
+	}
+	sysio_close(s->seg_fd);
 	s->seg_fd = -1;
 	s->seg_exists = false;
 	s->unsynced = false;
@@ -981,76 +965,94 @@ close_keep(struct spool_stream *s, const char *reason, struct spool_err *err)
 	return rc;
 }
 
-/* The sealed segments a deferred sync still owes: synced first when the
- * stream is kept (an orphan is durable as any sealed segment), closed. */
+/* fdatasync of sealed segment seq of the stream, by name; one already
+ * deleted (delivered) is owed nothing. */
+static int
+sync_sealed_by_name(int dirfd, const char *name, uint64_t seq)
+{
+	char f[32], path[64];
+	int fd, rc = 0;
+
+	seg_name(f, sizeof(f), seq, true);
+	snprintf(path, sizeof(path), "%s/%s", name, f);
+	if ((fd = sysio_openat(dirfd, path, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC, 0)) == -1)
+		return errno == ENOENT ? 0 : -errno;
+	if (sysio_fdatasync(fd) == -1)
+		rc = -errno;
+	sysio_close(fd);
+	return rc;
+}
+
+/* The stream dir's fsync, by name. */
+static int
+sync_dir_by_name(int dirfd, const char *name)
+{
+	int fd, rc = 0;
+
+	if ((fd = sysio_openat(dirfd, name, O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC, 0)) == -1)
+		return -errno;
+	if (sysio_fsync(fd) == -1)
+		rc = -errno;
+	sysio_close(fd);
+	return rc;
+}
+
+/* The syncs a deferred stream still owes, made now (an orphan is kept:
+ * it is as durable as any sealed segment when the close returns). */
 static void
-close_sealed(struct spool_stream *s, bool sync)
+sync_owed_now(struct spool_stream *s)
 {
 	struct spool_sync_job j;
 
-	for (; s->nsealed > 0; s->nsealed--) {
-		int fd = s->sealed_fds[s->nsealed - 1];
-
-		if (sync)
-			(void)sysio_fdatasync(fd);
-		sysio_close(fd);
-	}
-	if (sync && s->dir_unsynced) {
-		memset(&j, 0, sizeof(j));
-		j.dirfd = sysio_openat(s->dir->fd, s->name, O_RDONLY |
-		    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-		(void)spool_sync_run(&j);
-	}
-	free(s->sealed_fds);
-	s->sealed_fds = NULL;
-	s->nsealed = s->capsealed = 0;
+	if (spool_stream_sync_take(s, &j))
+		spool_stream_sync_done(s, &j, spool_sync_run(&j));
 }
 
 int
 spool_stream_sync_take(struct spool_stream *s, struct spool_sync_job *j)
 {
-	int fd;
-
 	memset(j, 0, sizeof(*j));
-	j->dirfd = -1;
+	j->fd = -1;
 	if (!deferred(s))
 		return 0;
-	for (; s->nsealed > 0 && j->nfds < SPOOL_SYNC_FDS - 1; s->nsealed--)
-		j->fds[j->nfds++] = s->sealed_fds[s->nsealed - 1];
-	j->more = s->nsealed > 0;	/* the next job, at once */
+	j->dirfd = s->dir->fd;
+	strlcpy(j->name, s->name, sizeof(j->name));
+	j->seal_lo = s->sealed_lo;
+	j->seal_hi = s->sealed_hi;
+	s->sealed_lo = s->sealed_hi = 0;
 	if (s->unsynced && s->seg_fd != -1 &&
-	    (fd = sysio_dup(s->seg_fd)) >= 0) {
-		j->fds[j->nfds++] = fd;
+	    (j->fd = sysio_dup(s->seg_fd)) >= 0) {
 		j->cur = true;
 		j->seg_seq = s->seg_seq;
 		j->seg_end = s->seg_end;
 	}
-	if (s->dir_unsynced) {
-		j->dirfd = sysio_openat(s->dir->fd, s->name, O_RDONLY |
-		    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-		s->dir_unsynced = false;
-	}
+	j->dir = s->dir_unsynced;
+	s->dir_unsynced = false;
 	j->at_ns = now_mono_ns();
-	return j->nfds > 0 || j->dirfd >= 0;
+	return j->fd >= 0 || j->seal_lo < j->seal_hi || j->dir;
 }
 
 int
 spool_sync_run(struct spool_sync_job *j)
 {
-	int rc = 0, i;
+	uint64_t q;
+	int rc = 0, r;
 
-	for (i = 0; i < j->nfds; i++) {
-		if (sysio_fdatasync(j->fds[i]) == -1 && rc == 0)
+	for (q = j->seal_lo; q < j->seal_hi; q++)
+		if ((r = sync_sealed_by_name(j->dirfd, j->name, q)) < 0 &&
+		    rc == 0)
+			rc = r;
+	if (j->fd >= 0) {
+		if (sysio_fdatasync(j->fd) == -1 && rc == 0)
 			rc = -errno;
-		sysio_close(j->fds[i]);
+		sysio_close(j->fd);
+		j->fd = -1;
 	}
-	if (j->dirfd >= 0) {
-		if (sysio_fsync(j->dirfd) == -1 && rc == 0)
-			rc = -errno;
-		sysio_close(j->dirfd);
-	}
-	j->nfds = 0;
-	j->dirfd = -1;
+	if (j->dir && (r = sync_dir_by_name(j->dirfd, j->name)) < 0 &&
+	    rc == 0)
+		rc = r;
 	return rc;
 }
 
@@ -1059,14 +1061,18 @@ spool_stream_sync_done(struct spool_stream *s, const struct spool_sync_job *j,
     int rc)
 {
 	if (rc < 0) {
-		/* What failed may be lost: owe it all again (the sealed
-		 * segments' fds are gone; their data is as durable as the
-		 * kernel makes it). */
+		/*
+		 * After a failed fdatasync Linux may have dropped the dirty
+		 * pages: a second call can succeed with the data gone, so
+		 * nothing is promised by trying again. The failure is the
+		 * caller's to count and report; the open segment and the
+		 * dir stay owed so that later frames get their sync.
+		 */
 		s->unsynced = s->seg_fd != -1;
 		s->dir_unsynced = true;
 		return;
 	}
-	if (j->cur && s->seg_seq == j->seg_seq && s->seg_end == j->seg_end)
+	if (j->cur && j->seg_seq == s->seg_seq && j->seg_end == s->seg_end)
 		s->unsynced = false;
 	s->last_sync_ns = j->at_ns;
 }
@@ -1074,7 +1080,7 @@ spool_stream_sync_done(struct spool_stream *s, const struct spool_sync_job *j,
 bool
 spool_stream_sync_owed(const struct spool_stream *s)
 {
-	return deferred(s) && (s->unsynced || s->nsealed > 0 ||
+	return deferred(s) && (s->unsynced || s->sealed_lo < s->sealed_hi ||
 	    s->dir_unsynced);
 }
 
@@ -1088,10 +1094,11 @@ spool_stream_close(struct spool_stream *s, enum spool_close_how how,
 		return 0;
 	if (how == SPOOL_CLOSE_KEEP)
 		rc = close_keep(s, reason, err);
+	if (how == SPOOL_CLOSE_KEEP && deferred(s))
+		sync_owed_now(s);
 	if (s->seg_fd != -1)
 		sysio_close(s->seg_fd);
 	s->seg_fd = -1;
-	close_sealed(s, how == SPOOL_CLOSE_KEEP);
 	pthread_mutex_lock(&s->live->mu);
 	dir_release(s);
 	s->live->writer_gone = true;

@@ -9,8 +9,11 @@
  * lets it go. Meanwhile an application thread spools 4 MiB more: frames,
  * rotations of 64 KiB segments. It must finish while the sync is held
  * (a write that waited for the sync, or for a lock held across it, never
- * would), and no sync may run on it. Nothing here is timed: the waits are
- * on conditions, with deadlines that only turn a hang into a failure.
+ * would), no sync may run on it, and the process's fds must not grow with
+ * the segments sealed meanwhile (the spool keeps none for the sync). Once
+ * the sync is let go, the sealed segments are synced: at least one sync
+ * per segment sealed while it was held. Nothing here is timed: the waits
+ * are on conditions, with deadlines that only turn a hang into a failure.
  */
 #include <criterion/criterion.h>
 
@@ -25,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include "ops.h"
 #include "stream.h"
 #include "sysio.h"
@@ -35,7 +40,7 @@
 #define DURING		(4u << 20)	/* spooled while it is held */
 #define DEADLINE_S	60
 
-static pid_t app_tid;			/* the application's writing thread */
+static _Atomic pid_t app_tid;		/* the application's writing thread */
 static _Atomic int syncs_on_app;	/* syncs made on it: must stay 0 */
 static _Atomic int syncs;
 static _Atomic bool held_once;
@@ -77,6 +82,21 @@ writer_main(void *arg)
 	return NULL;
 }
 
+/* Open fds of this process. */
+static int
+count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	cr_assert(d != NULL);
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
 static bool
 wait_sem(sem_t *s)
 {
@@ -104,12 +124,14 @@ Test(sync, no_application_write_waits_for_the_disk_under_interval,
     .timeout = 180)
 {
 	unsigned char *b = pattern_bytes(BEFORE + DURING);
+	int fds_before, synced_before;
 	struct writer w;
 	pthread_t t;
 	int fds[2];
 
 	unit_env("TCPSPOOL_FSYNC=interval", "TCPSPOOL_FSYNC_INTERVAL=1ms",
-	    "TCPSPOOL_FLUSH=1ms", "TCPSPOOL_SEGMENT_SIZE=64K", NULL);
+	    "TCPSPOOL_FLUSH=1ms", "TCPSPOOL_SEGMENT_SIZE=64K",
+	    "TCPSPOOL_LEVEL=0", NULL);	/* stored: 4 MiB is 64 segments */
 	sem_init(&entered, 0, 0);
 	sem_init(&release, 0, 0);
 	sysio_sync_hook(hook);
@@ -123,6 +145,7 @@ Test(sync, no_application_write_waits_for_the_disk_under_interval,
 	pthread_join(t, NULL);
 	cr_assert(w.ok, "a write was refused");
 	cr_assert(wait_sem(&entered), "the replay thread never synced");
+	fds_before = count_fds();
 
 	/* The disk does not answer: the application spools on. */
 	w = (struct writer){ .fd = fds[0], .buf = b, .from = BEFORE,
@@ -136,8 +159,20 @@ Test(sync, no_application_write_waits_for_the_disk_under_interval,
 	cr_expect_eq(atomic_load(&syncs_on_app), 0, "%d of %d syncs ran on "
 	    "the application's thread", atomic_load(&syncs_on_app),
 	    atomic_load(&syncs));
+	/* 64 segments were sealed meanwhile (4 MiB, 64 KiB each). */
+	cr_expect_leq(count_fds(), fds_before + 4, "fds grew from %d to %d "
+	    "while the sync was held", fds_before, count_fds());
 
+	synced_before = atomic_load(&syncs);
 	sem_post(&release);
+	/* The sealed segments are owed a sync each (by name); the replay
+	 * thread runs it an interval later, before the reader drains. */
+	for (int i = 0; i < 60000 && atomic_load(&syncs) - synced_before <
+	    (int)(DURING / (64 << 10)) / 2; i++)
+		usleep(1000);	/* bounded poll of a condition */
+	cr_expect_geq(atomic_load(&syncs) - synced_before,
+	    (int)(DURING / (64 << 10)) / 2, "only %d syncs after the release",
+	    atomic_load(&syncs) - synced_before);
 	cr_assert(read_pattern(fds[1], 0, BEFORE + DURING),
 	    "the reader did not get every byte in order");
 	sysio_sync_hook(NULL);
