@@ -40,6 +40,7 @@
 #include "replay.h"
 #include "runtime.h"
 #include "stream.h"
+#include "sysio.h"
 #include "util.h"
 
 static struct {
@@ -74,40 +75,16 @@ static _Atomic bool exit_immediate;	/* from _exit or _Exit */
 static _Atomic bool thread_running;	/* the thread exists and will answer */
 
 /*
- * A fd of ours moved to the private range and marked private. A number
- * whose slot holds a stream is stale (the application's close of it was
- * never seen): that stream is finished when the application gets the
- * number again (op_new_fd), never here under rp.mu; we take another.
+ * The replay's own fds go the way of the spool's (sysio): placed in the
+ * private range, past numbers whose slot holds a stale stream (finished
+ * when the application gets that number again, never here under rp.mu),
+ * tagged private (sysio_place_fd); untagged as they are closed.
  */
-static int
-privatise(int fd)
-{
-	struct stream *old;
-	int nfd, floor = runtime_private_floor(), tries;
-
-	if (fd < 0)
-		return fd;
-	for (tries = 0; tries < 64; tries++) {
-		if ((nfd = real.fcntl(fd, F_DUPFD_CLOEXEC, floor)) < 0)
-			break;
-		real.close(fd);
-		fd = nfd;
-		if (!FDTAB_IS_STREAM(fdtab_peek(fd)))
-			break;
-		floor = fd + 1;
-	}
-	fdtab_clear_tag(fd);	/* a stale ignored or epoll tag */
-	(void)fdtab_install(fd, NULL, FDTAB_PRIVATE, &old);
-	return fd;
-}
-
 static void
 unprivatise_close(int fd)
 {
-	if (fd < 0)
-		return;
-	fdtab_clear_tag(fd);
-	real.close(fd);
+	if (fd >= 0)
+		sysio_close(fd);
 }
 
 /* Under rp.mu: fd (a duplicate, out of the epoll set) is closed by the
@@ -463,8 +440,8 @@ start_locked(void)
 	pthread_t tid;
 	int rc;
 
-	rp.epfd = privatise(real.epoll_create1(EPOLL_CLOEXEC));
-	rp.evfd = privatise(real.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	rp.epfd = sysio_place_fd(real.epoll_create1(EPOLL_CLOEXEC));
+	rp.evfd = sysio_place_fd(real.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	if (rp.epfd < 0 || rp.evfd < 0)
 		goto fail_errno;
 	ev.data.ptr = NULL;
@@ -521,7 +498,7 @@ replay_register(struct stream *s, int fd)
 		rc = -errno;
 		goto out;
 	}
-	dup = privatise(dup);
+	dup = sysio_place_fd(dup);
 	ev.data.ptr = s;
 	if (epoll_ctl(rp.epfd, EPOLL_CTL_ADD, dup, &ev) == -1) {
 		rc = -errno;

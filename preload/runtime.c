@@ -95,8 +95,8 @@ private_floor(void)
 	return (int)(rl.rlim_cur / 2);
 }
 
-/* The spool's own fds (sysio_place): private, like the replay's. A number
- * whose slot holds a stale stream is not taken (see privatise); if no
+/* The library's own fds, the spool's and the replay's (sysio_place):
+ * private. A number whose slot holds a stale stream is not taken; if no
  * other could be had, it is left untagged. */
 static bool
 own_fd_usable(int fd)

@@ -53,6 +53,12 @@ sysio_openat(int dirfd, const char *path, int flags, mode_t mode)
 }
 
 int
+sysio_place_fd(int fd)
+{
+	return place(fd);
+}
+
+int
 sysio_dup(int fd)
 {
 	const struct sysio_placement *p = atomic_load(&placement);

@@ -39,6 +39,9 @@ ssize_t sysio_pwritev(int fd, const struct iovec *iov, int iovcnt,
 int sysio_dupfd_cloexec(int fd, int floor);
 /* A duplicate of fd placed and told like an fd sysio_openat returns. */
 int sysio_dup(int fd);
+/* fd (of another origin: an epoll fd, an eventfd, a socket duplicate)
+ * placed and told the same way; the fd returned replaces it. */
+int sysio_place_fd(int fd);
 
 /*
  * fdatasync and fsync of the spool's files. Every sync of spool/ goes
