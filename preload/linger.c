@@ -49,7 +49,12 @@ stream_app_gone(struct stream *s, int fd)
 			log_info("spool %s (fd %d, peer %s): closed with "
 			    "SO_LINGER 0: spool discarded, connection reset",
 			    s->name, fd, s->id.peer);
-			finish(s);
+			/* The replay thread, reading the spool without mu,
+			 * finishes it when it comes back (pump_turn). */
+			if (s->pumping)
+				s->abort_pending = true;
+			else
+				finish(s);
 		} else
 			log_debug("spool %s (fd %d): close deferred until "
 			    "delivered", s->name, fd);

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,40 +148,6 @@ flush_staged(struct stream *s, int64_t now)
 }
 
 /*
- * The cursor's next record (flushing staged records once when it has
- * caught up). 1 with *rec, 0 when the spool is empty, -1 on a flush that
- * must wait, -2 after fail().
- */
-static int
-next_record(struct stream *s, struct spool_record *rec, int64_t now)
-{
-	struct spool_err e;
-	int rc;
-
-	if ((rc = spool_cursor_next(s->cur, rec, &e)) == 0 &&
-	    spool_stream_staged_since(s->spool) != 0) {
-		flush_staged(s, now);
-		if (atomic_load(&s->flush_due) != 0)
-			return -1;
-		rc = spool_cursor_next(s->cur, rec, &e);
-	}
-	if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM) {
-		/* Out of fds or memory for now (the host's own use counts):
-		 * not a damaged spool. Read it again later; the host's writes
-		 * never see an error for it. */
-		if (s->errors++ == 0)
-			log_warn("spool %s: %s; retrying", s->name, e.msg);
-		atomic_store(&s->flush_due, now + RETRY_NS);
-		return -1;
-	}
-	if (rc < 0) {
-		fail(s, EIO, e.msg);
-		return -2;
-	}
-	return rc;
-}
-
-/*
  * fsync=interval: the spool defers every sync to us (defer_sync), and we
  * run it with mu released, so that no application write on this stream
  * waits for the disk (and no other stream waits for this one's: the
@@ -257,10 +224,12 @@ batch_alloc(struct replay_batch *b)
  * again (see batch_sent). Frames are told apart by their data: the records
  * of one frame lie back to back in the cursor's buffer; a mistake here
  * costs a slower rewind, never a byte.
- * Returns next_record's last answer (1 when the batch is full).
+ * Runs without mu (the pump's hold, see pump_turn). Returns the cursor's
+ * last answer: 1 when the batch is full, 0 when the cursor has nothing
+ * more, a negative errno when it could not read.
  */
 static int
-batch_fill(struct stream *s, int64_t now)
+batch_fill(struct stream *s, struct spool_err *e)
 {
 	struct replay_batch *b = &s->batch;
 	const uint8_t *prev_end = NULL;
@@ -273,7 +242,7 @@ batch_fill(struct stream *s, int64_t now)
 	if (b->ncap == 0)
 		batch_alloc(b);
 	while (b->n < b->ncap) {
-		if ((rc = next_record(s, &rec, now)) != 1)
+		if ((rc = spool_cursor_next(s->cur, &rec, e)) != 1)
 			return rc;
 		rest = rec.len - rec.off;
 		switched = b->n > 0 && rec.data != prev_end;
@@ -312,14 +281,14 @@ batch_fill(struct stream *s, int64_t now)
  * files again from their start: then the records before it are
  * acknowledged and the batch stays, the record's bytes sent so far being
  * acknowledged with it once it has gone whole.
- * 1 if all of it was sent, 0 if not, -1 after fail().
+ * Without mu. 1 if all of it was sent, 0 if not, a negative errno when
+ * the spool could not take the acknowledgement (*e says why).
  */
 static int
-batch_sent(struct stream *s)
+batch_sent(struct stream *s, struct spool_err *e)
 {
 	struct replay_batch *b = &s->batch;
 	struct batch_piece *p;
-	struct spool_err e;
 	size_t start;
 	int rc = 0, all = 0;
 
@@ -327,7 +296,7 @@ batch_sent(struct stream *s)
 		b->first++;
 	if (b->first == b->n) {
 		p = &b->p[b->n - 1];
-		rc = spool_cursor_ack(s->cur, p->seq, p->len, false, &e);
+		rc = spool_cursor_ack(s->cur, p->seq, p->len, false, e);
 		batch_reset(b);
 		all = 1;
 	} else {
@@ -336,28 +305,34 @@ batch_sent(struct stream *s)
 		if (b->pos > start && (!b->switched ||
 		    b->first == b->n - 1)) {
 			rc = spool_cursor_ack(s->cur, p->seq,
-			    p->off + (b->pos - start), false, &e);
+			    p->off + (b->pos - start), false, e);
 			batch_reset(b);
 		} else if (b->first > 0) {
 			p = &b->p[b->first - 1];
 			rc = spool_cursor_ack(s->cur, p->seq, p->len, false,
-			    &e);
+			    e);
 		}
 	}
-	if (rc < 0) {
-		fail(s, EIO, e.msg);
-		return -1;
-	}
-	return all;
+	return rc < 0 ? rc : all;
 }
 
+/* How a pump without mu ended (pump_unlocked). */
+enum pump_end {
+	PUMP_FULL,	/* the socket took no more */
+	PUMP_EMPTY,	/* the cursor has nothing more: maybe drained */
+	PUMP_QUANTUM,	/* this turn's share was sent; more at once */
+	PUMP_SEND_ERR,	/* the connection failed: err */
+	PUMP_READ_ERR,	/* the spool could not be read or acknowledged */
+	PUMP_RETRY,	/* out of fds or memory for now: again later */
+};
+
 /*
- * One sendmsg of what the batch holds after pos. 2 if the socket took it
- * all, 1 if some (*n bytes), 0 if none (EAGAIN: the batch stays), -1 after
- * fail().
+ * One sendmsg of what the batch holds after pos, without mu. 2 if the
+ * socket took it all, 1 if some (*n bytes), 0 if none (EAGAIN: the batch
+ * stays), -1 on a send error (*err), -2 when the acknowledgement failed.
  */
 static int
-batch_send(struct stream *s, size_t *n)
+batch_send(struct stream *s, size_t *n, int *err, struct spool_err *e)
 {
 	struct replay_batch *b = &s->batch;
 	struct msghdr msg;
@@ -383,66 +358,161 @@ batch_send(struct stream *s, size_t *n)
 	if (r < 0 && is_eagain(errno))
 		return 0;
 	if (r < 0) {
-		fail(s, errno, NULL);
+		*err = errno;
 		return -1;
 	}
 	b->pos += (size_t)r;
 	*n = (size_t)r;
-	if ((r = batch_sent(s)) < 0)
-		return -1;
+	if ((r = batch_sent(s, e)) < 0)
+		return -2;
 	return r == 1 ? 2 : 1;
 }
 
 /*
- * Sends what the spool holds until the socket is full or the spool is
- * empty, many records per sendmsg (a batch). What the socket refuses stays
- * in the batch, not re-read: the cursor has moved past it.
+ * The pump's work, without mu (pump_turn holds the stream for it: the
+ * cursor, the batch and dup are the replay thread's alone meanwhile).
+ * Reads and inflates records, sends them many per sendmsg (a batch), and
+ * acknowledges what the socket took, until the socket is full, the cursor
+ * has nothing more, or the turn's quantum is sent. What the socket refuses
+ * stays in the batch, not re-read: the cursor has moved past it.
+ */
+static enum pump_end
+pump_unlocked(struct stream *s, int64_t now, size_t *sent, int *err,
+    struct spool_err *e)
+{
+	enum pump_end end;
+	size_t n = 0;
+	int rc, r;
+
+	for (;;) {
+		if (s->batch.n == 0) {
+			rc = batch_fill(s, e);
+			if (s->batch.n == 0) {
+				if (rc == -EMFILE || rc == -ENFILE ||
+				    rc == -ENOMEM)
+					end = PUMP_RETRY;
+				else
+					end = rc < 0 ? PUMP_READ_ERR :
+					    PUMP_EMPTY;
+				break;
+			}
+			/* An error after some records: they go first, and
+			 * the next fill meets it again. */
+		}
+		if ((r = batch_send(s, &n, err, e)) < 0) {
+			end = r == -1 ? PUMP_SEND_ERR : PUMP_READ_ERR;
+			break;
+		}
+		if (r == 0) {
+			end = PUMP_FULL;
+			break;
+		}
+		/* r == 1: a part is left (held, or to be read again); the next
+		 * send sees EAGAIN, which arms the next EPOLLOUT. */
+		if ((*sent += n) >= REPLAY_QUANTUM) {
+			end = PUMP_QUANTUM;
+			break;
+		}
+	}
+	if (*sent > 0 && now - s->persisted_ns >= PERSIST_EVERY_NS) {
+		struct spool_err pe;
+
+		s->persisted_ns = now;
+		(void)spool_cursor_ack(s->cur, 0, 0, true, &pe);
+	}
+	return end;
+}
+
+/*
+ * A SPOOLING stream's turn, entered and left with mu held; mu is released
+ * for the reading, inflating and sending (pump_unlocked), so that an
+ * application write on this stream never waits for them, and taken again
+ * to look at what the spool says: the writer's objects (staging, flush,
+ * counts) are touched only under mu. While released, s->pumping tells the
+ * application's abortive close (linger.c) to leave the spool to us
+ * (abort_pending); nothing else frees the cursor, the batch or dup
+ * meanwhile: fail, drained and the exit's orphaning run on this thread.
+ *
+ * "Empty" from the cursor is decided under mu: records appended while we
+ * pumped (counted by the spool's records) mean another round, not a
+ * drained spool; none appended and bytes still pending mean the spool
+ * cannot read what it holds, which drained() must never delete.
  */
 static void
-pump(struct stream *s, int64_t now)
+pump_turn(struct stream *s, int64_t now)
 {
 	int64_t due = atomic_load(&s->flush_due);
+	struct spool_counts c;
 	struct spool_err e;
-	size_t sent = 0, n = 0;
-	int rc = 1, r;
+	enum pump_end end;
+	size_t sent = 0;
+	uint64_t appended;
+	bool empty = false;
+	int round, err = 0;
 
 	if (due != 0 && now >= due)
 		flush_staged(s, now);
-	for (;;) {
-		if (s->batch.n == 0) {
-			if (rc != 1)
-				break;	/* empty (0), or a flush must wait */
-			if ((rc = batch_fill(s, now)) == -2)
-				return;
-			if (s->batch.n == 0)
-				break;
-		}
-		if ((r = batch_send(s, &n)) < 0)
+	for (round = 0; round < 3; round++) {
+		spool_stream_counts(s->spool, &c);
+		appended = c.records;
+		s->pumping = true;
+		pthread_mutex_unlock(&s->mu);
+		end = pump_unlocked(s, now, &sent, &err, &e);
+		pthread_mutex_lock(&s->mu);
+		s->pumping = false;
+		if (s->abort_pending) {
+			finish(s);	/* closed with SO_LINGER 0 meanwhile */
 			return;
-		if (r == 0) {
-			rc = 1;	/* the socket is full: not drained */
+		}
+		if (end != PUMP_EMPTY)
+			break;
+		if (spool_stream_staged_since(s->spool) != 0) {
+			flush_staged(s, now);
+			if (atomic_load(&s->flush_due) != 0)
+				break;	/* the flush must wait */
+			end = PUMP_QUANTUM;	/* its frame: this round or
+						 * the next turn */
+			continue;
+		}
+		spool_stream_counts(s->spool, &c);
+		if (c.pending_bytes == 0) {
+			empty = true;
 			break;
 		}
-		if (r == 1)
-			rc = 1;	/* a part is left (held, or to be read
-				 * again): the spool is not empty; the
-				 * next send sees EAGAIN, which arms the
-				 * next EPOLLOUT */
-		if ((sent += n) >= REPLAY_QUANTUM) {
-			atomic_store(&s->ready, true);
-			rc = 1;
-			break;
+		if (c.records == appended) {
+			fail(s, EIO, "records pending that the spool "
+			    "cannot read");
+			return;
 		}
+		/* Appended while we pumped: another round (or turn). */
+		end = PUMP_QUANTUM;
+	}
+	switch (end) {
+	case PUMP_QUANTUM:
+		atomic_store(&s->ready, true);
+		break;
+	case PUMP_SEND_ERR:
+		fail(s, err, NULL);
+		return;
+	case PUMP_READ_ERR:
+		fail(s, EIO, e.msg);
+		return;
+	case PUMP_RETRY:
+		/* Out of fds or memory for now (the host's own use counts):
+		 * not a damaged spool. Read it again later; the host's writes
+		 * never see an error for it. */
+		if (s->errors++ == 0)
+			log_warn("spool %s: %s; retrying", s->name, e.msg);
+		atomic_store(&s->flush_due, now + RETRY_NS);
+		break;
+	default:
+		break;
 	}
 	if (sent > 0) {
-		if (now - s->persisted_ns >= PERSIST_EVERY_NS) {
-			s->persisted_ns = now;
-			(void)spool_cursor_ack(s->cur, 0, 0, true, &e);
-		}
 		replay_room_changed(s);
 		pay_edge(s);
 	}
-	if (rc == 0)
+	if (empty)
 		drained(s, now);
 }
 
@@ -459,8 +529,8 @@ stream_service(struct stream *s)
 		goto out;
 	now = mono_ns();
 	atomic_store(&s->ready, false);
-	if (s->state == STREAM_SPOOLING)
-		pump(s, now);
+	if (s->state == STREAM_SPOOLING && s->spool != NULL)
+		pump_turn(s, now);
 	else if (s->state == STREAM_LINGER)
 		discard_input(s, now);
 	if (s->registered && now >= atomic_load(&s->publish_due))

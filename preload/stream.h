@@ -52,11 +52,14 @@
  *     began. A direct call in flight while another thread starts spooling
  *     is concurrent with that thread's write, as without the library.
  *   - mu is never held across a call that can block on the network:
- *     direct calls run without it, the replay thread's sends are
- *     MSG_DONTWAIT, duplicates are closed outside every lock. It is held
- *     across spool writes; across fdatasync only under fsync=always (the
- *     writer's own frame): under interval the replay thread syncs with
- *     mu released (pump.c, take_sync).
+ *     direct calls run without it, duplicates are closed outside every
+ *     lock. The replay thread holds it only to take and return a turn:
+ *     reading, inflating, sending and acknowledging run without it
+ *     (pump.c, pump_turn; the spool allows a cursor beside its writer).
+ *     It is held across the application's spool writes (forming a frame
+ *     included); across fdatasync only under fsync=always (the writer's
+ *     own frame): under interval the replay thread syncs with mu released
+ *     (pump.c, take_sync).
  *   - A hook entered from a signal handler that interrupted the library on
  *     the same thread (rt_nested) never takes mu: see SAFETY.md.
  *   - owe_edge: the application got an EAGAIN of ours since the last edge
@@ -139,6 +142,10 @@ struct stream {
 	 * (replay thread): sent first on the next turn, the cursor having
 	 * moved past them. */
 	struct replay_batch batch;
+	/* The replay thread works on cur, batch and dup without mu (pump.c,
+	 * pump_turn); an abortive close meanwhile leaves the spool to it. */
+	bool pumping;
+	bool abort_pending;
 	struct spool_identity id;
 	char name[SPOOL_NAME_MAX];
 	uint64_t drops, errors;

@@ -54,7 +54,7 @@ pread_all(int fd, void *buf, size_t len, uint64_t off)
 	ssize_t n;
 
 	while (len > 0) {
-		n = pread(fd, p, len, (off_t)off);
+		n = sysio_pread(fd, p, len, (off_t)off);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1)

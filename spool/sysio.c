@@ -95,6 +95,29 @@ sysio_fsync(int fd)
 	return hook != NULL ? hook(fd, false) : fsync(fd);
 }
 
+static _Atomic(ssize_t (*)(int, void *, size_t, off_t)) read_hook;
+
+ssize_t
+sysio_pread_real(int fd, void *buf, size_t len, off_t off)
+{
+	return pread(fd, buf, len, off);
+}
+
+void
+sysio_read_hook(ssize_t (*hook)(int fd, void *buf, size_t len, off_t off))
+{
+	atomic_store(&read_hook, hook);
+}
+
+ssize_t
+sysio_pread(int fd, void *buf, size_t len, off_t off)
+{
+	ssize_t (*hook)(int, void *, size_t, off_t) = atomic_load(&read_hook);
+
+	return hook != NULL ? hook(fd, buf, len, off) : pread(fd, buf, len,
+	    off);
+}
+
 void
 sysio_release(int fd)
 {

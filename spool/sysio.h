@@ -55,6 +55,16 @@ int sysio_sync_real(int fd, bool data);
 void sysio_sync_hook(int (*hook)(int fd, bool data));
 
 /*
+ * pread of a segment's frames (segread.c), with the same kind of seam: a
+ * test holds a reader on a disk that does not answer (sysio_read_hook; it
+ * may call sysio_pread_real). NULL restores the plain call.
+ */
+ssize_t sysio_pread(int fd, void *buf, size_t len, off_t off);
+ssize_t sysio_pread_real(int fd, void *buf, size_t len, off_t off);
+void sysio_read_hook(ssize_t (*hook)(int fd, void *buf, size_t len,
+    off_t off));
+
+/*
  * Where the library's own fds go, and who is told (preload/ sets this once
  * it runs inside a host; the CLI leaves it unset). Every fd sysio_openat
  * returns is moved to floor or above when it can be (out of the numbers
