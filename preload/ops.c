@@ -20,6 +20,7 @@
 #include "replay.h"
 #include "runtime.h"
 #include "stream.h"
+#include "sysio.h"
 #include "util.h"
 
 /* Flags whose meaning a spooled copy could not keep. */
@@ -591,19 +592,28 @@ struct range_scan {
 static void
 range_visit(void *arg, int fd, struct stream *p)
 {
-	struct range_scan *rs = arg;
-
-	if (p == FDTAB_PRIVATE) {
-		int *v = grown(rs->priv, rs->n, &rs->cap, sizeof(*v));
-
-		if (v == NULL)
-			return;
-		rs->priv = v;
-		rs->priv[rs->n++] = fd;
-	} else if (!FDTAB_IS_STREAM(p))
+	(void)arg;
+	if (p == FDTAB_PRIVATE)
+		return;		/* ours: found again in the gate */
+	if (!FDTAB_IS_STREAM(p))
 		fdtab_clear_tag(fd);
 	else
 		release_app_fd(fd);
+}
+
+/* The second scan: our fds alone, tags untouched. */
+static void
+private_visit(void *arg, int fd, struct stream *p)
+{
+	struct range_scan *rs = arg;
+	int *v;
+
+	if (p != FDTAB_PRIVATE)
+		return;
+	if ((v = grown(rs->priv, rs->n, &rs->cap, sizeof(*v))) == NULL)
+		return;
+	rs->priv = v;
+	rs->priv[rs->n++] = fd;
 }
 
 /* close_range around the library's private fds, which stay open. */
@@ -619,8 +629,14 @@ op_close_range(unsigned first, unsigned last, int flags)
 	    first >= FDTAB_MAX || rt_nested())
 		return real.close_range(first, last, flags);
 	rt_enter();
+	/* The host's fds first (their streams released, which takes their
+	 * locks); then, inside the gate that keeps the library from making
+	 * an fd meanwhile, our fds are found again and spared. */
 	fdtab_each((int)first, last >= FDTAB_MAX ? FDTAB_MAX - 1 : (int)last,
 	    range_visit, &rs);
+	sysio_gate_close(true);
+	fdtab_each((int)first, last >= FDTAB_MAX ? FDTAB_MAX - 1 : (int)last,
+	    private_visit, &rs);
 	for (i = 0; i < rs.n; i++) {
 		unsigned fd = (unsigned)rs.priv[i];
 
@@ -637,6 +653,7 @@ op_close_range(unsigned first, unsigned last, int flags)
 		r = rc;
 		saved = errno;
 	}
+	sysio_gate_close(false);
 	free(rs.priv);
 	rt_leave();
 	errno = saved;

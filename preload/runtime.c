@@ -71,6 +71,7 @@ static void
 fork_child(void)
 {
 	log_fork_child();
+	sysio_gate_reset();
 	fdtab_reset_after_fork();
 	replay_fork_child(fork_locked);
 	if (rt.dir != NULL && fork_locked)

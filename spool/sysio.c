@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -13,6 +14,45 @@
 #include "sysio.h"
 
 static _Atomic(const struct sysio_placement *) placement;
+
+/*
+ * Making one of our fds (the system call, then its tag) and the host's
+ * close of a range of numbers exclude each other: a range closed between
+ * the two would close ours, which the range's scan could not see yet.
+ * Only with a placement (inside a host).
+ */
+static pthread_rwlock_t gate = PTHREAD_RWLOCK_INITIALIZER;
+
+bool
+sysio_gate_enter(void)
+{
+	if (atomic_load(&placement) == NULL)
+		return false;
+	pthread_rwlock_rdlock(&gate);
+	return true;
+}
+
+void
+sysio_gate_leave(bool entered)
+{
+	if (entered)
+		pthread_rwlock_unlock(&gate);
+}
+
+void
+sysio_gate_close(bool begin)
+{
+	if (begin)
+		pthread_rwlock_wrlock(&gate);
+	else
+		pthread_rwlock_unlock(&gate);
+}
+
+void
+sysio_gate_reset(void)
+{
+	pthread_rwlock_init(&gate, NULL);
+}
 
 void
 sysio_place(const struct sysio_placement *p)
@@ -49,7 +89,11 @@ place(int fd)
 int
 sysio_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-	return place((int)syscall(SYS_openat, dirfd, path, flags, mode));
+	bool g = sysio_gate_enter();
+	int fd = place((int)syscall(SYS_openat, dirfd, path, flags, mode));
+
+	sysio_gate_leave(g);
+	return fd;
 }
 
 int
@@ -63,8 +107,13 @@ sysio_dup(int fd)
 {
 	const struct sysio_placement *p = atomic_load(&placement);
 
+	bool g = sysio_gate_enter();
+	int nfd;
+
 	/* Straight to the floor: never a low number, even for a moment. */
-	return place(sysio_dupfd_cloexec(fd, p != NULL ? p->floor : 0));
+	nfd = place(sysio_dupfd_cloexec(fd, p != NULL ? p->floor : 0));
+	sysio_gate_leave(g);
+	return nfd;
 }
 
 int

@@ -37,6 +37,18 @@ ssize_t sysio_pwritev(int fd, const struct iovec *iov, int iovcnt,
     off_t off);
 /* fcntl(fd, F_DUPFD_CLOEXEC, floor): a new fd >= floor, close-on-exec. */
 int sysio_dupfd_cloexec(int fd, int floor);
+/*
+ * sysio_openat and sysio_dup make and tag an fd inside the gate; a caller
+ * that makes one itself for sysio_place_fd enters it around both. The
+ * host's close of a range of fds closes inside the gate alone
+ * (sysio_gate_close(true) ... (false)), after it scanned for ours. A
+ * child of fork makes it new (sysio_gate_reset).
+ */
+bool sysio_gate_enter(void);
+void sysio_gate_leave(bool entered);
+void sysio_gate_close(bool begin);
+void sysio_gate_reset(void);
+
 /* A duplicate of fd placed and told like an fd sysio_openat returns. */
 int sysio_dup(int fd);
 /* fd (of another origin: an epoll fd, an eventfd, a socket duplicate)
