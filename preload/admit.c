@@ -155,6 +155,7 @@ again:
 		took = append_iov(s, w->iov, w->iovcnt, done, want);
 	else
 		took = append_input(s, w, want, false);
+	note_appended(s);
 	replay_note_staged(s, spool_stream_staged_since(s->spool));
 	if (took == want)
 		s->rest_owed = false;

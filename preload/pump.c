@@ -24,6 +24,8 @@
 /* The replay thread serves one stream at most this much before others. */
 #define REPLAY_QUANTUM	  (4u << 20)
 #define PERSIST_EVERY_NS  (200 * NS_PER_MS)
+/* A stream whose socket took nothing for this long is parked. */
+#define PARK_AFTER_NS	  (1000 * NS_PER_MS)
 /* A spool that could not be read for want of fds or memory, again. */
 #define RETRY_NS	  (100 * NS_PER_MS)
 /* One sendmsg of the replay thread: at most this many records, this many
@@ -316,6 +318,95 @@ batch_sent(struct stream *s, struct spool_err *e)
 	return rc < 0 ? rc : all;
 }
 
+/*
+ * Acknowledges exactly what the socket took of the batch, to the byte,
+ * whatever frame the record is in (the cursor reads the files again after
+ * this: see park). A negative errno if the spool refused.
+ */
+static int
+batch_settle(struct stream *s, struct spool_err *e)
+{
+	struct replay_batch *b = &s->batch;
+	struct batch_piece *p;
+	size_t first = b->first, start;
+
+	while (first < b->n && b->p[first].end <= b->pos)
+		first++;
+	if (b->n == 0)
+		return 0;
+	if (first == b->n) {
+		p = &b->p[b->n - 1];
+		return spool_cursor_ack(s->cur, p->seq, p->len, false, e);
+	}
+	start = first > 0 ? b->p[first - 1].end : 0;
+	p = &b->p[first];
+	if (b->pos > start)
+		return spool_cursor_ack(s->cur, p->seq, p->off +
+		    (b->pos - start), false, e);
+	if (first > 0) {
+		p = &b->p[first - 1];
+		return spool_cursor_ack(s->cur, p->seq, p->len, false, e);
+	}
+	return 0;
+}
+
+/*
+ * The socket has taken nothing for PARK_AFTER_NS: a stalled connection
+ * gives back what it holds (stream.h, issue 13's 32 KiB and 2 fds): the
+ * batch (what was sent of it acknowledged to the byte, the rest read again
+ * later), the cursor's buffers and fds, the writer's segment fd. Not while
+ * a frame or a deferred sync is still to come: again later then. The next
+ * EPOLLOUT reads the spool again from the files (one frame's inflate).
+ * The status says "stalled" once and is not rewritten until something
+ * changes: a thread with 10,000 stalled connections sleeps.
+ */
+static void
+park(struct stream *s, int64_t now)
+{
+	struct spool_err e;
+
+	atomic_store(&s->park_due, 0);
+	if (s->parked)
+		return;
+	if (spool_stream_staged_since(s->spool) != 0 ||
+	    !spool_stream_park(s->spool)) {
+		atomic_store(&s->park_due, now + PARK_AFTER_NS);
+		return;
+	}
+	if (batch_settle(s, &e) < 0) {
+		fail(s, EIO, e.msg);
+		return;
+	}
+	batch_free(&s->batch);
+	spool_cursor_park(s->cur);
+	s->parked = true;
+	publish(s, now);
+}
+
+/* Something changed on a parked stream: its status is written again. */
+static void
+unpark(struct stream *s, int64_t now)
+{
+	if (!s->parked)
+		return;
+	s->parked = false;
+	atomic_store(&s->publish_due, now);
+}
+
+void
+note_appended(struct stream *s)
+{
+	int64_t now;
+
+	if (!s->parked)
+		return;
+	now = mono_ns();
+	unpark(s, now);
+	/* The socket is still full: parked again once the frame is written
+	 * (the replay thread is woken for the flush timer). */
+	atomic_store(&s->park_due, now + PARK_AFTER_NS);
+}
+
 /* How a pump without mu ended (pump_unlocked). */
 enum pump_end {
 	PUMP_FULL,	/* the socket took no more */
@@ -508,7 +599,13 @@ pump_turn(struct stream *s, int64_t now)
 	default:
 		break;
 	}
+	if (end == PUMP_FULL) {
+		if (sent > 0 || atomic_load(&s->park_due) == 0)
+			atomic_store(&s->park_due, now + PARK_AFTER_NS);
+	} else
+		atomic_store(&s->park_due, 0);
 	if (sent > 0) {
+		unpark(s, now);
 		replay_room_changed(s);
 		pay_edge(s);
 	}
@@ -531,6 +628,10 @@ stream_service(struct stream *s)
 	atomic_store(&s->ready, false);
 	if (s->state == STREAM_SPOOLING && s->spool != NULL)
 		pump_turn(s, now);
+	if (s->state == STREAM_SPOOLING && s->spool != NULL &&
+	    atomic_load(&s->park_due) != 0 &&
+	    now >= atomic_load(&s->park_due))
+		park(s, now);
 	else if (s->state == STREAM_LINGER)
 		discard_input(s, now);
 	if (s->registered && now >= atomic_load(&s->publish_due))

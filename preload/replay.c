@@ -250,11 +250,13 @@ collect_due(struct stream ***out, size_t *cap, int64_t now)
 		int64_t f = atomic_load(&s->flush_due);
 		int64_t l = atomic_load(&s->linger_due);
 		int64_t y = atomic_load(&s->sync_due);
+		int64_t pk = atomic_load(&s->park_due);
 
 		if (!s->registered)
 			continue;
 		if (!atomic_load(&s->ready) && !(f != 0 && f <= now) &&
 		    !(l != 0 && l <= now) && !(y != 0 && y <= now) &&
+		    !(pk != 0 && pk <= now) &&
 		    atomic_load(&s->publish_due) > now)
 			continue;
 		if ((v = grown(*out, k, cap, sizeof(*v))) == NULL)
@@ -302,6 +304,8 @@ sweep_locked(struct stream ***drop, size_t *ndrop, size_t *dcap)
 		if ((t = atomic_load(&s->linger_due)) != 0 && t < next)
 			next = t;
 		if ((t = atomic_load(&s->sync_due)) != 0 && t < next)
+			next = t;
+		if ((t = atomic_load(&s->park_due)) != 0 && t < next)
 			next = t;
 		if ((t = atomic_load(&s->publish_due)) < next)
 			next = t;
@@ -440,8 +444,11 @@ start_locked(void)
 	pthread_t tid;
 	int rc;
 
+	bool g = sysio_gate_enter();
+
 	rp.epfd = sysio_place_fd(real.epoll_create1(EPOLL_CLOEXEC));
 	rp.evfd = sysio_place_fd(real.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	sysio_gate_leave(g);
 	if (rp.epfd < 0 || rp.evfd < 0)
 		goto fail_errno;
 	ev.data.ptr = NULL;
@@ -475,6 +482,7 @@ replay_register(struct stream *s, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLOUT | EPOLLET };
 	int saved = errno, rc = 0, dup;
+	bool g;
 
 	pthread_mutex_lock(&rp.mu);
 	if (atomic_load(&exiting)) {
@@ -492,13 +500,16 @@ replay_register(struct stream *s, int fd)
 		}
 		rp.list = v;
 	}
+	g = sysio_gate_enter();
 	if ((dup = real.fcntl(fd, F_DUPFD_CLOEXEC,
 	    runtime_private_floor())) == -1 &&
 	    (dup = real.fcntl(fd, F_DUPFD_CLOEXEC, 3)) == -1) {
 		rc = -errno;
+		sysio_gate_leave(g);
 		goto out;
 	}
 	dup = sysio_place_fd(dup);
+	sysio_gate_leave(g);
 	ev.data.ptr = s;
 	if (epoll_ctl(rp.epfd, EPOLL_CTL_ADD, dup, &ev) == -1) {
 		rc = -errno;

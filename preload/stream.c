@@ -121,6 +121,8 @@ spool_release(struct stream *s, enum spool_close_how how, const char *reason)
 	int saved = errno;
 
 	batch_free(&s->batch);	/* its tail may point into the cursor */
+	s->parked = false;
+	atomic_store(&s->park_due, 0);
 	if (s->cur != NULL)
 		spool_cursor_close(s->cur);
 	s->cur = NULL;
@@ -213,7 +215,9 @@ publish(struct stream *s, int64_t now)
 	struct spool_counts c;
 	struct spool_err e;
 
-	atomic_store(&s->publish_due, now + PUBLISH_EVERY_NS);
+	/* A parked stream's status stays as written until it changes. */
+	atomic_store(&s->publish_due, s->parked ? INT64_MAX :
+	    now + PUBLISH_EVERY_NS);
 	if (s->spool == NULL)
 		return;
 	memset(&st, 0, sizeof(st));
@@ -224,7 +228,12 @@ publish(struct stream *s, int64_t now)
 	 * closed and the library is delivering what is left? */
 	if (s->state == STREAM_SPOOLING && s->app_gone) {
 		strlcpy(st.state, "draining", sizeof(st.state));
-		strlcpy(st.reason, "closed by the application",
+		strlcpy(st.reason, s->parked ? "closed by the application, "
+		    "the peer reads nothing" : "closed by the application",
+		    sizeof(st.reason));
+	} else if (s->state == STREAM_SPOOLING && s->parked) {
+		strlcpy(st.state, "spooling", sizeof(st.state));
+		strlcpy(st.reason, "the peer reads nothing",
 		    sizeof(st.reason));
 	} else
 		strlcpy(st.state, stream_state_name(s->state),
@@ -234,6 +243,7 @@ publish(struct stream *s, int64_t now)
 	st.drops = s->drops;
 	st.errors = s->errors;
 	st.updated_ns = real_ns();
+	st.idle = s->parked;
 	if (spool_status_publish(s->spool, &st, &e) < 0 && s->errors++ == 0)
 		log_warn("spool %s: status: %s", s->name, e.msg);
 }

@@ -146,6 +146,10 @@ struct stream {
 	 * pump_turn); an abortive close meanwhile leaves the spool to it. */
 	bool pumping;
 	bool abort_pending;
+	/* The peer has read nothing for a while: the cursor and the writer
+	 * gave back their fds and buffers, the batch is gone, and the status
+	 * says "stalled" without being rewritten (pump.c, park). */
+	bool parked;
 	struct spool_identity id;
 	char name[SPOOL_NAME_MAX];
 	uint64_t drops, errors;
@@ -164,6 +168,8 @@ struct stream {
 	/* Timers (CLOCK_MONOTONIC ns, 0 = none), read by the replay thread
 	 * without mu. */
 	_Atomic int64_t flush_due, publish_due, linger_due;
+	/* The socket has been full since a turn: park then (pump.c). */
+	_Atomic int64_t park_due;
 	/* A frame may be unsynced: take a sync job then (pump.c, take_sync;
 	 * written under mu too). */
 	_Atomic int64_t sync_due;

@@ -47,6 +47,11 @@ size_t append_input(struct stream *s, const struct wreq *w, size_t want,
     bool drop);
 size_t input_available(const struct wreq *w, size_t done);
 
+/* pump.c */
+/* Under mu, after an application append: a parked stream's status is
+ * written again, and it is parked again later. */
+void note_appended(struct stream *s);
+
 /* linger.c */
 /* LINGER: reads and discards input until EOF or the linger deadline. */
 void discard_input(struct stream *s, int64_t now);

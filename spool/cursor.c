@@ -180,7 +180,8 @@ spool_cursor_close(struct spool_cursor *c)
 	segread_fini(&c->r);
 	if (c->prog_fd != -1)
 		sysio_close(c->prog_fd);
-	sysio_close(c->sfd);
+	if (c->sfd != -1)
+		sysio_close(c->sfd);
 	if (c->live != NULL)
 		live_unref(c->live);
 	free(c->out);
@@ -542,10 +543,52 @@ progress_check(struct spool_cursor *c)
 		c->losses.frames++;
 }
 
+/*
+ * Gives back what the reader holds between reads: its fds (the stream dir,
+ * the segment, the progress file) and its buffers. The next call reads
+ * again, from the files, the first record not fully acknowledged, as after
+ * a rewind; the stream dir is opened again first (cursor_unpark).
+ */
+void
+spool_cursor_park(struct spool_cursor *c)
+{
+	segread_fini(&c->r);
+	start_over(c);
+	c->rewind = false;
+	c->out_n = 0;
+	free(c->out);
+	c->out = NULL;
+	c->out_cap = 0;
+	if (c->prog_fd != -1)
+		sysio_close(c->prog_fd);
+	c->prog_fd = -1;
+	if (c->sfd != -1)
+		sysio_close(c->sfd);
+	c->sfd = -1;
+}
+
+/* The stream dir again after spool_cursor_park. */
+static int
+cursor_unpark(struct spool_cursor *c, struct spool_err *err)
+{
+	int fd;
+
+	if (c->sfd != -1)
+		return 0;
+	if ((fd = open_stream_dir(c->dir, c->name, err)) < 0)
+		return fd;
+	c->sfd = fd;
+	return 0;
+}
+
 int
 spool_cursor_next(struct spool_cursor *c, struct spool_record *rec,
     struct spool_err *err)
 {
+	int rc0;
+
+	if ((rc0 = cursor_unpark(c, err)) < 0)
+		return rc0;
 	struct rec_ref r;
 	uint64_t seq;
 	int rc;
@@ -691,7 +734,10 @@ spool_cursor_ack(struct spool_cursor *c, uint64_t seq, size_t off,
 {
 	uint64_t recs = 0, bytes = 0;
 	size_t i, n;
+	int rc;
 
+	if ((rc = cursor_unpark(c, err)) < 0)
+		return rc;
 	if (seq < c->ack_seq || (seq == c->ack_seq && off <= c->ack_off))
 		return persist_it ? persist(c, err) : 0;
 	for (i = 0; i < c->out_n && c->out[i].seq < seq; i++)

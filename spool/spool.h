@@ -230,6 +230,13 @@ void spool_stream_sync_done(struct spool_stream *s,
 /* A deferred sync is owed (a segment, a sealed one, the dir). */
 bool spool_stream_sync_owed(const struct spool_stream *s);
 
+/*
+ * For a writer that will wait long: closes its segment's fd when nothing
+ * is staged and no deferred sync is owed (true then); the next frame opens
+ * it again. Its staging holds no memory once a frame is written.
+ */
+bool spool_stream_park(struct spool_stream *s);
+
 /* CLOCK_MONOTONIC ns of the oldest staged, unwritten record; 0 if none. */
 int64_t spool_stream_staged_since(const struct spool_stream *s);
 
@@ -350,6 +357,15 @@ struct spool_losses {
 };
 void spool_cursor_losses(const struct spool_cursor *c, struct spool_losses *l);
 
+/*
+ * For a reader that will wait long (its peer reads nothing): gives back
+ * its fds and buffers; the next spool_cursor_next reads again from the
+ * files, from the first record not fully acknowledged (acknowledge first
+ * what was delivered: records returned and not acknowledged are returned
+ * again). Costs a reread of the current frame when reading resumes.
+ */
+void spool_cursor_park(struct spool_cursor *c);
+
 void spool_cursor_close(struct spool_cursor *c);
 
 /* ------------------------------------------------------ inspection */
@@ -455,6 +471,10 @@ struct spool_status {
 	uint64_t pending_bytes, pending_records;
 	uint64_t drops, errors;
 	int64_t updated_ns;	/* CLOCK_REALTIME */
+	/* The writer will not write this status again until something
+	 * changes (its peer reads nothing): fresh while its process lives,
+	 * however old (FORMAT.md §7). */
+	bool idle;
 	/*
 	 * The writer has let go of the stream (spool_stream_close with
 	 * SPOOL_CLOSE_KEEP wrote this status, with the last published drops

@@ -857,6 +857,17 @@ spool_stream_sync(struct spool_stream *s, struct spool_err *err)
 	return rc;
 }
 
+bool
+spool_stream_park(struct spool_stream *s)
+{
+	if (s->st_count > 0 || s->stalled || spool_stream_sync_owed(s))
+		return false;
+	if (s->seg_fd != -1)
+		sysio_close(s->seg_fd);
+	s->seg_fd = -1;
+	return true;
+}
+
 int64_t
 spool_stream_staged_since(const struct spool_stream *s)
 {

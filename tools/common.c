@@ -322,7 +322,10 @@ stream_view_load(struct spool_dir *d, const char *name, struct stream_view *v)
 	v->released = v->status_ok && v->status.released &&
 	    v->status.pid == v->pid;
 	v->held = v->alive && !v->released;
-	v->fresh = v->status_ok && now - v->status.updated_ns < STATUS_FRESH_NS;
+	/* An idle status is written once: nothing changes until the peer
+	 * reads (FORMAT.md §7); its age says nothing. */
+	v->fresh = v->status_ok && (now - v->status.updated_ns <
+	    STATUS_FRESH_NS || (v->status.idle && v->alive));
 	vis_str(st, sizeof(st), v->status_ok ? v->status.state : "");
 	vis_str(reason, sizeof(reason), v->status_ok ? v->status.reason : "");
 

@@ -14,6 +14,8 @@
  */
 #include <criterion/criterion.h>
 
+#include <dirent.h>
+
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+
 
 #include "ops.h"
 #include "stream.h"
@@ -227,6 +230,107 @@ Test(pump, an_abortive_close_never_waits_for_the_replay_threads_read,
 	    "still on disk");
 	stream_unref(s);
 	sysio_read_hook(NULL);
+	close(fds[1]);
+	free(b);
+}
+
+/* Open fds of this process. */
+static int
+count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	cr_assert(d != NULL);
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;	/* opendir's own */
+}
+
+/* Waits until s is parked (the replay thread does it once the socket has
+ * taken nothing for a while); false after 30 s. */
+static bool
+wait_parked(struct stream *s)
+{
+	struct timespec step = { 0, 5 * 1000000L };
+	bool parked = false;
+	int i;
+
+	for (i = 0; i < 6000 && !parked; i++) {
+		pthread_mutex_lock(&s->mu);
+		parked = s->parked;
+		pthread_mutex_unlock(&s->mu);
+		if (!parked)
+			nanosleep(&step, NULL);	/* polls a condition */
+	}
+	return parked;
+}
+
+/* Writes [from, to) of the pattern in writes of varied sizes: small
+ * records copied into batches, large ones sent from the cursor's frame. */
+static void
+write_varied(int fd, const unsigned char *b, size_t from, size_t to)
+{
+	static const size_t sizes[] = { 28, 1000, 70000, 3, 16384, 200000 };
+	size_t off = from, k = 0, n;
+
+	while (off < to) {
+		n = sizes[k++ % (sizeof(sizes) / sizeof(sizes[0]))];
+		if (n > to - off)
+			n = to - off;
+		cr_assert_eq(op_write(fd, b + off, n), (ssize_t)n);
+		off += n;
+	}
+}
+
+/*
+ * A connection whose peer stops reading gives back what the replay side
+ * holds (issue 13, item 4): its spool fds (2 fds left: the application's
+ * and the private duplicate) and its batch and frame buffers; then the
+ * peer reads a part, stops again (parked again, with a record cut by the
+ * socket in the middle), and finally reads everything, byte-exact.
+ */
+Test(pump, a_stalled_stream_parks_and_delivers_every_byte_after,
+    .timeout = 180)
+{
+	size_t total = 6u << 20, half = 2u << 20;
+	unsigned char *b = pattern_bytes(total);
+	int fds[2], parked_fds, direct_fds;
+	struct stream *s;
+
+	unit_env("TCPSPOOL_SEGMENT_SIZE=256K", "TCPSPOOL_FSYNC=interval",
+	    "TCPSPOOL_FSYNC_INTERVAL=20ms", "TCPSPOOL_FLUSH=5ms", NULL);
+	unit_unix_pair(fds);
+	write_varied(fds[0], b, 0, total / 2);
+	cr_assert_not_null(s = unit_stream(fds[0]));
+	cr_assert(wait_parked(s), "a stalled stream was never parked");
+	parked_fds = count_fds();
+	pthread_mutex_lock(&s->mu);
+	cr_expect_eq(s->batch.cap, 0, "a parked stream keeps its batch");
+	pthread_mutex_unlock(&s->mu);
+
+	/* The peer reads a part; the stream runs, and stalls again. */
+	cr_assert(read_pattern(fds[1], 0, half));
+	write_varied(fds[0], b, total / 2, total);
+	cr_assert(wait_parked(s), "the stream was not parked again");
+	cr_expect_eq(count_fds(), parked_fds, "parked again, it holds %d fds "
+	    "more than the first time", count_fds() - parked_fds);
+
+	cr_assert(read_pattern(fds[1], half, total - half),
+	    "the reader did not get every byte in order");
+	cr_assert(wait_state(s, STREAM_DIRECT));
+	/* The duplicate is closed by the replay thread just after. */
+	for (int i = 0; i < 6000 && (direct_fds = count_fds()) >= parked_fds;
+	    i++)
+		usleep(5000);	/* bounded poll of a condition */
+	/* Parked, the stream held one fd more than back on the direct path:
+	 * the private duplicate, and none of the spool's. */
+	cr_expect_eq(parked_fds, direct_fds + 1, "parked: %d fds, direct: %d "
+	    "(the duplicate alone should differ)", parked_fds, direct_fds);
+	stream_unref(s);
+	op_close(fds[0]);
 	close(fds[1]);
 	free(b);
 }
