@@ -26,6 +26,10 @@
 #define PERSIST_EVERY_NS  (200 * NS_PER_MS)
 /* A stream whose socket took nothing for this long is parked. */
 #define PARK_AFTER_NS	  (1000 * NS_PER_MS)
+
+/* Streams were parked since the replay thread last gave memory back. */
+static _Atomic bool parked_since_trim;
+
 /* A spool that could not be read for want of fds or memory, again. */
 #define RETRY_NS	  (100 * NS_PER_MS)
 /* One sendmsg of the replay thread: at most this many records, this many
@@ -380,7 +384,21 @@ park(struct stream *s, int64_t now)
 	batch_free(&s->batch);
 	spool_cursor_park(s->cur);
 	s->parked = true;
+	atomic_store(&parked_since_trim, true);
 	publish(s, now);
+}
+
+
+bool
+stream_parked_since_trim(void)
+{
+	return atomic_load(&parked_since_trim);
+}
+
+bool
+stream_parked_since_trim_clear(void)
+{
+	return atomic_exchange(&parked_since_trim, false);
 }
 
 /* Something changed on a parked stream: its status is written again. */

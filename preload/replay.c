@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -365,11 +366,36 @@ timeout_ms(int64_t next, int64_t now)
 	return (int)((next - now + 999999) / 1000000);
 }
 
+/*
+ * Streams were parked: their buffers were freed, but malloc keeps freed
+ * memory in the middle of its heap, so the process's RSS would not go
+ * down. malloc_trim gives those pages back; at most every TRIM_EVERY_NS
+ * (it walks the heap), the last parks of a wave included (the returned
+ * due time). 0: none owed.
+ */
+#define TRIM_EVERY_NS	(200 * 1000000LL)
+
+static int64_t
+give_back(int64_t due, int64_t now)
+{
+	static int64_t last;
+
+	if (!stream_parked_since_trim() && due == 0)
+		return 0;
+	if (now - last < TRIM_EVERY_NS)
+		return last + TRIM_EVERY_NS;
+	last = now;
+	(void)stream_parked_since_trim_clear();
+	malloc_trim(0);
+	return 0;
+}
+
 static void *
 replay_main(void *arg)
 {
 	struct stream **drop = NULL, **due = NULL;
 	size_t dcap = 0, ducap = 0;
+	int64_t trim_due = 0;
 	struct epoll_event ev[64];
 	uint64_t v;
 
@@ -389,6 +415,8 @@ replay_main(void *arg)
 			stream_unref(drop[i]);
 
 		now = mono_ns();
+		if (trim_due != 0 && trim_due < next)
+			next = trim_due;
 		if (atomic_load(&exiting)) {
 			int64_t dl = atomic_load(&exit_deadline);
 
@@ -425,6 +453,7 @@ replay_main(void *arg)
 			stream_service(due[i]);
 			stream_unref(due[i]);
 		}
+		trim_due = give_back(trim_due, mono_ns());
 	}
 	orphan_left();
 	close_buried();

@@ -263,6 +263,10 @@ bool stream_holds_file(struct stream *s);
 
 /* For the replay thread: serve s (events from epoll, or a timer). */
 void stream_service(struct stream *s);
+/* Streams were parked (their buffers freed) since the last clear: the
+ * replay thread gives memory back to the system (replay.c). */
+bool stream_parked_since_trim(void);
+bool stream_parked_since_trim_clear(void);
 
 /* Process end: leaves what is still pending as an orphan "exit". */
 void stream_orphan_at_exit(struct stream *s, int64_t deadline_ns);
