@@ -8,6 +8,7 @@ TCPSPOOL_PACKAGES=(
 	zlib1g-dev libbsd-dev libcriterion-dev
 	python3 procps iproute2 nginx-light socat mbuffer curl gdb
 	redis-server haproxy nodejs memcached lighttpd
+	tmux debhelper lintian prometheus
 )
 
 tcpspool_missing_packages() {

@@ -8,6 +8,7 @@
 #                    (suite 'fuzz'; TCPSPOOL_FUZZ_SECONDS, default 15)
 #   5. build-bench/  release build, scripts/bench.sh --smoke: every
 #                    benchmark still runs (no timing is asserted)
+#   6. the Debian package: tests/package/install_test.sh (root only)
 # Exits non-zero on any failure. The last line is the summary:
 #   tests: N passed, N failed
 set -uo pipefail
@@ -103,6 +104,17 @@ else
 	tail -n 30 "$log_dir/bench.log" | sed 's/^/   /'
 	failed=$((failed + 1))
 fi
+# The Debian package: built, installed, the server-A scenario run with the
+# installed library, removed (root only; skipped, not counted, otherwise).
+echo "== package (scripts/package.sh, apt-get install, server A, remove)"
+tests/package/install_test.sh build >"$log_dir/package.log" 2>&1
+case $? in
+0)	sed 's/^/   /' "$log_dir/package.log" | grep -E 'lintian|^   +[EW]:|passed'
+	passed=$((passed + 1)) ;;
+77)	sed 's/^/   /' "$log_dir/package.log" ;;
+*)	tail -n 30 "$log_dir/package.log" | sed 's/^/   /'
+	failed=$((failed + 1)) ;;
+esac
 echo "== logs in $log_dir; $(( $(date +%s) - start )) s"
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

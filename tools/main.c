@@ -19,6 +19,8 @@ static const struct command {
 	{ "verify", cmd_verify },
 	{ "replay", cmd_replay },
 	{ "rm", cmd_rm },
+	{ "metrics", cmd_metrics },
+	{ "top", cmd_top },
 };
 
 static void
@@ -38,6 +40,8 @@ usage(FILE *f)
 	    "  verify [STREAM|DIR] [--repair]      check checksums and continuity\n"
 	    "  replay STREAM --to HOST:PORT        send an orphan stream's records\n"
 	    "  rm STREAM... | --orphans            delete streams\n"
+	    "  metrics [--textfile PATH]           figures for Prometheus\n"
+	    "  top [--interval DURATION]           live view of the streams\n"
 	    "\n"
 	    "Every command takes --dir DIR (default $TCPSPOOL_DIR, else\n"
 	    "/var/tmp/tcpspool-UID). A STREAM is its name, an unambiguous prefix\n"

@@ -30,71 +30,7 @@ TestSuite(tools_live, .init = t_setup, .fini = t_teardown, .timeout = 150);
 				 * ~4 MiB the kernel absorbs for a stalled
 				 * client */
 
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static bool
-sanitized(void)
-{
-	const char *s = getenv("TCPSPOOL_TEST_SANITIZE");
-
-	return s != NULL && (strstr(s, "address") || strstr(s, "undefined") ||
-	    strstr(s, "thread"));
-}
-
 /* The sanitizer runtime the library needs before it, if any. */
-static void
-preload_env(char *buf, size_t len)
-{
-	const char *p = getenv("TCPSPOOL_TEST_PRELOAD");
-	char *colon;
-
-	if (!sanitized() || p == NULL) {
-		snprintf(buf, len, "LD_PRELOAD");	/* unset */
-		return;
-	}
-	snprintf(buf, len, "LD_PRELOAD=%s", p);
-	cr_assert((colon = strrchr(buf, ':')) != NULL);
-	*colon = '\0';
-}
-
-static int
-read_port(const char *path)
-{
-	FILE *f;
-	int port = 0, i;
-
-	for (i = 0; i < 1000 && port == 0; i++) {
-		if ((f = fopen(path, "r")) != NULL) {
-			if (fscanf(f, "%d", &port) != 1)
-				port = 0;
-			fclose(f);
-		}
-		if (port == 0)
-			sleep_ms(20);
-	}
-	cr_assert(port > 0, "server_a announced no port");
-	return port;
-}
-
-static int
-connect_stalled(int port)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), small = 4096;
-
-	cr_assert(fd >= 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
-	return fd;
-}
 
 /* Polls ls --json until a live stream with pending bytes is in state
  * (as published by the library); fills its name. */
@@ -120,7 +56,7 @@ wait_state(const char *state, char name[SPOOL_NAME_MAX], int *pid)
 		cr_assert(o.status == 0, "%s", o.err);
 		if (strstr(o.out, want) == NULL) {
 			t_out_free(&o);
-			sleep_ms(50);
+			t_sleep_ms(50);
 			continue;
 		}
 		t_write_file(t_path("ls.json"), o.out, o.out_len);
@@ -131,7 +67,7 @@ wait_state(const char *state, char name[SPOOL_NAME_MAX], int *pid)
 			return;
 		}
 		t_out_free(&py);
-		sleep_ms(100);
+		t_sleep_ms(100);
 	}
 	cr_assert_fail("no live %s stream appeared in ls --json", state);
 }
@@ -153,7 +89,7 @@ Test(tools_live, ls_shows_a_spooling_process_live_and_the_cli_keeps_off)
 	snprintf(fixture, sizeof(fixture), "%s/server_a", fdir);
 	snprintf(port_file, sizeof(port_file), "%s/port", t_dir);
 	snprintf(count, sizeof(count), "%d", MESSAGES);
-	preload_env(pre, sizeof(pre));
+	t_preload_env(pre, sizeof(pre));
 	{
 		const char *argv[] = { "CLI", "run", "--dir", t_spool,
 		    "--linger", "60s", "--log-level", "warn", "--",
@@ -161,8 +97,8 @@ Test(tools_live, ls_shows_a_spooling_process_live_and_the_cli_keeps_off)
 
 		t_spawn(&server, argv, env);
 	}
-	port = read_port(port_file);
-	fd = connect_stalled(port);
+	port = t_read_port(port_file);
+	fd = t_connect_stalled(port);
 
 	wait_state("spooling", name, &pid);
 	cr_assert_neq(pid, server.pid, "the writer is server_a's child");
@@ -251,7 +187,7 @@ wait_released(char name[SPOOL_NAME_MAX])
 		t_cli(&o, "ls", "--json", t_spool, NULL);
 		if (strstr(o.out, "\"released\":true") == NULL) {
 			t_out_free(&o);
-			sleep_ms(50);
+			t_sleep_ms(50);
 			continue;
 		}
 		t_write_file(t_path("ls.json"), o.out, o.out_len);
@@ -301,7 +237,7 @@ Test(tools_live, released_orphan_of_running_server_removed_and_quota_given_back)
 	cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
 	cr_assert(fcntl(pfd[0], F_SETFD, 0) == 0);	/* server_a's end */
 	snprintf(resume, sizeof(resume), "%d", pfd[0]);
-	preload_env(pre, sizeof(pre));
+	t_preload_env(pre, sizeof(pre));
 	{
 		const char *argv[] = { "CLI", "run", "--dir", t_spool,
 		    "--max", "4M", "--level", "0", "--linger", "60s",
@@ -313,10 +249,10 @@ Test(tools_live, released_orphan_of_running_server_removed_and_quota_given_back)
 		t_spawn(&server, argv, env);
 	}
 	close(pfd[0]);
-	port = read_port(port_file);
+	port = t_read_port(port_file);
 
 	/* Connection 1: spooled, then the peer resets. */
-	fd = connect_stalled(port);
+	fd = t_connect_stalled(port);
 	wait_state("draining", name, &pid2);
 	setsockopt(fd, SOL_SOCKET, SO_LINGER,
 	    &(struct linger){ .l_onoff = 1, .l_linger = 0 },
@@ -333,7 +269,7 @@ Test(tools_live, released_orphan_of_running_server_removed_and_quota_given_back)
 	cr_assert(!exists_in_spool(name));
 
 	/* Connection 2: its 2.8 MB fit under the 4M quota again. */
-	fd = connect_stalled(port);
+	fd = t_connect_stalled(port);
 	wait_state("draining", name2, &pid2);
 	got = malloc(total + 65536);
 	cr_assert(got != NULL);

@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
@@ -420,6 +421,18 @@ t_frames(const char *name, struct t_frame *v, size_t cap)
 	return c.n;
 }
 
+const char *
+t_segment_path(const char *name, const char *file)
+{
+	static char path[700];
+
+	snprintf(path, sizeof(path), "%s/%s/%s.seg", t_spool, name, file);
+	if (access(path, F_OK) != 0)
+		snprintf(path, sizeof(path), "%s/%s/%s.open", t_spool, name,
+		    file);
+	return path;
+}
+
 /* ------------------------------------------------------------- listener */
 
 struct t_listener {
@@ -606,4 +619,160 @@ t_listener_peer_unacked(const struct t_listener *l)
 			best = (long)tx;
 	fclose(f);
 	return best;
+}
+
+/* ---------------------------------------------- a server under the library */
+
+void
+t_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static bool
+sanitized(void)
+{
+	const char *s = getenv("TCPSPOOL_TEST_SANITIZE");
+
+	return s != NULL && (strstr(s, "address") || strstr(s, "undefined") ||
+	    strstr(s, "thread"));
+}
+
+void
+t_preload_env(char *buf, size_t len)
+{
+	const char *p = getenv("TCPSPOOL_TEST_PRELOAD");
+	char *colon;
+
+	if (!sanitized() || p == NULL) {
+		snprintf(buf, len, "LD_PRELOAD");	/* unset */
+		return;
+	}
+	snprintf(buf, len, "LD_PRELOAD=%s", p);
+	cr_assert((colon = strrchr(buf, ':')) != NULL);
+	*colon = '\0';
+}
+
+int
+t_read_port(const char *path)
+{
+	FILE *f;
+	int port = 0, i;
+
+	for (i = 0; i < 1000 && port == 0; i++) {
+		if ((f = fopen(path, "r")) != NULL) {
+			if (fscanf(f, "%d", &port) != 1)
+				port = 0;
+			fclose(f);
+		}
+		if (port == 0)
+			t_sleep_ms(20);
+	}
+	cr_assert(port > 0, "server_a announced no port");
+	return port;
+}
+
+int
+t_connect_stalled(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	/* CLOEXEC: a server started later must not hold it open. */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096;
+
+	cr_assert(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	return fd;
+}
+
+void
+t_wait_stream(const char *dir, const char *cond, char name[SPOOL_NAME_MAX],
+    int *pid)
+{
+	char prog[2048], json[400];
+	struct t_out o, py;
+	int i, p;
+
+	snprintf(json, sizeof(json), "%s/ls-wait.json", t_dir);
+	snprintf(prog, sizeof(prog),
+	    "import json, sys\n"
+	    "for line in sys.stdin:\n"
+	    "    o = json.loads(line)\n"
+	    "    s = o['status']\n"
+	    "    if %s:\n"
+	    "        print(o['stream'], o['pid'])\n"
+	    "        break\n", cond);
+	for (i = 0; i < 600; i++) {
+		t_cli(&o, "ls", "--json", dir, NULL);
+		t_write_file(json, o.out, o.out_len);
+		t_out_free(&o);
+		t_python(&py, prog, json);
+		if (sscanf(py.out, "%16s %d", name, &p) == 2) {
+			t_out_free(&py);
+			if (pid != NULL)
+				*pid = p;
+			return;
+		}
+		t_out_free(&py);
+		t_sleep_ms(50);
+	}
+	cr_assert_fail("no stream with %s appeared in ls --json", cond);
+}
+
+void
+t_server_start(struct t_server *s, const char *tag, const char *const *opts,
+    const char *const *args)
+{
+	const char *fdir = getenv("TCPSPOOL_FIXTURE_DIR");
+	char pre[PATH_MAX + 16], fixture[PATH_MAX], port_file[400];
+	char resume[16];
+	const char *env[] = { pre, "TCPSPOOL_LIB", NULL };
+	const char *argv[64];
+	int pfd[2], n = 0, i;
+
+	cr_assert(fdir != NULL);
+	snprintf(fixture, sizeof(fixture), "%s/server_a", fdir);
+	snprintf(port_file, sizeof(port_file), "%s/port-%s", t_dir, tag);
+	cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
+	cr_assert(fcntl(pfd[0], F_SETFD, 0) == 0);	/* server_a's end */
+	snprintf(resume, sizeof(resume), "%d", pfd[0]);
+	t_preload_env(pre, sizeof(pre));
+	argv[n++] = "CLI";
+	argv[n++] = "run";
+	argv[n++] = "--dir";
+	argv[n++] = t_spool;
+	argv[n++] = "--log-level";
+	argv[n++] = "error";
+	for (i = 0; opts[i] != NULL; i++)
+		argv[n++] = opts[i];
+	argv[n++] = "--";
+	argv[n++] = fixture;
+	argv[n++] = "--port-file";
+	argv[n++] = port_file;
+	argv[n++] = "--sndbuf";
+	argv[n++] = "4096";
+	argv[n++] = "--resume-fd";
+	argv[n++] = resume;
+	for (i = 0; args[i] != NULL; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	t_spawn(&s->proc, argv, env);
+	close(pfd[0]);
+	s->resume = pfd[1];
+	s->port = t_read_port(port_file);
+}
+
+void
+t_server_end(struct t_server *s)
+{
+	struct t_out o;
+
+	close(s->resume);
+	if (!t_wait_deadline(&s->proc, &o, 120000))
+		cr_log_warn("server_a did not end: killed");
+	t_out_free(&o);
 }

@@ -108,6 +108,8 @@ struct t_frame {
 	uint32_t count, stored_len;
 };
 size_t t_frames(const char *name, struct t_frame *v, size_t cap);
+/* The path of a t_frame's file (.seg, else .open); static storage. */
+const char *t_segment_path(const char *name, const char *file);
 
 /* ------------------------------------------------------------- listener */
 
@@ -137,5 +139,38 @@ long t_listener_peer_unacked(const struct t_listener *l);
 /* Waits for the connection to end; returns what was read (owned by l). */
 const uint8_t *t_listener_join(struct t_listener *l, size_t *len);
 void t_listener_free(struct t_listener *l);
+
+/* ---------------------------------------------- a server under the library */
+
+void t_sleep_ms(long ms);
+/*
+ * "LD_PRELOAD=<sanitizer runtime>" when the build is sanitized (the
+ * runtime must come first; `tcpspool run` appends the library), else
+ * "LD_PRELOAD" (unset): an entry for t_spawn's env.
+ */
+void t_preload_env(char *buf, size_t len);
+/* The port server_a wrote to path (a bounded wait for the file). */
+int t_read_port(const char *path);
+/* A client of 127.0.0.1:port that never reads, with a 4 KiB window. */
+int t_connect_stalled(int port);
+/*
+ * Polls `tcpspool ls --json DIR` (a bounded retry on the condition) until
+ * the Python expression cond, on o (one stream's JSON object), holds for
+ * a stream; fills its name (and pid if not NULL).
+ */
+void t_wait_stream(const char *dir, const char *cond,
+    char name[SPOOL_NAME_MAX], int *pid);
+
+/* server_a under `tcpspool run --dir t_spool OPTS -- server_a --sndbuf 4096
+ * --resume-fd R ARGS` (tag names its port file). */
+struct t_server {
+	struct t_proc proc;
+	int resume;		/* write end: closing it lets server_a go on */
+	int port;
+};
+void t_server_start(struct t_server *s, const char *tag,
+    const char *const *opts, const char *const *args);
+/* Lets it go on (closes resume) and waits for it (bounded: then killed). */
+void t_server_end(struct t_server *s);
 
 #endif
