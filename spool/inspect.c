@@ -312,6 +312,15 @@ scan_segment(struct scan *sc, struct segread *r)
 {
 	struct spool_segment_info si;
 
+	if (!r->header_ok && !r->sealed && r->size < SEG_HEADER_LEN) {
+		/* An .open segment whose header is not written yet: its
+		 * writer is creating it (or died doing so). No record was
+		 * ever in it; a torn tail, judged like any other (§5). */
+		problem(sc, r, SPOOL_PROBLEM_TORN_TAIL, 0, r->size, NULL,
+		    "segment header not written yet (being created, or torn "
+		    "at creation)");
+		return;
+	}
 	if (!r->header_ok) {
 		problem(sc, r, SPOOL_PROBLEM_BAD_HEADER, 0,
 		    r->size < SEG_HEADER_LEN ? r->size : SEG_HEADER_LEN, NULL,
