@@ -19,6 +19,7 @@
 #include "runtime.h"
 #include "stream.h"
 #include "stream_impl.h"
+#include "syncer.h"
 #include "util.h"
 
 /* The replay thread serves one stream at most this much before others. */
@@ -172,6 +173,11 @@ take_sync(struct stream *s, int64_t now, struct spool_sync_job *j)
 
 	if (due == 0 || now < due || s->spool == NULL)
 		return false;
+	if (s->sync_busy) {
+		/* The job in flight arms the next one when it is done. */
+		atomic_store(&s->sync_due, 0);
+		return false;
+	}
 	if (spool_stream_sync_take(s->spool, j))
 		return true;
 	/* Nothing could be taken (no fd for the open segment): again an
@@ -656,12 +662,35 @@ stream_service(struct stream *s)
 		publish(s, now);
 	if (s->state == STREAM_SPOOLING && take_sync(s, now, &j)) {
 		gen = s->spool_gen;
-		pthread_mutex_unlock(&s->mu);
-		rc = spool_sync_run(&j);	/* the disk's time: no lock */
-		pthread_mutex_lock(&s->mu);
-		if (s->spool != NULL && s->spool_gen == gen)
-			sync_done(s, &j, rc);
+		/* The sync thread waits for the disk (syncer.c); without it,
+		 * this thread does, with mu released. */
+		atomic_store(&s->sync_due, 0);
+		s->sync_busy = true;
+		if (!syncer_submit(s, &j, gen)) {
+			pthread_mutex_unlock(&s->mu);
+			rc = spool_sync_run(&j);
+			pthread_mutex_lock(&s->mu);
+			s->sync_busy = false;
+			if (s->spool != NULL && s->spool_gen == gen)
+				sync_done(s, &j, rc);
+		}
 	}
 out:
+	pthread_mutex_unlock(&s->mu);
+}
+
+void
+stream_sync_finished(struct stream *s, const struct spool_sync_job *j,
+    uint64_t gen, int rc)
+{
+	pthread_mutex_lock(&s->mu);
+	s->sync_busy = false;
+	if (s->spool != NULL && s->spool_gen == gen) {
+		sync_done(s, j, rc);
+		/* The next due time may be earlier than the replay thread's
+		 * sleep: it looks again. */
+		if (atomic_load(&s->sync_due) != 0)
+			replay_wake();
+	}
 	pthread_mutex_unlock(&s->mu);
 }

@@ -17,6 +17,7 @@
 #include "replay.h"
 #include "runtime.h"
 #include "stream.h"
+#include "syncer.h"
 #include "sysio.h"
 #include "util.h"
 
@@ -48,6 +49,7 @@ fork_prepare(void)
 		return;
 	pthread_mutex_lock(&rt.mu);
 	replay_fork_prepare();
+	syncer_fork_prepare();
 	log_fork_prepare();	/* last: the log lock is taken under ours */
 }
 
@@ -57,6 +59,7 @@ fork_parent(void)
 	if (!fork_locked)
 		return;
 	log_fork_parent();
+	syncer_fork_parent();
 	replay_fork_parent();
 	pthread_mutex_unlock(&rt.mu);
 }
@@ -74,6 +77,7 @@ fork_child(void)
 	sysio_gate_reset();
 	fdtab_reset_after_fork();
 	replay_fork_child(fork_locked);
+	syncer_fork_child(fork_locked);
 	if (rt.dir != NULL && fork_locked)
 		(void)syscall(SYS_close, spool_dir_fd(rt.dir));
 	rt.dir = NULL;	/* the parent's, its lock may be held: leaked */

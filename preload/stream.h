@@ -157,6 +157,7 @@ struct stream {
 	/* fsync=interval: when the last call that may have written a frame
 	 * returned (CLOCK_MONOTONIC ns); see take_sync in pump.c. */
 	int64_t wrote_ns;
+	bool sync_busy;		/* a sync job is queued or running */
 	_Atomic int waiters;	/* threads waiting on cv */
 
 	/* Under mu and the replay lock. */
@@ -263,6 +264,9 @@ bool stream_holds_file(struct stream *s);
 
 /* For the replay thread: serve s (events from epoll, or a timer). */
 void stream_service(struct stream *s);
+/* The sync thread ran job j of s's spool generation gen: its result. */
+void stream_sync_finished(struct stream *s, const struct spool_sync_job *j,
+    uint64_t gen, int rc);
 /* Streams were parked (their buffers freed) since the last clear: the
  * replay thread gives memory back to the system (replay.c). */
 bool stream_parked_since_trim(void);

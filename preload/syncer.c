@@ -1,0 +1,151 @@
+/*
+ * syncer.c — the thread that waits for the disk: the deferred fdatasync
+ * jobs of fsync=interval (pump.c, take_sync) run here, one at a time, so
+ * that neither an application thread nor the replay thread ever waits for
+ * a sync. A stream whose disk is slow delays its own syncs, never another
+ * stream's replay.
+ *
+ * sq.mu guards the queue; it is never held across anything that blocks,
+ * and nothing else is taken under it. A job holds a reference to its
+ * stream; once run, its result is given to the stream under the stream's
+ * mu (sync_done), if the stream still has the spool the job was taken
+ * from (gen). Lock order: a stream's mu, then sq.mu (submit); the thread
+ * takes them one at a time.
+ *
+ * fork: the prepare handler holds sq.mu, so the child finds the queue
+ * whole; it closes the fds of the parent's jobs and starts empty, its
+ * thread made again at its first job.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "real.h"
+#include "stream.h"
+#include "syncer.h"
+#include "sysio.h"
+
+struct sync_item {
+	struct stream *s;
+	struct spool_sync_job j;
+	uint64_t gen;
+	struct sync_item *next;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct sync_item *head, *tail;
+	bool started;
+} sq = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static void *
+syncer_main(void *arg)
+{
+	struct sync_item *it;
+	int rc;
+
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&sq.mu);
+		while (sq.head == NULL)
+			pthread_cond_wait(&sq.cv, &sq.mu);
+		it = sq.head;
+		if ((sq.head = it->next) == NULL)
+			sq.tail = NULL;
+		pthread_mutex_unlock(&sq.mu);
+
+		rc = spool_sync_run(&it->j);	/* the disk's time: no lock */
+		stream_sync_finished(it->s, &it->j, it->gen, rc);
+		stream_unref(it->s);
+		free(it);
+	}
+	return NULL;
+}
+
+/* Under sq.mu. */
+static bool
+start_locked(void)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t tid;
+	int rc;
+
+	/* The host's signals are never delivered to our thread. */
+	sigfillset(&all);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&tid, &attr, syncer_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		log_warn("cannot start the sync thread: %s; syncs run on the "
+		    "replay thread", strerror(rc));
+		return false;
+	}
+	sq.started = true;
+	return true;
+}
+
+bool
+syncer_submit(struct stream *s, const struct spool_sync_job *j, uint64_t gen)
+{
+	struct sync_item *it = malloc(sizeof(*it));
+	bool ok;
+
+	if (it == NULL)
+		return false;
+	*it = (struct sync_item){ .s = s, .j = *j, .gen = gen };
+	pthread_mutex_lock(&sq.mu);
+	ok = sq.started || start_locked();
+	if (ok) {
+		stream_ref(s);
+		if (sq.tail != NULL)
+			sq.tail->next = it;
+		else
+			sq.head = it;
+		sq.tail = it;
+		pthread_cond_signal(&sq.cv);
+	}
+	pthread_mutex_unlock(&sq.mu);
+	if (!ok)
+		free(it);
+	return ok;
+}
+
+void
+syncer_fork_prepare(void)
+{
+	pthread_mutex_lock(&sq.mu);
+}
+
+void
+syncer_fork_parent(void)
+{
+	pthread_mutex_unlock(&sq.mu);
+}
+
+/* consistent: the prepare handler held sq.mu (see replay_fork_child). */
+void
+syncer_fork_child(bool consistent)
+{
+	struct sync_item *it;
+
+	/* The parent's jobs and streams are the parent's: their fds are
+	 * closed here, their memory left (a stream is never freed in a
+	 * child: fdtab.c, keep_forgotten). */
+	for (it = consistent ? sq.head : NULL; it != NULL; it = it->next)
+		if (it->j.fd >= 0)
+			sysio_close(it->j.fd);
+	sq.head = sq.tail = NULL;
+	sq.started = false;
+	pthread_mutex_init(&sq.mu, NULL);
+	pthread_cond_init(&sq.cv, NULL);
+}
