@@ -58,8 +58,10 @@
  *     (pump.c, pump_turn; the spool allows a cursor beside its writer).
  *     It is held across the application's spool writes (forming a frame
  *     included); across fdatasync only under fsync=always (the writer's
- *     own frame): under interval the replay thread syncs with mu released
- *     (pump.c, take_sync).
+ *     own frame): under interval a sync job is taken under mu and run by
+ *     the sync thread holding no lock (pump.c, take_sync; syncer.c).
+ *   - A parked stream (its socket took nothing for a second) holds no
+ *     spool fd and no buffer: two fds, the application's and dup.
  *   - A hook entered from a signal handler that interrupted the library on
  *     the same thread (rt_nested) never takes mu: see SAFETY.md.
  *   - owe_edge: the application got an EAGAIN of ours since the last edge
