@@ -99,12 +99,38 @@ free_bytes(struct spool_dir *d, int64_t now)
 	    d->free_bytes - d->written_since_free : 0;
 }
 
+/*
+ * A stream's credit: bytes it may append without taking the dir's lock or
+ * reading the clock, because the dir's limits were checked for them; under
+ * total_max they count as used (d->reserved) until appended, so the dir's
+ * total is never passed. A check that the credit does not cover takes the
+ * lock once and grants up to CREDIT_MAX bytes ahead (all credits of the
+ * dir together under 1/32 of total_max, so that a quota is shared as
+ * before within that), never more than the limits leave; a parked writer
+ * gives its credit back (spool_stream_park). The check itself consumes nothing: the append does
+ * (budget_consume).
+ */
+#define CREDIT_MAX	(64u << 10)
+
+void
+budget_consume(struct spool_stream *s, uint64_t bytes)
+{
+	uint64_t *credit = stream_credit(s);
+	uint64_t take = bytes < *credit ? bytes : *credit;
+	struct spool_dir *d = stream_dir(s);
+
+	*credit -= take;
+	if (d->lim.total_max != 0)
+		atomic_fetch_sub(&d->reserved, take);
+}
+
 int
 spool_budget_check(struct spool_stream *s, uint64_t len, const char **which)
 {
 	struct spool_dir *d = stream_dir(s);
 	struct stream_live *l = stream_live(s);
-	uint64_t used, avail;
+	uint64_t *credit = stream_credit(s);
+	uint64_t used, avail, room = UINT64_MAX, grant;
 	int64_t now;
 	int rc = 0;
 
@@ -116,22 +142,42 @@ spool_budget_check(struct spool_stream *s, uint64_t len, const char **which)
 	}
 	if (d->lim.total_max == 0 && d->lim.min_free == 0)
 		return 0;
+	if (len <= *credit)
+		return 0;
 	now = now_mono_ns();
 	pthread_mutex_lock(&d->mu);
 	if (d->lim.total_max != 0) {
 		used = atomic_load(&d->stored_bytes) +
-		    atomic_load(&d->staged_bytes) + others_bytes(d, now);
+		    atomic_load(&d->staged_bytes) + others_bytes(d, now) +
+		    atomic_load(&d->reserved) - *credit;
 		if (used + len > d->lim.total_max) {
 			*which = "total_max";
 			rc = -EDQUOT;
-		}
+		} else
+			room = d->lim.total_max - used;
 	}
 	if (rc == 0 && d->lim.min_free != 0) {
 		avail = free_bytes(d, now);
 		if (avail < len || avail - len < d->lim.min_free) {
 			*which = "min_free";
 			rc = -ENOSPC;
-		}
+		} else if (avail - d->lim.min_free < room)
+			room = avail - d->lim.min_free;
+	}
+	if (rc == 0) {
+		grant = CREDIT_MAX;
+		/* All credits together stay under 1/32 of total_max: a
+		 * stream is refused at most that much early. */
+		if (d->lim.total_max != 0 && atomic_load(&d->reserved) -
+		    *credit + grant > d->lim.total_max / 32)
+			grant = 0;
+		if (grant < len)
+			grant = len;
+		if (grant > room)
+			grant = room;	/* >= len: checked above */
+		if (d->lim.total_max != 0)
+			atomic_fetch_add(&d->reserved, grant - *credit);
+		*credit = grant;
 	}
 	pthread_mutex_unlock(&d->mu);
 	return rc;

@@ -149,6 +149,9 @@ struct spool_dir {
 	/* Their stored bytes and segments (updated per frame / deletion), and
 	 * their staged bytes (per append, only when total_max is set). */
 	_Atomic uint64_t stored_bytes, staged_bytes;
+	/* Bytes the streams' budget credits hold (total_max only): counted
+	 * as used until appended (budget.c). */
+	_Atomic uint64_t reserved;
 	_Atomic uint32_t segments;
 	/* budget.c caches, under mu */
 	pthread_mutex_t mu;
@@ -246,6 +249,10 @@ struct spool_dir *stream_dir(const struct spool_stream *s);
 struct stream_live *stream_live(const struct spool_stream *s);
 struct stream_live *stream_live_ref(struct spool_stream *s);
 uint64_t stream_staged_bytes(const struct spool_stream *s);
+/* The stream's budget credit (budget.c), under the stream's owner. */
+uint64_t *stream_credit(struct spool_stream *s);
+/* An append of bytes used that much of the credit. */
+void budget_consume(struct spool_stream *s, uint64_t bytes);
 /* The drops and errors a status publish gave (status.c), for the close. */
 void stream_note_published(struct spool_stream *s, uint64_t drops,
     uint64_t errors);

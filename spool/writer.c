@@ -74,6 +74,10 @@ struct spool_stream {
 	bool dir_unsynced;
 	uint64_t sealed_lo, sealed_hi;	/* [lo, hi): sealed, not synced */
 
+	/* Budget checked ahead (budget.c): appends up to this many bytes
+	 * need no look at the dir's limits. */
+	uint64_t credit;
+
 	/* From the last spool_status_publish, for the close. */
 	uint64_t pub_drops, pub_errors;
 };
@@ -736,6 +740,8 @@ pending_add(struct spool_stream *s, int64_t recs, int64_t bytes)
 {
 	if (s->dir->lim.total_max != 0)
 		atomic_fetch_add(&s->dir->staged_bytes, (uint64_t)bytes);
+	if (bytes > 0 && s->credit > 0)
+		budget_consume(s, (uint64_t)bytes);
 	own_add(&s->live->records, (uint64_t)recs);
 	own_add(&s->live->raw_bytes, (uint64_t)bytes);
 }
@@ -865,6 +871,9 @@ spool_stream_park(struct spool_stream *s)
 	if (s->seg_fd != -1)
 		sysio_close(s->seg_fd);
 	s->seg_fd = -1;
+	if (s->dir->lim.total_max != 0)
+		atomic_fetch_sub(&s->dir->reserved, s->credit);
+	s->credit = 0;
 	return true;
 }
 
@@ -935,8 +944,11 @@ dir_release(struct spool_stream *s)
 {
 	struct spool_dir *d = s->dir;
 
-	if (d->lim.total_max != 0)
+	if (d->lim.total_max != 0) {
 		atomic_fetch_sub(&d->staged_bytes, (uint64_t)s->data.len);
+		atomic_fetch_sub(&d->reserved, s->credit);
+	}
+	s->credit = 0;
 	atomic_fetch_sub(&d->stored_bytes, atomic_load(&s->live->stored_bytes));
 	atomic_fetch_sub(&d->segments, atomic_load(&s->live->segments));
 	pthread_mutex_lock(&d->mu);
@@ -1152,6 +1164,12 @@ struct stream_live *
 stream_live(const struct spool_stream *s)
 {
 	return s->live;
+}
+
+uint64_t *
+stream_credit(struct spool_stream *s)
+{
+	return &s->credit;
 }
 
 uint64_t

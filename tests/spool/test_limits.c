@@ -511,3 +511,51 @@ Test(spool, stalled_writer_never_shows_a_refused_record)
 	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
 	spool_dir_close(d);
 }
+
+/*
+ * Budget credits (budget.c): a check covered by the stream's credit takes
+ * no lock, and credits count as used, so two streams appending in turns
+ * never take the dir past total_max together, are refused at most 1/32 of
+ * it early, and a closed stream's unused credit is given back.
+ */
+Test(spool, credits_never_let_two_streams_pass_total_max)
+{
+	struct spool_limits lim = { .total_max = 200000 };
+	struct spool_dir *d = open_dir(&t, &lim);
+	struct spool_stream *a = new_stream(d, NULL), *b = new_stream(d, NULL);
+	struct spool_stream *s;
+	struct spool_counts c;
+	struct spool_err err = { "" };
+	const char *which;
+	uint8_t rec[997] = { 7 };
+	uint64_t appended = 0;
+	int i, refused = 0;
+
+	for (i = 0; i < 1000 && refused < 2; i++) {
+		s = i % 2 ? b : a;
+		if (spool_budget_check(s, sizeof(rec), &which) != 0) {
+			cr_assert_str_eq(which, "total_max");
+			refused++;
+			continue;
+		}
+		append1(s, rec, sizeof(rec), i);
+		appended += sizeof(rec);
+	}
+	cr_assert_eq(refused, 2, "total_max never refused");
+	spool_dir_counts(d, &c);
+	/* Nothing flushed: all of it is staged, counted raw. */
+	cr_assert_leq(appended, lim.total_max);
+	/* Credits refuse at most 1/32 of the quota early. */
+	cr_assert_geq(appended + sizeof(rec), lim.total_max -
+	    lim.total_max / 32, "refused with %llu bytes of room",
+	    (unsigned long long)(lim.total_max - appended));
+	/* Past the limit is refused, whatever the credits. */
+	cr_assert_eq(spool_budget_check(b, lim.total_max - appended + 1,
+	    &which), -EDQUOT);
+	/* a goes: its staged bytes and its credit are b's to use. */
+	cr_assert_eq(spool_stream_close(a, SPOOL_CLOSE_REMOVE, NULL, &err), 0);
+	cr_assert_eq(spool_budget_check(b, lim.total_max - appended / 2 - 2000,
+	    &which), 0);
+	spool_stream_close(b, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_dir_close(d);
+}
