@@ -387,6 +387,9 @@ park(struct stream *s, int64_t now)
 		fail(s, EIO, e.msg);
 		return;
 	}
+	/* Persisted now: a parked stream is the likeliest orphan, whose
+	 * replay would send again what the progress file does not say. */
+	(void)spool_cursor_ack(s->cur, 0, 0, true, &e);
 	batch_free(&s->batch);
 	spool_cursor_park(s->cur);
 	s->parked = true;
@@ -426,9 +429,11 @@ note_appended(struct stream *s)
 		return;
 	now = mono_ns();
 	unpark(s, now);
-	/* The socket is still full: parked again once the frame is written
-	 * (the replay thread is woken for the flush timer). */
+	/* The socket is still full: parked again a while later (the segment
+	 * the append opened is closed then). The thread may sleep with no
+	 * timer: it looks again now. */
 	atomic_store(&s->park_due, now + PARK_AFTER_NS);
+	replay_wake();
 }
 
 /* How a pump without mu ended (pump_unlocked). */
@@ -650,13 +655,13 @@ stream_service(struct stream *s)
 		goto out;
 	now = mono_ns();
 	atomic_store(&s->ready, false);
-	if (s->state == STREAM_SPOOLING && s->spool != NULL)
-		pump_turn(s, now);
-	if (s->state == STREAM_SPOOLING && s->spool != NULL &&
-	    atomic_load(&s->park_due) != 0 &&
-	    now >= atomic_load(&s->park_due))
-		park(s, now);
-	else if (s->state == STREAM_LINGER)
+	if (s->state == STREAM_SPOOLING && s->spool != NULL) {
+		pump_turn(s, now);	/* may drain to LINGER, which reads */
+		if (s->state == STREAM_SPOOLING &&
+		    atomic_load(&s->park_due) != 0 &&
+		    now >= atomic_load(&s->park_due))
+			park(s, now);
+	} else if (s->state == STREAM_LINGER)
 		discard_input(s, now);
 	if (s->registered && now >= atomic_load(&s->publish_due))
 		publish(s, now);

@@ -391,3 +391,36 @@ Test(pump, a_held_sync_never_delays_another_streams_replay, .timeout = 180)
 	close(c[1]);
 	free(b);
 }
+
+/* Under fsync=always a write to a parked stream writes its frame at once
+ * (nothing staged, no flush timer): the stream is parked again all the
+ * same, holding no segment fd, and its status is written again. */
+Test(pump, a_write_to_a_parked_stream_under_fsync_always_parks_again,
+    .timeout = 180)
+{
+	size_t total = 2u << 20;
+	unsigned char *b = pattern_bytes(total);
+	int fds[2], parked_fds;
+	struct stream *s;
+	bool parked;
+
+	unit_env("TCPSPOOL_FSYNC=always", NULL);
+	unit_unix_pair(fds);
+	write_varied(fds[0], b, 0, total / 2);
+	cr_assert_not_null(s = unit_stream(fds[0]));
+	cr_assert(wait_parked(s));
+	parked_fds = count_fds();
+	write_varied(fds[0], b, total / 2, total);
+	pthread_mutex_lock(&s->mu);
+	parked = s->parked;
+	pthread_mutex_unlock(&s->mu);
+	cr_assert_not(parked, "a write left the stream marked parked");
+	cr_assert(wait_parked(s), "not parked again after a write");
+	cr_expect_eq(count_fds(), parked_fds, "parked again with %d fds more",
+	    count_fds() - parked_fds);
+	cr_assert(read_pattern(fds[1], 0, total));
+	stream_unref(s);
+	op_close(fds[0]);
+	close(fds[1]);
+	free(b);
+}
