@@ -44,7 +44,7 @@ struct codec_scratch {
 	enum codec_backend backend;
 	int level;			/* deflate only */
 	void *state;			/* z_stream or libdeflate object */
-	uint8_t *in;			/* gathered input (libdeflate deflate) */
+	uint8_t *in;			/* gathered input (libdeflate) */
 	size_t in_cap;
 	uint8_t *out;			/* compressed output (deflate) */
 	size_t out_cap;

@@ -504,9 +504,10 @@ measure(const struct lib *lib, struct frames *fs, int reps, struct fig *fig)
 		for (i = 0; i < fs->n; i++) {
 			struct frame *f = &fs->f[i];
 
-			if (lib->inflate(d, f->z, f->zlen, out, f->raw_len) != 0)
-				errx(1, "%s: frame %zu not read back by itself",
-				    lib->name, i);
+			if (lib->inflate(d, f->z, f->zlen, out,
+			    f->raw_len) != 0)
+				errx(1, "%s: frame %zu not read back by "
+				    "itself", lib->name, i);
 		}
 		inf[r] = mb / ((double)(bench_ns() - t0) / 1e9);
 	}

@@ -95,7 +95,8 @@ recs_make(struct recs *r, enum set k)
 		for (i = 1; r->len < SET_BYTES; i++) {
 			n = snprintf(line, sizeof(line), "{\"ts\":\"2024-05-01T"
 			    "12:%02llu:%02llu.%06lluZ\",\"level\":\"%s\","
-			    "\"req\":%llu,\"status\":%d,\"user\":\"u%05llu\"}\n",
+			    "\"req\":%llu,\"status\":%d,"
+			    "\"user\":\"u%05llu\"}\n",
 			    (unsigned long long)(i / 60000 % 60),
 			    (unsigned long long)(i / 1000 % 60),
 			    (unsigned long long)(xr() % 1000000),
@@ -616,7 +617,7 @@ Test(spool, codec_threads_and_fork_child)
 			_exit(roundtrips(NULL) == NULL ? 0 : 1);
 		for (i = 0; i < 8; i++) {
 			cr_assert_eq(pthread_join(th[i], &bad), 0);
-			cr_assert_null(bad, "%s: thread %d: %ld bad round trips",
+			cr_assert_null(bad, "%s: thread %d: %ld bad trips",
 			    codec_backend_name(backends[b]), i, (long)bad);
 		}
 		cr_assert_eq(waitpid(pid, &status, 0), pid);
