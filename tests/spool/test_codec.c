@@ -301,8 +301,8 @@ frame_records(struct walk *w, const uint8_t *h, const uint8_t *raw,
 		us += (int64_t)((zz >> 1) ^ -(zz & 1));
 		cr_assert_eq(first_ts + us * 1000, ts_of(k) - (ts_of(k) -
 		    first_ts) % 1000, "record %zu: time", k);
-		cr_assert_eq(memcmp(dp, w->r->buf + w->r->off[k], want), 0,
-		    "record %zu: bytes", k);
+		cr_assert(want == 0 || memcmp(dp, w->r->buf + w->r->off[k],
+		    want) == 0, "record %zu: bytes", k);
 		dp += want;
 	}
 }
@@ -458,8 +458,9 @@ Test(spool, codec_backends_read_each_others_frames)
 					cr_assert_lt(i, r.n);
 					cr_assert_eq(rec.len, r.off[i + 1] -
 					    r.off[i]);
-					cr_assert_eq(memcmp(rec.data, r.buf +
-					    r.off[i], rec.len), 0);
+					cr_assert(rec.len == 0 ||
+					    memcmp(rec.data, r.buf + r.off[i],
+					    rec.len) == 0);
 					i++;
 				}
 				cr_assert_eq(rc, 0, "%s", err.msg);
@@ -595,9 +596,62 @@ roundtrips(void *arg)
 	return (void *)bad;
 }
 
-Test(spool, codec_threads_and_fork_child)
+Test(spool, codec_from_threads)
 {
 	pthread_t th[8];
+	size_t b;
+	void *bad;
+	int i;
+
+	text_make();
+	for (b = 0; b < NBACKENDS; b++) {
+		if (codec_backend_force(backends[b]) != 0)
+			continue;
+		for (i = 0; i < 8; i++)
+			cr_assert_eq(pthread_create(&th[i], NULL, roundtrips,
+			    NULL), 0);
+		for (i = 0; i < 8; i++) {
+			cr_assert_eq(pthread_join(th[i], &bad), 0);
+			cr_assert_null(bad, "%s: thread %d: %ld bad trips",
+			    codec_backend_name(backends[b]), i, (long)bad);
+		}
+	}
+}
+
+/*
+ * A fork while other threads hold scratches (a deflate result not yet
+ * released) and the cache holds idle ones: the child codes frames at
+ * once, and the parent's threads release theirs after the fork. The
+ * threads wait outside malloc at the fork: ASan's allocator (GCC 12) is
+ * not fork-safe the way glibc's malloc is, and a test of the codec must
+ * not hang on it.
+ */
+static pthread_barrier_t at_fork;
+
+static void *
+hold_across_fork(void *arg)
+{
+	uint8_t *back = malloc(sizeof(text));
+	struct iovec iov = { text, sizeof(text) };
+	struct codec_out z;
+	size_t n;
+	long bad = 0;
+
+	(void)arg;
+	n = codec_deflate(&iov, 1, sizeof(text), 1, &z);
+	pthread_barrier_wait(&at_fork);		/* the fork */
+	pthread_barrier_wait(&at_fork);
+	if (n == 0 || !codec_inflate(z.p, n, back, sizeof(text)) ||
+	    memcmp(back, text, sizeof(text)) != 0)
+		bad++;
+	codec_release(&z);
+	free(back);
+	return (void *)bad;
+}
+
+Test(spool, codec_in_fork_child_while_parent_threads_hold_scratch)
+{
+	pthread_t th[6];
 	size_t b;
 	void *bad;
 	int i, status;
@@ -607,19 +661,23 @@ Test(spool, codec_threads_and_fork_child)
 	for (b = 0; b < NBACKENDS; b++) {
 		if (codec_backend_force(backends[b]) != 0)
 			continue;
-		for (i = 0; i < 8; i++)
-			cr_assert_eq(pthread_create(&th[i], NULL, roundtrips,
-			    NULL), 0);
-		/* A child forked while the threads code frames codes too. */
+		cr_assert_null(roundtrips(NULL));	/* idle scratch cached */
+		cr_assert_eq(pthread_barrier_init(&at_fork, NULL, 7), 0);
+		for (i = 0; i < 6; i++)
+			cr_assert_eq(pthread_create(&th[i], NULL,
+			    hold_across_fork, NULL), 0);
+		pthread_barrier_wait(&at_fork);
 		pid = fork();
 		cr_assert_geq(pid, 0);
 		if (pid == 0)
 			_exit(roundtrips(NULL) == NULL ? 0 : 1);
-		for (i = 0; i < 8; i++) {
+		pthread_barrier_wait(&at_fork);
+		for (i = 0; i < 6; i++) {
 			cr_assert_eq(pthread_join(th[i], &bad), 0);
-			cr_assert_null(bad, "%s: thread %d: %ld bad trips",
-			    codec_backend_name(backends[b]), i, (long)bad);
+			cr_assert_null(bad, "%s: thread %d",
+			    codec_backend_name(backends[b]), i);
 		}
+		pthread_barrier_destroy(&at_fork);
 		cr_assert_eq(waitpid(pid, &status, 0), pid);
 		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		    "%s: fork child: status %#x",
