@@ -38,6 +38,7 @@
 
 #define CACHE_SLOTS	4
 #define CACHE_BUF_MAX	(1u << 20)
+#define STORE_SAVING	64	/* deflate must save 1/64 of a payload */
 
 /* The state of one direction of one library, and its buffers. */
 struct codec_scratch {
@@ -316,8 +317,13 @@ codec_deflate(const struct iovec *iov, int iovcnt, size_t total, int level,
 	if ((x = cache_take(enc_cache)) == NULL)
 		return 0;
 	scratch_fit(x, b, level, true);
-	/* Only a strictly smaller result is kept: total - 1 bytes of room. */
-	bound = total - 1;
+	/*
+	 * A deflated payload must save at least 1/64 of it (and one byte):
+	 * below that, the frame is stored, and reading it back is a copy
+	 * instead of decoding Huffman-coded literals, several times faster
+	 * (incompressible data: FORMAT.md §3.2, tests/bench/NOTES.md).
+	 */
+	bound = total - (total / STORE_SAVING > 0 ? total / STORE_SAVING : 1);
 	if (!grow(&x->out, &x->out_cap, bound)) {
 		cache_give(enc_cache, x, true);
 		return 0;

@@ -139,8 +139,8 @@ struct codec_out {
 /*
  * Compresses the concatenation of the iovecs (total bytes) into one
  * complete raw deflate stream at level (1..9) in out->p. Returns its
- * length, or 0 when it is not strictly smaller than total, level <= 0 or
- * memory is short: store the payload raw. Call codec_release(out) once
+ * length, or 0 when it does not save at least 1/64 of total (and one
+ * byte), level <= 0 or memory is short: store the payload raw. Call codec_release(out) once
  * out->p is written, whatever the result.
  */
 size_t codec_deflate(const struct iovec *iov, int iovcnt, size_t total,
