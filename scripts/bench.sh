@@ -189,26 +189,50 @@ fi
 
 run ingest under_lib "$bench/ingest_bench" "${ingest_args[@]}"
 
-# Stored bytes: spool_bench, one data set at a time (deterministic sizes).
-for k in 0 1 2; do
-	echo "== stored bytes, data set $k" >&2
-	TMPDIR=$work "$bench/spool_bench" "$store_mib" 1 "$k" >"$work/store.$k" ||
-		{ echo "bench: spool_bench failed" >&2; exit 1; }
-	awk -v k="$k" '
-		/^\(/ { name = substr($0, 2, index($0, ")") - 2) }
-		/^  stored/ {
-			st = $2; gz = $7; r = $11; raw = $NF
-			if (k == 2) {
-				goal = "≤ 1.01x of raw"; ok = raw <= 1.01
-				val = sprintf("%.3fx of raw, %.3fx gzip -1", raw, r)
-			} else {
-				goal = "≤ 1.10x"; ok = r <= 1.10
-				val = sprintf("%.3fx (%.3fx of raw)", r, raw)
-			}
-			printf "ROW|stored bytes, %s|%d B|gzip -1: %d B|%s, deterministic|%s|%s\n",
-			    name, st, gz, val, goal, ok ? "met" : "MISSED"
-		}' "$work/store.$k" >>"$rows"
-done
+# --- Stored size and the frame codec (issue 14) ---------------------------
+#
+# Stored bytes: spool_bench, one data set at a time, against gzip -1 of
+# the same stream; the frames are written by the library libtcpspool.so
+# was built with. The data is the same every run, the record times are
+# not (the clock), and the times column moves the size by about 0.5 %.
+stored_rows() {
+	local k codec=zlib
+	ldd "$lib" 2>/dev/null | grep -q libdeflate && codec=libdeflate
+	for k in 0 1 2; do
+		echo "== stored bytes, data set $k" >&2
+		TMPDIR=$work "$bench/spool_bench" "$store_mib" 1 "$k" \
+		    >"$work/store.$k" ||
+			{ echo "bench: spool_bench failed" >&2; exit 1; }
+		awk -v k="$k" -v codec="$codec" '
+			/^\(/ { name = substr($0, 2, index($0, ")") - 2) }
+			/^  stored/ {
+				st = $2; gz = $7; r = $11; raw = $NF
+				if (k == 2) {
+					goal = "≤ 1.01x of raw"; ok = raw <= 1.01
+					val = sprintf("%.3fx of raw, %.3fx gzip -1", raw, r)
+				} else {
+					goal = "≤ 1.00x"; ok = r <= 1.00
+					val = sprintf("%.3fx (%.3fx of raw)", r, raw)
+				}
+				printf "ROW|stored bytes, %s (frames by %s level 1)|%d B|gzip -1: %d B|%s (record times from the clock: about ±0.5 %% between runs)|%s|%s\n",
+				    name, codec, st, gz, val, goal, ok ? "met" : "MISSED"
+			}' "$work/store.$k" >>"$rows"
+	done
+}
+
+# The codec libraries on the spool's 128 KiB frames: codec_bench's rows
+# (libdeflate and, when installed, ISA-L igzip, each against zlib level 1
+# in the same run; every frame read back by zlib's inflate, or it fails).
+codec_rows() {
+	if [ "$smoke" -eq 1 ]; then
+		run codec "$bench/codec_bench" 2 1
+	else
+		run codec "$bench/codec_bench" 32 5
+	fi
+}
+
+stored_rows
+codec_rows
 
 run replay under_lib "$bench/replay_bench" "${replay_args[@]}"
 # The same with server A's 28-byte records (less data: it drains slowly;

@@ -1,151 +1,373 @@
 /*
- * codec.c — per-thread zlib state.
+ * codec.c — raw DEFLATE for frame payloads, by libdeflate or zlib.
  *
- * Invariant: a stream holds no zlib state. Each thread that forms or reads
- * frames owns one deflate and one inflate z_stream plus an output buffer,
- * reset (deflateReset/inflateReset) for every frame and freed when the
- * thread exits. So thousands of idle streams cost no zlib memory, and a
- * frame is always one complete, independent raw deflate stream.
+ * Whatever library wrote it, a frame's payload is one complete raw DEFLATE
+ * stream (RFC 1951) that zlib's inflate reads (FORMAT.md §3.2); zlib is
+ * the reference decoder of the tests. libdeflate (Meson option
+ * 'libdeflate', HAVE_LIBDEFLATE) is the default backend when it was found
+ * at build time, zlib otherwise; tests and benchmarks may force either
+ * (codec_backend_force). The choice and its figures: tests/bench/NOTES.md.
+ *
+ * Memory. A stream holds no codec state. A frame takes a scratch (the
+ * library's state plus the buffers it needs) for the length of one call
+ * (inflate) or until the caller wrote the result (deflate,
+ * codec_release), and gives it back to a cache of CACHE_SLOTS per
+ * direction shared by every thread. So the process holds at most as many
+ * scratches as frames are being coded at once plus CACHE_SLOTS idle ones,
+ * whatever the number of threads or streams; a scratch whose buffers grew
+ * past CACHE_BUF_MAX (a frame_target of megabytes) is freed, not cached.
+ *
+ * Threads and fork. The cache is an array of atomic pointers: a taker
+ * exchanges a slot with NULL, a giver swaps its scratch into an empty slot
+ * (or frees it). No lock is held at any time, so a fork child finds every
+ * slot either empty or holding a whole idle scratch, and may code frames
+ * at once; scratches other threads of the parent held at the fork are
+ * never seen again in the child (lost memory there, never corruption).
+ * Not async-signal-safe (malloc).
  */
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
+#ifdef HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
+
 #include "internal.h"
 
-struct codec_tls {
-	z_stream def;
-	bool def_ready;
-	int def_level;
-	z_stream inf;
-	bool inf_ready;
-	uint8_t *out;
+#define CACHE_SLOTS	4
+#define CACHE_BUF_MAX	(1u << 20)
+#define STORE_SAVING	64	/* deflate must save 1/64 of a payload */
+
+/* The state of one direction of one library, and its buffers. */
+struct codec_scratch {
+	enum codec_backend backend;
+	int level;			/* deflate only */
+	void *state;			/* z_stream or libdeflate object */
+	uint8_t *in;			/* gathered input (libdeflate) */
+	size_t in_cap;
+	uint8_t *out;			/* compressed output (deflate) */
 	size_t out_cap;
 };
 
-static pthread_key_t codec_key;
-static pthread_once_t codec_once = PTHREAD_ONCE_INIT;
-static bool codec_key_ok;
+#ifdef HAVE_LIBDEFLATE
+static atomic_int backend = CODEC_BACKEND_LIBDEFLATE;
+#else
+static atomic_int backend = CODEC_BACKEND_ZLIB;
+#endif
 
-static void
-codec_free(void *p)
+static _Atomic(struct codec_scratch *) enc_cache[CACHE_SLOTS];
+static _Atomic(struct codec_scratch *) dec_cache[CACHE_SLOTS];
+
+bool
+codec_backend_available(enum codec_backend b)
 {
-	struct codec_tls *t = p;
+#ifdef HAVE_LIBDEFLATE
+	if (b == CODEC_BACKEND_LIBDEFLATE)
+		return true;
+#endif
+	return b == CODEC_BACKEND_ZLIB;
+}
 
-	if (t == NULL)
+int
+codec_backend_force(enum codec_backend b)
+{
+	if (!codec_backend_available(b))
+		return -1;
+	atomic_store(&backend, (int)b);
+	return 0;
+}
+
+enum codec_backend
+codec_backend_current(void)
+{
+	return (enum codec_backend)atomic_load(&backend);
+}
+
+const char *
+codec_backend_name(enum codec_backend b)
+{
+	return b == CODEC_BACKEND_LIBDEFLATE ? "libdeflate" : "zlib";
+}
+
+/* ------------------------------------------------------ scratch, cache */
+
+/* Frees the library state of a scratch, which then has none. */
+static void
+state_free(struct codec_scratch *x, bool enc)
+{
+	if (x->state == NULL)
 		return;
-	if (t->def_ready)
-		deflateEnd(&t->def);
-	if (t->inf_ready)
-		inflateEnd(&t->inf);
-	free(t->out);
-	free(t);
+#ifdef HAVE_LIBDEFLATE
+	if (x->backend == CODEC_BACKEND_LIBDEFLATE && enc)
+		libdeflate_free_compressor(x->state);
+	else if (x->backend == CODEC_BACKEND_LIBDEFLATE)
+		libdeflate_free_decompressor(x->state);
+	else
+#endif
+	{
+		if (enc)
+			deflateEnd(x->state);
+		else
+			inflateEnd(x->state);
+		free(x->state);
+	}
+	x->state = NULL;
 }
 
 static void
-codec_key_init(void)
+scratch_free(struct codec_scratch *x, bool enc)
 {
-	codec_key_ok = pthread_key_create(&codec_key, codec_free) == 0;
+	state_free(x, enc);
+	free(x->in);
+	free(x->out);
+	free(x);
 }
 
-static struct codec_tls *
-codec_get(void)
+static struct codec_scratch *
+cache_take(_Atomic(struct codec_scratch *) *cache)
 {
-	struct codec_tls *t;
+	struct codec_scratch *x;
+	int i;
 
-	pthread_once(&codec_once, codec_key_init);
-	if (!codec_key_ok)
-		return NULL;
-	if ((t = pthread_getspecific(codec_key)) != NULL)
-		return t;
-	if ((t = calloc(1, sizeof(*t))) == NULL)
-		return NULL;
-	if (pthread_setspecific(codec_key, t) != 0) {
-		free(t);
-		return NULL;
+	for (i = 0; i < CACHE_SLOTS; i++)
+		if (atomic_load_explicit(&cache[i], memory_order_relaxed) !=
+		    NULL && (x = atomic_exchange(&cache[i], NULL)) != NULL)
+			return x;
+	return calloc(1, sizeof(struct codec_scratch));
+}
+
+static void
+cache_give(_Atomic(struct codec_scratch *) *cache, struct codec_scratch *x,
+    bool enc)
+{
+	struct codec_scratch *empty;
+	int i;
+
+	if (x->in_cap > CACHE_BUF_MAX || x->out_cap > CACHE_BUF_MAX) {
+		scratch_free(x, enc);
+		return;
 	}
-	return t;
+	for (i = 0; i < CACHE_SLOTS; i++) {
+		empty = NULL;
+		if (atomic_compare_exchange_strong(&cache[i], &empty, x))
+			return;
+	}
+	scratch_free(x, enc);
 }
 
 static bool
-deflate_ready(struct codec_tls *t, int level)
+grow(uint8_t **p, size_t *cap, size_t need)
 {
-	if (t->def_ready && t->def_level == level)
-		return deflateReset(&t->def) == Z_OK;
-	if (t->def_ready)
-		deflateEnd(&t->def);
-	t->def_ready = false;
-	memset(&t->def, 0, sizeof(t->def));
-	if (deflateInit2(&t->def, level, Z_DEFLATED, -15, 8,
-	    Z_DEFAULT_STRATEGY) != Z_OK)
+	uint8_t *n;
+
+	if (*cap >= need)
+		return true;
+	if ((n = malloc(need)) == NULL)
 		return false;
-	t->def_ready = true;
-	t->def_level = level;
+	free(*p);		/* nothing in it is kept */
+	*p = n;
+	*cap = need;
 	return true;
 }
 
-size_t
-codec_deflate(const struct iovec *iov, int iovcnt, size_t total, int level,
-    const uint8_t **out)
+/*
+ * Makes x a scratch of backend b (deflate: at this level), dropping a
+ * state made for another.
+ */
+static void
+scratch_fit(struct codec_scratch *x, enum codec_backend b, int level,
+    bool enc)
 {
-	struct codec_tls *t;
-	size_t bound;
+	if (x->state != NULL && (x->backend != b || x->level != level))
+		state_free(x, enc);
+	x->backend = b;
+	x->level = level;
+}
+
+/* ---------------------------------------------------------------- zlib */
+
+static size_t
+zlib_deflate(struct codec_scratch *x, const struct iovec *iov, int iovcnt,
+    size_t bound, int level)
+{
+	z_stream *z = x->state;
 	int i, rc = Z_OK;
 
-	if (level <= 0 || total == 0 || (t = codec_get()) == NULL ||
-	    !deflate_ready(t, level))
-		return 0;
-	/* Only a strictly smaller result is kept: total - 1 bytes of room. */
-	bound = total - 1;
-	if (t->out_cap < bound) {
-		uint8_t *n = realloc(t->out, bound);
-		if (n == NULL)
+	if (z == NULL) {
+		if ((z = calloc(1, sizeof(*z))) == NULL)
 			return 0;
-		t->out = n;
-		t->out_cap = bound;
-	}
-	t->def.next_out = t->out;
-	t->def.avail_out = (uInt)bound;
+		if (deflateInit2(z, level, Z_DEFLATED, -15, 8,
+		    Z_DEFAULT_STRATEGY) != Z_OK) {
+			free(z);
+			return 0;
+		}
+		x->state = z;
+	} else if (deflateReset(z) != Z_OK)
+		return 0;
+	z->next_out = x->out;
+	z->avail_out = (uInt)bound;
 	for (i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len == 0 && i != iovcnt - 1)
 			continue;	/* deflate reports no progress */
-		t->def.next_in = iov[i].iov_base;
-		t->def.avail_in = (uInt)iov[i].iov_len;
-		rc = deflate(&t->def, i == iovcnt - 1 ? Z_FINISH : Z_NO_FLUSH);
-		if (rc == Z_STREAM_END || (rc == Z_OK && t->def.avail_out == 0) ||
+		z->next_in = iov[i].iov_base;
+		z->avail_in = (uInt)iov[i].iov_len;
+		rc = deflate(z, i == iovcnt - 1 ? Z_FINISH : Z_NO_FLUSH);
+		if (rc == Z_STREAM_END || (rc == Z_OK && z->avail_out == 0) ||
 		    rc == Z_BUF_ERROR)
 			break;
 		if (rc != Z_OK)
 			return 0;
 	}
 	if (rc != Z_STREAM_END)
-		return 0;	/* did not fit in total - 1: store */
-	*out = t->out;
-	return bound - t->def.avail_out;
+		return 0;	/* did not fit in bound: store */
+	return bound - z->avail_out;
+}
+
+static bool
+zlib_inflate(struct codec_scratch *x, const uint8_t *in, size_t in_len,
+    uint8_t *out, size_t raw_len)
+{
+	z_stream *z = x->state;
+
+	if (z == NULL) {
+		if ((z = calloc(1, sizeof(*z))) == NULL)
+			return false;
+		if (inflateInit2(z, -15) != Z_OK) {
+			free(z);
+			return false;
+		}
+		x->state = z;
+	} else if (inflateReset(z) != Z_OK)
+		return false;
+	z->next_in = (uint8_t *)in;
+	z->avail_in = (uInt)in_len;
+	z->next_out = out;
+	z->avail_out = (uInt)raw_len;
+	/* Exactly raw_len bytes out, and the stream ends exactly at in_len. */
+	return inflate(z, Z_FINISH) == Z_STREAM_END && z->avail_out == 0 &&
+	    z->avail_in == 0;
+}
+
+/* ---------------------------------------------------------- libdeflate */
+
+#ifdef HAVE_LIBDEFLATE
+/* libdeflate takes one buffer: the iovecs are gathered first. */
+static size_t
+ld_deflate(struct codec_scratch *x, const struct iovec *iov, int iovcnt,
+    size_t total, size_t bound, int level)
+{
+	const uint8_t *in;
+	size_t off = 0;
+	int i;
+
+	if (x->state == NULL &&
+	    (x->state = libdeflate_alloc_compressor(level)) == NULL)
+		return 0;
+	if (iovcnt == 1)
+		in = iov[0].iov_base;
+	else {
+		if (!grow(&x->in, &x->in_cap, total))
+			return 0;
+		for (i = 0; i < iovcnt; i++) {
+			if (iov[i].iov_len == 0)
+				continue;
+			memcpy(x->in + off, iov[i].iov_base, iov[i].iov_len);
+			off += iov[i].iov_len;
+		}
+		in = x->in;
+	}
+	/* 0 when the stream does not fit in bound: store. */
+	return libdeflate_deflate_compress(x->state, in, total, x->out, bound);
+}
+
+static bool
+ld_inflate(struct codec_scratch *x, const uint8_t *in, size_t in_len,
+    uint8_t *out, size_t raw_len)
+{
+	size_t used;
+
+	if (x->state == NULL &&
+	    (x->state = libdeflate_alloc_decompressor()) == NULL)
+		return false;
+	/*
+	 * With no actual_out_nbytes_ret, success means exactly raw_len
+	 * bytes out; used says where the stream ended.
+	 */
+	return libdeflate_deflate_decompress_ex(x->state, in, in_len, out,
+	    raw_len, &used, NULL) == LIBDEFLATE_SUCCESS && used == in_len;
+}
+#endif
+
+/* ----------------------------------------------------------------- API */
+
+size_t
+codec_deflate(const struct iovec *iov, int iovcnt, size_t total, int level,
+    struct codec_out *out)
+{
+	enum codec_backend b = codec_backend_current();
+	struct codec_scratch *x;
+	size_t bound, zlen;
+
+	out->p = NULL;
+	out->held = NULL;
+	if (level <= 0 || total <= 1 || iovcnt <= 0)
+		return 0;
+	if ((x = cache_take(enc_cache)) == NULL)
+		return 0;
+	scratch_fit(x, b, level, true);
+	/*
+	 * A deflated payload must save at least 1/64 of it (and one byte):
+	 * below that, the frame is stored, and reading it back is a copy
+	 * instead of decoding Huffman-coded literals, several times faster
+	 * (incompressible data: FORMAT.md §3.2, tests/bench/NOTES.md).
+	 */
+	bound = total - (total / STORE_SAVING > 0 ? total / STORE_SAVING : 1);
+	if (!grow(&x->out, &x->out_cap, bound)) {
+		cache_give(enc_cache, x, true);
+		return 0;
+	}
+#ifdef HAVE_LIBDEFLATE
+	if (b == CODEC_BACKEND_LIBDEFLATE)
+		zlen = ld_deflate(x, iov, iovcnt, total, bound, level);
+	else
+#endif
+		zlen = zlib_deflate(x, iov, iovcnt, bound, level);
+	if (zlen == 0) {
+		cache_give(enc_cache, x, true);
+		return 0;
+	}
+	out->p = x->out;
+	out->held = x;
+	return zlen;
+}
+
+void
+codec_release(struct codec_out *out)
+{
+	if (out->held != NULL)
+		cache_give(enc_cache, out->held, true);
+	out->p = NULL;
+	out->held = NULL;
 }
 
 bool
 codec_inflate(const uint8_t *in, size_t in_len, uint8_t *out, size_t raw_len)
 {
-	struct codec_tls *t;
-	int rc;
+	enum codec_backend b = codec_backend_current();
+	struct codec_scratch *x;
+	bool ok;
 
-	if ((t = codec_get()) == NULL)
+	if ((x = cache_take(dec_cache)) == NULL)
 		return false;
-	if (!t->inf_ready) {
-		memset(&t->inf, 0, sizeof(t->inf));
-		if (inflateInit2(&t->inf, -15) != Z_OK)
-			return false;
-		t->inf_ready = true;
-	} else if (inflateReset(&t->inf) != Z_OK)
-		return false;
-	t->inf.next_in = (uint8_t *)in;
-	t->inf.avail_in = (uInt)in_len;
-	t->inf.next_out = out;
-	t->inf.avail_out = (uInt)raw_len;
-	rc = inflate(&t->inf, Z_FINISH);
-	/* Exactly raw_len bytes out, and the stream ends exactly at in_len. */
-	return rc == Z_STREAM_END && t->inf.avail_out == 0 &&
-	    t->inf.avail_in == 0;
+	scratch_fit(x, b, 0, false);
+#ifdef HAVE_LIBDEFLATE
+	if (b == CODEC_BACKEND_LIBDEFLATE)
+		ok = ld_inflate(x, in, in_len, out, raw_len);
+	else
+#endif
+		ok = zlib_inflate(x, in, in_len, out, raw_len);
+	cache_give(dec_cache, x, false);
+	return ok;
 }

@@ -120,16 +120,43 @@ bool payload_next(struct payload_iter *it, struct rec_ref *r);
 /* ------------------------------------------------------------- codec.c */
 
 /*
- * Compresses the concatenation of the iovecs with the calling thread's
- * deflate state (raw deflate). *out points to thread-owned memory valid
- * until the thread's next codec call. Returns the compressed length, or 0
- * when deflate does not make it strictly smaller (store it raw).
+ * Frame payloads are raw DEFLATE whatever library writes them: libdeflate
+ * when the build found it (the default), zlib otherwise; zlib's inflate
+ * reads every frame either writes. No stream holds codec state: a frame
+ * borrows a scratch from a small cache shared by all threads (codec.c).
+ */
+enum codec_backend {
+	CODEC_BACKEND_ZLIB,
+	CODEC_BACKEND_LIBDEFLATE,
+};
+
+/* A deflate result, valid until codec_release() gives its scratch back. */
+struct codec_out {
+	const uint8_t *p;
+	struct codec_scratch *held;
+};
+
+/*
+ * Compresses the concatenation of the iovecs (total bytes) into one
+ * complete raw deflate stream at level (1..9) in out->p. Returns its
+ * length, or 0 when it does not save at least 1/64 of total (and one
+ * byte), level <= 0 or memory is short: store the payload raw. Call codec_release(out) once
+ * out->p is written, whatever the result.
  */
 size_t codec_deflate(const struct iovec *iov, int iovcnt, size_t total,
-    int level, const uint8_t **out);
-/* Inflates exactly raw_len bytes from a complete raw deflate stream. */
+    int level, struct codec_out *out);
+void codec_release(struct codec_out *out);
+/*
+ * Inflates exactly raw_len bytes from in_len bytes that must be exactly
+ * one complete raw deflate stream.
+ */
 bool codec_inflate(const uint8_t *in, size_t in_len, uint8_t *out,
     size_t raw_len);
+/* For tests and benchmarks: which backend codes frames from now on. */
+bool codec_backend_available(enum codec_backend b);
+int codec_backend_force(enum codec_backend b);
+enum codec_backend codec_backend_current(void);
+const char *codec_backend_name(enum codec_backend b);
 
 /* --------------------------------------------------------------- err.c */
 

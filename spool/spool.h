@@ -3,9 +3,9 @@
  *
  * A spool dir holds streams. A stream is one ordered byte stream (in
  * practice: what one connection could not send at once), kept as records
- * (the bytes of one write call) in zlib-compressed, append-only, checksummed
- * segment files. This module knows files, frames and records, and nothing
- * about sockets. spool/FORMAT.md is the on-disk contract.
+ * (the bytes of one write call) in deflate-compressed, append-only,
+ * checksummed segment files. This module knows files, frames and records,
+ * and nothing about sockets. spool/FORMAT.md is the on-disk contract.
  *
  * Conventions:
  *   - Functions returning int return 0 (or a count) on success and a
@@ -140,7 +140,7 @@ struct spool_options {
 	uint64_t segment_max;	/* rotate when a segment would exceed this */
 	uint32_t frame_target;	/* form a frame once this many raw bytes are
 				 * staged; 0 = every append forms a frame */
-	int level;		/* zlib level, 0 (stored) .. 9 */
+	int level;		/* deflate level, 0 (stored) .. 9 */
 	enum spool_fsync fsync;
 	uint32_t fsync_interval_ms;
 	/* With SPOOL_FSYNC_INTERVAL: the writer never calls fdatasync or

@@ -494,7 +494,7 @@ write_frame(struct spool_stream *s, bool sync, struct spool_err *err)
 	struct iovec cols[3], iov[4];
 	uint8_t hb[FRAME_HEADER_LEN];
 	struct frame_header fh;
-	const uint8_t *z;
+	struct codec_out z;
 	size_t raw, zlen;
 	int rc, n;
 
@@ -514,8 +514,8 @@ write_frame(struct spool_stream *s, bool sync, struct spool_err *err)
 	if (zlen > 0) {
 		fh.codec = CODEC_DEFLATE;
 		fh.stored_len = (uint32_t)zlen;
-		fh.payload_crc = spool_crc(z, zlen);
-		iov[1] = (struct iovec){ (void *)z, zlen };
+		fh.payload_crc = spool_crc(z.p, zlen);
+		iov[1] = (struct iovec){ (void *)z.p, zlen };
 		n = 2;
 	} else {
 		fh.codec = CODEC_STORED;
@@ -525,9 +525,12 @@ write_frame(struct spool_stream *s, bool sync, struct spool_err *err)
 		n = 4;
 	}
 	frame_header_encode(hb, &fh);
-	if ((rc = frame_room(s, FRAME_HEADER_LEN + fh.stored_len, err)) < 0)
+	if ((rc = frame_room(s, FRAME_HEADER_LEN + fh.stored_len, err)) < 0) {
+		codec_release(&z);
 		return rc;
+	}
 	rc = pwritev_all(s->seg_fd, iov, n, s->seg_end);
+	codec_release(&z);
 	if (rc == 0) {
 		s->unsynced = true;
 		if ((sync || s->opt.fsync == SPOOL_FSYNC_ALWAYS) &&

@@ -275,7 +275,7 @@ bench(struct spool_dir *dir, const struct data *d, int reps)
 	    " | ratio %.2f (goal >= 0.8)\n", mb / am, (double)d->n / am,
 	    mb / cm, cm / am);
 	printf("  stored     %10llu B | gzip -1 %10zu B | ratio %.3f "
-	    "(goal <= 1.10) | vs raw %.3f\n", (unsigned long long)r.stored,
+	    "(goal <= 1.00) | vs raw %.3f\n", (unsigned long long)r.stored,
 	    gz, (double)r.stored / (double)gz,
 	    (double)r.stored / (double)r.raw);
 	printf("  read back  %8.1f MB/s %10.0f rec/s | inflate      %8.1f MB/s"
