@@ -215,7 +215,7 @@ bench_proc_rss_kib(pid_t pid)
 static inline long long
 bench_lib_thread_ticks(pid_t pid, char *names, size_t nlen)
 {
-	char dir[64], path[128], text[1024], comm[64];
+	char dir[64], path[384], text[1024], comm[64];
 	long long by_name = 0, others = 0;
 	char named[256] = "", unnamed[256] = "";
 	struct dirent *e;
