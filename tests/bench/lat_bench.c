@@ -34,7 +34,12 @@
  *       p50 / p99 / p99.9 / max of the calls of each run, the medians
  *       over repetitions (max: the largest), against the writer without
  *       the library; and the time from the first read to the last byte
- *       written before it (the backlog: spool and kernel).
+ *       written before it (the backlog: spool and kernel). Goal: the
+ *       slowest call at most twice the plain writer's slowest in the same
+ *       run. Not an absolute bound: on a shared 2-core machine the plain
+ *       writer's slowest call is itself milliseconds (preemption), and
+ *       what the issue saw was 19.8 ms (an fdatasync on the application's
+ *       thread) against 5 ms.
  *   lat_bench drain-child STALL_MS RUN_MS RATE   one run, one line
  */
 #include <poll.h>
@@ -371,13 +376,13 @@ do_drain(int argc, char **argv)
 		    "%.2f / %.2f / %.1f / %.1f µs; backlog %.1f MB drained in "
 		    "%.0f ms|without the library (waits in poll when the "
 		    "kernel is full): %s|max %.2fx, p99.9 %.2fx (medians of "
-		    "%d runs, max of max)|max < 1 ms, never waits for the disk "
-		    "or the replay thread|%s\n", modes[m], rate, stall,
+		    "%d runs, max of max)|max ≤ 2x without the library (no "
+		    "wait for the disk or the replay thread)|%s\n", modes[m], rate, stall,
 		    MED(v, p50) / 1e3, MED(v, p99) / 1e3, MED(v, p999) / 1e3,
 		    MED(v, max) / 1e3, MED(v, backlog) / 1e6,
 		    MED(v, backlog_ms), pl, MED(v, max) / MED(plain, max),
 		    MED(v, p999) / MED(plain, p999), reps,
-		    MED(v, max) < 1e6 ? "met" : "MISSED");
+		    MED(v, max) <= 2 * MED(plain, max) ? "met" : "MISSED");
 	}
 #undef MED
 	return 0;
