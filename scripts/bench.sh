@@ -240,6 +240,63 @@ run replay under_lib "$bench/replay_bench" "${replay_args[@]}"
 run replay-28 under_lib "$bench/replay_bench" "${replay28_args[@]}"
 run memory under_lib "$bench/mem_bench" "${mem_args[@]}"
 
+# --- Issue 13: the engine's figures -----------------------------------------
+# The application's call times while its spool fills and drains (lat_bench
+# drain), the first replayed byte of small streams beside a big drain
+# (replay_bench fair), and the 10,000-connection run (scale_bench); the
+# memory and fds per stalled connection are mem_bench's rows, above. Kept in
+# these functions, with their own sizes, apart from the other sections.
+issue13_sizes() {
+	if [ "$smoke" -eq 1 ]; then
+		i13_drain=(1 200 100 200000)	# reps, stall ms, run ms, calls/s
+		i13_fair=(64 1 10)		# big MiB, reps, small streams
+		i13_scale=(--connections 100 --kib 64 --cpu-ms 500)
+	else
+		i13_drain=(3 2000 1000 200000)
+		i13_fair=(1024 3 99)
+		i13_scale=(--connections 10000 --kib 1024 --cpu-ms 3000)
+	fi
+}
+
+# lat_bench drain starts its own children with and without the library
+# (the same writer in the same run): it gets the library's environment,
+# not the library.
+issue13_latency() {
+	run drain-latency under_lib env -u LD_PRELOAD \
+	    "$bench/lat_bench" drain "$lib" "${i13_drain[@]}"
+}
+
+issue13_fairness() {
+	run fairness under_lib "$bench/replay_bench" fair "${i13_fair[@]}"
+}
+
+# 10,000 stalled connections in one process (scale_bench: the server under
+# the library, its clients in another process; 16 KiB buffers, server A's
+# 28-byte messages, which compress about 10:1, so 10 GiB of stream is
+# about 1 GiB on disk, in $work on /var/tmp, removed at the end). The
+# server needs about 6 fds per connection today: the limit is raised here
+# (and by scale_bench itself, as far as it is allowed).
+issue13_scale() {
+	local need=$((8 * ${i13_scale[1]} + 1024))
+	(
+		[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge "$need" ] ||
+			ulimit -Hn "$need" 2>/dev/null ||
+			echo "bench: cannot raise the fd limit to $need" >&2
+		ulimit -n "$(ulimit -Hn)"
+		mkdir -p "$work/scale-spool"
+		run scale "$bench/scale_bench" --lib "$lib" \
+		    --spool-dir "$work/scale-spool" \
+		    --cli "$build/tools/tcpspool" --deadline 1800 \
+		    "${i13_scale[@]}"
+	)
+}
+
+issue13_sizes
+issue13_latency
+issue13_fairness
+issue13_scale
+# --- end of issue 13's figures -----------------------------------------------
+
 # --- Server A's scenario: kernel alone, tcpspool, a socat/mbuffer relay ---
 #
 # The relay a user could put between server A and its client instead of

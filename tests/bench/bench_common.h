@@ -14,6 +14,8 @@
 
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <arpa/inet.h>
@@ -21,9 +23,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <dirent.h>
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +103,171 @@ bench_rss_kib(void)
 		fclose(f);
 	}
 	return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Heap bytes in use (every arena, mmapped chunks included): the process's
+ * own malloc, which the library shares. */
+static inline long long
+bench_heap_bytes(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return (long long)mi.uordblks + (long long)mi.hblkhd;
+}
+
+/* Open fds of a process (0: this one), by what they are. */
+struct bench_fds {
+	int total, sockets;
+	int segments;		/* a path ending in .open or .seg */
+	int dirs, files;	/* other paths */
+	int other;		/* pipes, epoll, eventfd, ... */
+};
+
+static inline bool
+bench_ends_with(const char *s, const char *tail)
+{
+	size_t n = strlen(s), t = strlen(tail);
+
+	return n >= t && strcmp(s + n - t, tail) == 0;
+}
+
+static inline struct bench_fds
+bench_fds(pid_t pid)
+{
+	struct bench_fds c = { 0, 0, 0, 0, 0, 0 };
+	struct stat st;
+	char dir[64], path[320], link[256];
+	struct dirent *e;
+	ssize_t n;
+	DIR *d;
+
+	if (pid == 0)
+		pid = getpid();
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(dir)) == NULL) {
+		c.total = -1;
+		return c;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if ((n = readlink(path, link, sizeof(link) - 1)) < 0)
+			continue;	/* closed meanwhile */
+		link[n] = '\0';
+		c.total++;
+		if (strncmp(link, "socket:", 7) == 0)
+			c.sockets++;
+		else if (link[0] != '/')
+			c.other++;
+		else if (bench_ends_with(link, ".open") ||
+		    bench_ends_with(link, ".seg"))
+			c.segments++;
+		else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			c.dirs++;
+		else
+			c.files++;
+	}
+	closedir(d);
+	return c;
+}
+
+/* What b holds more than a, per n, by kind. */
+static inline const char *
+bench_fds_diff_str(struct bench_fds a, struct bench_fds b, int n, char *buf,
+    size_t len)
+{
+	snprintf(buf, len, "sockets %.2f, segment files %.2f, dirs %.2f, "
+	    "other files %.2f, other %.2f", (double)(b.sockets - a.sockets) / n,
+	    (double)(b.segments - a.segments) / n,
+	    (double)(b.dirs - a.dirs) / n, (double)(b.files - a.files) / n,
+	    (double)(b.other - a.other) / n);
+	return buf;
+}
+
+/* Resident set of a process (0: this one) in KiB, -1 if it is gone. */
+static inline long
+bench_proc_rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	if (pid == 0)
+		return bench_rss_kib();
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "VmRSS:", 6) == 0)
+			kib = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return kib;
+}
+
+/*
+ * CPU ticks (utime + stime, in sysconf(_SC_CLK_TCK)) of the library's
+ * threads in process pid: the tasks named "tcpspool*" or "*replay*" if
+ * any task is, else every task but the main one (by elimination: right
+ * for a process that starts no thread of its own). names gets how the
+ * threads were found and their names.
+ */
+static inline long long
+bench_lib_thread_ticks(pid_t pid, char *names, size_t nlen)
+{
+	char dir[64], path[384], text[1024], comm[64];
+	long long by_name = 0, others = 0;
+	char named[256] = "", unnamed[256] = "";
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+	if ((d = opendir(dir)) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		unsigned long long ut = 0, st = 0;
+		char *p;
+		FILE *f;
+		size_t n;
+
+		if (e->d_name[0] == '.' || atoi(e->d_name) == (int)pid)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/stat", dir, e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		n = fread(text, 1, sizeof(text) - 1, f);
+		fclose(f);
+		text[n] = '\0';
+		/* pid (comm) state ppid ... field 14 utime, 15 stime; comm
+		 * may hold spaces and parentheses: parse from the last ')'. */
+		if ((p = strrchr(text, ')')) == NULL || sscanf(p + 2,
+		    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+		    &ut, &st) != 2)
+			continue;
+		snprintf(comm, sizeof(comm), "%.*s",
+		    (int)(p - strchr(text, '(') - 1), strchr(text, '(') + 1);
+		if (strncmp(comm, "tcpspool", 8) == 0 ||
+		    strstr(comm, "replay") != NULL) {
+			by_name += (long long)(ut + st);
+			if (strstr(named, comm) == NULL)
+				snprintf(named + strlen(named),
+				    sizeof(named) - strlen(named), "%s%s",
+				    named[0] ? "," : "", comm);
+		} else {
+			others += (long long)(ut + st);
+			snprintf(unnamed + strlen(unnamed),
+			    sizeof(unnamed) - strlen(unnamed), "%s%s",
+			    unnamed[0] ? "," : "", comm);
+		}
+	}
+	closedir(d);
+	if (named[0] != '\0') {
+		snprintf(names, nlen, "by name: %s", named);
+		return by_name;
+	}
+	snprintf(names, nlen, "by elimination (no thread named tcpspool*): "
+	    "%s", unnamed[0] ? unnamed : "none");
+	return others;
 }
 
 static inline void

@@ -21,13 +21,29 @@
  *   next bytes itself through the kernel (the best a plain program could
  *   do); it shows what the kernel's window update alone costs.
  *
+ * fair (issue 13): SMALL connections with a small window (16 KiB buffers)
+ *   stall and spool 256 KiB each; one big connection (default buffers)
+ *   spools N MiB. After 120 ms (their frames are on disk) the big reader
+ *   reads as fast as it can; once it has an eighth of its stream, the
+ *   small readers' windows reopen one after the other: read what the
+ *   kernel held, then on until the first spooled byte, then the next
+ *   one. The figure is that time per small stream, from its first read
+ *   (p50 and max over the SMALL streams): does one stream's backlog delay
+ *   another's first replayed byte? Reference in the same run, before it:
+ *   the same SMALL streams with no big stream. Reopens after the big
+ *   stream ended (it drained first) are counted and said.
+ *
  * Usage: replay_bench [MiB to drain] [reps] [reopen trials] [write size]
  * (write size 1..65536, default 65536: the spool keeps one record per
  * application write, so 28 drains a spool of server A's records)
+ *        replay_bench fair [MiB of the big stream] [reps] [small streams]
+ * (defaults 1024, 3, 99)
  * Output: ROW| lines (bench_common.h) and free text on stdout.
  */
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/epoll.h>
 #include <zlib.h>
 
 #include "bench_common.h"
@@ -262,7 +278,6 @@ stall(int srv, int cli, int raw)
 		    sent > (256 << 10))
 			break;
 	}
-	usleep(20000);
 	return raw ? sent : bench_kernel_held(srv, cli);
 }
 
@@ -281,7 +296,9 @@ reopen(int l, int trials)
 	for (i = 0; i < trials; i++) {
 		bench_pair(l, &srv, &cli, 16384, 16384);
 		bench_nonblock(srv);
-		held = stall(srv, cli, 0);
+		(void)stall(srv, cli, 0);
+		usleep(20000);	/* the kernel's queues settle */
+		held = bench_kernel_held(srv, cli);
 		usleep(120000);
 		sp[i] = first_byte_after(cli, held);
 		bench_abort_close(srv);
@@ -289,6 +306,7 @@ reopen(int l, int trials)
 
 		bench_pair(l, &srv, &cli, 16384, 16384);
 		held = stall(srv, cli, 1);
+		usleep(20000);
 		if (pthread_create(&th, NULL, poll_sender, &srv) != 0)
 			errx(2, "pthread_create");
 		usleep(2000);
@@ -315,6 +333,165 @@ reopen(int l, int trials)
 	free(pl);
 }
 
+/* --- fair: first replayed byte of small streams beside a big drain --- */
+
+#define FAIR_MAX_SMALL 1000
+
+static struct {
+	int fd;
+	uint64_t total;
+	_Atomic uint64_t got;
+	int64_t done_ns;	/* when its last byte arrived */
+} big;
+
+static void *
+big_reader(void *arg)
+{
+	static uint8_t buf[256 << 10];
+
+	(void)arg;
+	while (atomic_load(&big.got) < big.total) {
+		ssize_t r = recv(big.fd, buf, sizeof(buf), 0);
+
+		if (r <= 0)
+			err(2, "big reader: recv after %llu bytes",
+			    (unsigned long long)atomic_load(&big.got));
+		atomic_fetch_add(&big.got, (uint64_t)r);
+	}
+	big.done_ns = bench_ns();
+	return NULL;
+}
+
+struct fair_result {
+	double p50, max;	/* ns */
+	int late;		/* first bytes after the big stream ended */
+	int missing;		/* not reopened within 60 s */
+};
+
+/*
+ * One round: n small streams (and a big one of big_total bytes if not
+ * 0); fills first[] with each small stream's time to its first spooled
+ * byte.
+ */
+static void
+fair_round(int l, int n, uint64_t big_total, struct fair_result *res)
+{
+	int srv[FAIR_MAX_SMALL], cli[FAIR_MAX_SMALL], bsrv = -1, i;
+	long held[FAIR_MAX_SMALL];
+	int64_t t0[FAIR_MAX_SMALL], at[FAIR_MAX_SMALL], deadline;
+	double first[FAIR_MAX_SMALL];
+	pthread_t th;
+	uint64_t off;
+
+	for (i = 0; i < n; i++) {
+		bench_pair(l, &srv[i], &cli[i], 16384, 16384);
+		bench_nonblock(srv[i]);
+		(void)stall(srv[i], cli[i], 0);
+	}
+	if (big_total > 0) {
+		bench_pair(l, &bsrv, &big.fd, 0, 0);
+		bench_nonblock(bsrv);
+		for (off = 0; off < big_total; off += CHUNK)
+			if (write(bsrv, chunk_at(off), CHUNK) != (ssize_t)CHUNK)
+				err(2, "big stream: write into the spool");
+	}
+	usleep(20000);
+	for (i = 0; i < n; i++)
+		held[i] = bench_kernel_held(srv[i], cli[i]);
+	usleep(120000);	/* every frame flushed to disk */
+	if (big_total > 0) {
+		big.total = big_total;
+		atomic_store(&big.got, 0);
+		big.done_ns = 0;
+		if (pthread_create(&th, NULL, big_reader, NULL) != 0)
+			errx(2, "pthread_create");
+		while (atomic_load(&big.got) < big_total / 8)
+			usleep(200);
+	}
+	deadline = bench_ns() + 60000000000LL;
+	/* Reopen, one small stream at a time: read what its kernel holds,
+	 * then on to its first spooled byte. */
+	for (i = 0; i < n; i++) {
+		if (bench_ns() >= deadline) {
+			at[i] = 0;
+			continue;
+		}
+		t0[i] = bench_ns();
+		first_byte_after(cli[i], held[i]);
+		at[i] = bench_ns();
+	}
+	if (big_total > 0) {
+		pthread_join(th, NULL);
+		bench_abort_close(bsrv);
+		close(big.fd);
+	}
+	res->late = 0;
+	res->missing = 0;
+	for (i = 0; i < n; i++) {
+		res->missing += at[i] == 0;
+		first[i] = at[i] != 0 ? (double)(at[i] - t0[i]) : 60e9;
+		if (big_total > 0 && at[i] != 0 && at[i] > big.done_ns)
+			res->late++;
+		bench_abort_close(srv[i]);
+		close(cli[i]);
+	}
+	res->p50 = bench_pct(first, (size_t)n, 50);
+	res->max = first[n - 1];
+}
+
+static int
+fair(uint64_t mib, int reps, int n)
+{
+	double wp50[MAX_REPS], wmax[MAX_REPS], bp50[MAX_REPS], bmax[MAX_REPS];
+	double r50[MAX_REPS], rmax[MAX_REPS];
+	struct bench_spread a, b;
+	int i, late = 0, missing = 0, l;
+
+	patlen = PATLEN;
+	pat = bench_pattern(patlen + CHUNK);
+	memcpy(pat + patlen, pat, CHUNK);
+	l = bench_listen();
+	printf("replay_bench fair: %d small streams, a big one of %llu MiB, "
+	    "%d repetitions\n", n, (unsigned long long)mib, reps);
+	for (i = 0; i < reps; i++) {
+		struct fair_result w, bg;
+
+		fair_round(l, n, 0, &w);
+		fair_round(l, n, mib << 20, &bg);
+		wp50[i] = w.p50, wmax[i] = w.max;
+		bp50[i] = bg.p50, bmax[i] = bg.max;
+		r50[i] = bg.p50 / w.p50;
+		rmax[i] = bg.max / w.max;
+		late += bg.late;
+		missing += w.missing + bg.missing;
+		printf("rep %d: first replayed byte of %d small streams, p50 / "
+		    "max: alone %.2f / %.2f ms; beside the big drain %.2f / "
+		    "%.2f ms (%d after the big stream ended, %d never)\n", i,
+		    n, w.p50 / 1e6, w.max / 1e6, bg.p50 / 1e6, bg.max / 1e6,
+		    bg.late, w.missing + bg.missing);
+	}
+	a = bench_spread(r50, (size_t)reps);
+	b = bench_spread(rmax, (size_t)reps);
+	double bm = bench_pct(bmax, (size_t)reps, 50);
+	double wm = bench_pct(wmax, (size_t)reps, 50);
+
+	printf("ROW|fairness: first replayed byte of %d small streams after "
+	    "their window reopens, while one stream drains %llu MiB, p50 / "
+	    "max|%.2f / %.2f ms%s|the same %d streams, no big stream: %.2f "
+	    "/ %.2f ms|p50 %.2fx (%.2f–%.2f), max %.2fx (%.2f–%.2f)|p50 and "
+	    "max ≤ 2x without the big stream|%s\n", n, (unsigned long long)mib,
+	    bench_pct(bp50, (size_t)reps, 50) / 1e6, bm / 1e6,
+	    missing > 0 ? " (some never arrived in 60 s)" : late > 0 ?
+	    " (some only after the big stream ended)" : "", n,
+	    bench_pct(wp50, (size_t)reps, 50) / 1e6, wm / 1e6, a.med, a.min,
+	    a.max, b.med, b.min, b.max,
+	    missing == 0 && late == 0 && a.med <= 2 && b.med <= 2 ? "met" :
+	    "MISSED");
+	close(l);
+	free(pat);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -324,6 +501,16 @@ main(int argc, char **argv)
 	long ws = argc > 4 ? atol(argv[4]) : (long)CHUNK;
 	int l;
 
+	if (argc >= 2 && strcmp(argv[1], "fair") == 0) {
+		int n = argc > 4 ? atoi(argv[4]) : 99;
+
+		reps = argc > 3 ? atoi(argv[3]) : 3;
+		setvbuf(stdout, NULL, _IOLBF, 0);
+		bench_raise_nofile();
+		return fair(argc > 2 ? strtoull(argv[2], NULL, 10) : 1024,
+		    reps < 1 || reps > MAX_REPS ? 3 : reps,
+		    n < 1 || n > FAIR_MAX_SMALL ? 99 : n);
+	}
 	if (ws >= 1 && ws <= (long)CHUNK)
 		wsize = (size_t)ws;
 
