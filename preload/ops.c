@@ -622,7 +622,7 @@ op_close_range(unsigned first, unsigned last, int flags)
 {
 	struct range_scan rs = { 0 };
 	unsigned start = first;
-	int saved = errno, r = 0, rc;
+	int saved = errno, r = 0, rc, slot;
 	size_t i;
 
 	if ((flags & CLOSE_RANGE_CLOEXEC) || first > last ||
@@ -637,6 +637,9 @@ op_close_range(unsigned first, unsigned last, int flags)
 	sysio_gate_close(true);
 	fdtab_each((int)first, last >= FDTAB_MAX ? FDTAB_MAX - 1 : (int)last,
 	    private_visit, &rs);
+	/* The close can wait (SO_LINGER): outside the gate, announced. */
+	if ((slot = sysio_announce(first, last)) >= 0)
+		sysio_gate_close(false);
 	for (i = 0; i < rs.n; i++) {
 		unsigned fd = (unsigned)rs.priv[i];
 
@@ -652,6 +655,10 @@ op_close_range(unsigned first, unsigned last, int flags)
 	    (rc = real.close_range(start, last, flags)) != 0 && r == 0) {
 		r = rc;
 		saved = errno;
+	}
+	if (slot >= 0) {
+		sysio_gate_close(true);
+		sysio_unannounce(slot);
 	}
 	sysio_gate_close(false);
 	free(rs.priv);

@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,12 +17,56 @@
 static _Atomic(const struct sysio_placement *) placement;
 
 /*
- * Making one of our fds (the system call, then its tag) and the host's
- * close of a range of numbers exclude each other: a range closed between
- * the two would close ours, which the range's scan could not see yet.
- * Only with a placement (inside a host).
+ * Making one of our fds (the system call, then its tag) or closing one
+ * (its untag, then the close), and the scan of the host's close_range for
+ * ours exclude each other: a range closed between the two steps would
+ * close ours, or one the host has just opened under a number we thought
+ * ours. The host's close itself runs outside the gate (it can wait out an
+ * SO_LINGER): the range is announced meanwhile, and an fd we make inside
+ * an announced range is closed again at once (we never keep a number the
+ * host's close may take). Only with a placement (inside a host).
  */
 static pthread_rwlock_t gate = PTHREAD_RWLOCK_INITIALIZER;
+#define ANNOUNCED_MAX	16
+static struct {
+	unsigned first, last;
+	bool used;
+} announced[ANNOUNCED_MAX];
+
+/* Under the gate. */
+static bool
+being_closed(int fd)
+{
+	int i;
+
+	for (i = 0; i < ANNOUNCED_MAX; i++)
+		if (announced[i].used && (unsigned)fd >= announced[i].first &&
+		    (unsigned)fd <= announced[i].last)
+			return true;
+	return false;
+}
+
+int
+sysio_announce(unsigned first, unsigned last)
+{
+	int i;
+
+	for (i = 0; i < ANNOUNCED_MAX; i++)
+		if (!announced[i].used) {
+			announced[i].first = first;
+			announced[i].last = last;
+			announced[i].used = true;
+			return i;
+		}
+	return -1;
+}
+
+void
+sysio_unannounce(int slot)
+{
+	if (slot >= 0 && slot < ANNOUNCED_MAX)
+		announced[slot].used = false;
+}
 
 bool
 sysio_gate_enter(void)
@@ -51,7 +96,11 @@ sysio_gate_close(bool begin)
 void
 sysio_gate_reset(void)
 {
+	int i;
+
 	pthread_rwlock_init(&gate, NULL);
+	for (i = 0; i < ANNOUNCED_MAX; i++)
+		announced[i].used = false;
 }
 
 void
@@ -80,6 +129,12 @@ place(int fd)
 		(void)syscall(SYS_close, fd);
 		fd = nfd;
 		floor = fd + 1;
+	}
+	if (being_closed(fd)) {
+		/* The host is closing this number: not ours to keep. */
+		(void)syscall(SYS_close, fd);
+		errno = EMFILE;
+		return -1;
 	}
 	if (p->opened != NULL)
 		p->opened(fd);
@@ -179,15 +234,27 @@ sysio_release(int fd)
 int
 sysio_closedir(DIR *dp)
 {
+	bool g = sysio_gate_enter();
+	int rc;
+
 	sysio_release(dirfd(dp));
-	return closedir(dp);
+	rc = closedir(dp);
+	sysio_gate_leave(g);
+	return rc;
 }
 
 int
 sysio_close(int fd)
 {
+	bool g = sysio_gate_enter();
+	int rc, saved;
+
 	sysio_release(fd);
-	return (int)syscall(SYS_close, fd);
+	rc = (int)syscall(SYS_close, fd);
+	saved = errno;
+	sysio_gate_leave(g);
+	errno = saved;
+	return rc;
 }
 
 ssize_t

@@ -38,16 +38,23 @@ ssize_t sysio_pwritev(int fd, const struct iovec *iov, int iovcnt,
 /* fcntl(fd, F_DUPFD_CLOEXEC, floor): a new fd >= floor, close-on-exec. */
 int sysio_dupfd_cloexec(int fd, int floor);
 /*
- * sysio_openat and sysio_dup make and tag an fd inside the gate; a caller
- * that makes one itself for sysio_place_fd enters it around both. The
- * host's close of a range of fds closes inside the gate alone
- * (sysio_gate_close(true) ... (false)), after it scanned for ours. A
- * child of fork makes it new (sysio_gate_reset).
+ * sysio_openat and sysio_dup make and tag an fd inside the gate, and
+ * sysio_close untags and closes inside it; a caller that makes one itself
+ * for sysio_place_fd enters it around both. The host's close of a range
+ * scans for ours in the gate alone (sysio_gate_close(true) ... (false))
+ * and announces the range before it leaves the gate to close. A child of
+ * fork makes it new (sysio_gate_reset).
  */
 bool sysio_gate_enter(void);
 void sysio_gate_leave(bool entered);
 void sysio_gate_close(bool begin);
 void sysio_gate_reset(void);
+/* In the gate's write side: [first, last] is being closed by the host
+ * (a slot, or -1 if none is free: then keep the gate across the close);
+ * an fd made in it meanwhile is closed again (EMFILE). Unannounce in the
+ * write side too. */
+int sysio_announce(unsigned first, unsigned last);
+void sysio_unannounce(int slot);
 
 /* A duplicate of fd placed and told like an fd sysio_openat returns. */
 int sysio_dup(int fd);

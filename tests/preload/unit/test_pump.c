@@ -20,8 +20,10 @@
 #include <sys/syscall.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -422,5 +424,88 @@ Test(pump, a_write_to_a_parked_stream_under_fsync_always_parks_again,
 	stream_unref(s);
 	op_close(fds[0]);
 	close(fds[1]);
+	free(b);
+}
+
+struct range_closer {
+	unsigned fd;
+	_Atomic pid_t tid;
+	_Atomic bool done;
+};
+
+static void *
+range_closer_main(void *arg)
+{
+	struct range_closer *c = arg;
+
+	atomic_store(&c->tid, (pid_t)syscall(SYS_gettid));
+	(void)op_close_range(c->fd, c->fd, 0);
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+/* True once thread tid is inside system call nr (it blocks there). */
+static bool
+in_syscall(pid_t tid, long nr)
+{
+	char path[64], buf[64];
+	long cur = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	if (fgets(buf, sizeof(buf), f) != NULL)
+		cur = strtol(buf, NULL, 10);
+	fclose(f);
+	return cur == nr;
+}
+
+/*
+ * A close_range that waits out an SO_LINGER (a socket with unsent bytes
+ * to a peer that reads nothing) never holds up the library (review of
+ * issue 13's gate): another connection starts spooling, and its peer
+ * gets every byte, while the close still waits.
+ */
+Test(pump, a_lingering_close_range_never_holds_up_another_connection,
+    .timeout = 180)
+{
+	size_t total = 1u << 20;
+	unsigned char *b = pattern_bytes(total), junk[4096] = { 0 };
+	struct linger l = { 1, 8 };
+	struct range_closer c = { 0 };
+	int tcp[2], u[2], hi, i;
+	pthread_t t;
+
+	unit_env(NULL);
+	unit_tcp_pair(tcp);
+	/* The kernel's own buffers full, past the library: nothing unsent
+	 * is ever read, so the close lingers its 8 s. */
+	while (write(tcp[0], junk, sizeof(junk)) > 0)
+		;
+	cr_assert_eq(errno, EAGAIN);
+	cr_assert(fcntl(tcp[0], F_SETFL, 0) == 0);
+	cr_assert(setsockopt(tcp[0], SOL_SOCKET, SO_LINGER, &l,
+	    sizeof(l)) == 0);
+	hi = op_fcntl(tcp[0], F_DUPFD_CLOEXEC, (void *)900, false);
+	cr_assert(hi >= 900);
+	cr_assert_eq(op_close(tcp[0]), 0);
+	c.fd = (unsigned)hi;
+	cr_assert_eq(pthread_create(&t, NULL, range_closer_main, &c), 0);
+	for (i = 0; i < 6000 && !(atomic_load(&c.tid) != 0 &&
+	    in_syscall(atomic_load(&c.tid), SYS_close_range)); i++)
+		usleep(1000);	/* bounded poll of a condition */
+	cr_assert(in_syscall(atomic_load(&c.tid), SYS_close_range),
+	    "the close_range never blocked");
+
+	unit_unix_pair(u);
+	cr_assert_eq(op_write(u[0], b, total), (ssize_t)total);
+	cr_assert(read_pattern(u[1], 0, total));
+	cr_assert_not(atomic_load(&c.done), "the spooling connection waited "
+	    "for another thread's lingering close_range");
+	pthread_join(t, NULL);
+	op_close(u[0]);
+	close(u[1]);
+	close(tcp[1]);
 	free(b);
 }
