@@ -28,8 +28,8 @@
 /* A stream whose socket took nothing for this long is parked. */
 #define PARK_AFTER_NS	  (1000 * NS_PER_MS)
 
-/* Streams were parked since the replay thread last gave memory back. */
-static _Atomic bool parked_since_trim;
+/* Streams parked since the replay thread last gave memory back. */
+static _Atomic unsigned parks_since_trim;
 
 /* A spool that could not be read for want of fds or memory, again. */
 #define RETRY_NS	  (100 * NS_PER_MS)
@@ -393,21 +393,21 @@ park(struct stream *s, int64_t now)
 	batch_free(&s->batch);
 	spool_cursor_park(s->cur);
 	s->parked = true;
-	atomic_store(&parked_since_trim, true);
+	atomic_fetch_add(&parks_since_trim, 1);
 	publish(s, now);
 }
 
 
-bool
-stream_parked_since_trim(void)
+unsigned
+stream_parks_since_trim(void)
 {
-	return atomic_load(&parked_since_trim);
+	return atomic_load(&parks_since_trim);
 }
 
-bool
-stream_parked_since_trim_clear(void)
+void
+stream_parks_trimmed(unsigned n)
 {
-	return atomic_exchange(&parked_since_trim, false);
+	atomic_fetch_sub(&parks_since_trim, n);
 }
 
 /* Something changed on a parked stream: its status is written again. */

@@ -369,23 +369,30 @@ timeout_ms(int64_t next, int64_t now)
 /*
  * Streams were parked: their buffers were freed, but malloc keeps freed
  * memory in the middle of its heap, so the process's RSS would not go
- * down. malloc_trim gives those pages back; at most every TRIM_EVERY_NS
- * (it walks the heap), the last parks of a wave included (the returned
- * due time). 0: none owed.
+ * down. malloc_trim gives those pages back, but it walks the heap holding
+ * each arena's lock (a fragmented heap of gigabytes: about 0.1 s during
+ * which the host's malloc waits): so at most once a second, and only
+ * after many parks (a wave of stalled connections), else at most every
+ * TRIM_EVERY_NS. Returns when it is owed next (0: not owed).
  */
-#define TRIM_EVERY_NS	(200 * 1000000LL)
+#define TRIM_EVERY_NS	(5000 * 1000000LL)
+#define TRIM_MIN_NS	(1000 * 1000000LL)
+#define TRIM_PARKS	32
 
 static int64_t
-give_back(int64_t due, int64_t now)
+give_back(int64_t now)
 {
 	static int64_t last;
+	unsigned parks = stream_parks_since_trim();
 
-	if (!stream_parked_since_trim() && due == 0)
+	if (parks == 0)
 		return 0;
-	if (now - last < TRIM_EVERY_NS)
-		return last + TRIM_EVERY_NS;
+	if (now - last < TRIM_EVERY_NS &&
+	    (parks < TRIM_PARKS || now - last < TRIM_MIN_NS))
+		return parks < TRIM_PARKS ? last + TRIM_EVERY_NS :
+		    last + TRIM_MIN_NS;
 	last = now;
-	(void)stream_parked_since_trim_clear();
+	stream_parks_trimmed(parks);
 	malloc_trim(0);
 	return 0;
 }
@@ -453,7 +460,7 @@ replay_main(void *arg)
 			stream_service(due[i]);
 			stream_unref(due[i]);
 		}
-		trim_due = give_back(trim_due, mono_ns());
+		trim_due = give_back(mono_ns());
 	}
 	orphan_left();
 	close_buried();

@@ -269,10 +269,10 @@ void stream_service(struct stream *s);
 /* The sync thread ran job j of s's spool generation gen: its result. */
 void stream_sync_finished(struct stream *s, const struct spool_sync_job *j,
     uint64_t gen, int rc);
-/* Streams were parked (their buffers freed) since the last clear: the
- * replay thread gives memory back to the system (replay.c). */
-bool stream_parked_since_trim(void);
-bool stream_parked_since_trim_clear(void);
+/* Streams parked (their buffers freed) since the replay thread last gave
+ * memory back to the system (replay.c, give_back), and n of them done. */
+unsigned stream_parks_since_trim(void);
+void stream_parks_trimmed(unsigned n);
 
 /* Process end: leaves what is still pending as an orphan "exit". */
 void stream_orphan_at_exit(struct stream *s, int64_t deadline_ns);
