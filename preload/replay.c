@@ -407,6 +407,8 @@ replay_main(void *arg)
 	uint64_t v;
 
 	(void)arg;
+	/* Named, so that an operator's top -H or a benchmark can tell it. */
+	(void)pthread_setname_np(pthread_self(), "tcpspool-replay");
 	for (;;) {
 		size_t ndrop = 0, ndue, i, left;
 		int64_t next, now;

@@ -51,6 +51,7 @@ syncer_main(void *arg)
 	int rc;
 
 	(void)arg;
+	(void)pthread_setname_np(pthread_self(), "tcpspool-sync");
 	for (;;) {
 		pthread_mutex_lock(&sq.mu);
 		while (sq.head == NULL)

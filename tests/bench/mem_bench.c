@@ -8,8 +8,9 @@
  * reference), then RSS; then every connection's reader stops reading and
  * the application writes the pattern.h stream in 64 KiB non-blocking
  * writes until at least 1 MiB of it is neither in the kernel's send queue
- * nor in the reader's receive queue, i.e. spooled; then, 300 ms later (the
- * spool's flush time has passed), RSS again. The figure is the growth per
+ * nor in the reader's receive queue, i.e. spooled; then, once the library
+ * has parked them (their fds down to the duplicate) and RSS stopped
+ * falling for 2 s, RSS again. The figure is the growth per
  * stalled connection. The readers are in the same process: their kernel
  * buffers are not RSS.
  *
@@ -124,7 +125,29 @@ one_rep(int n, long want, const uint8_t *pat, size_t patlen, struct sample *s)
 		spooled += sent - bench_kernel_held(srv[i], cli[i]);
 		sent_by[i] = sent;
 	}
-	usleep(300000);
+	/* The library parks a connection whose socket took nothing for a
+	 * second (its spool fds and buffers go): wait until every stalled
+	 * connection holds at most its duplicate (fds), then until the RSS
+	 * has stopped falling for 2 s (the freed pages are given back in
+	 * waves). Both bounded: a library that never parks is measured as
+	 * it is after 30 s. */
+	t = bench_ns();
+	while (bench_fds(0).total > s->idle_fds.total + n &&
+	    bench_ns() - t < 30000000000LL)
+		usleep(50000);
+	{
+		long low = bench_rss_kib(), cur;
+		int64_t since = bench_ns();
+
+		while (bench_ns() - since < 2000000000LL &&
+		    bench_ns() - t < 45000000000LL) {
+			usleep(100000);
+			if ((cur = bench_rss_kib()) < low) {
+				low = cur;
+				since = bench_ns();
+			}
+		}
+	}
 	s->stalled_kib = bench_rss_kib();
 	s->stalled_heap = bench_heap_bytes();
 	s->stalled_fds = bench_fds(0);

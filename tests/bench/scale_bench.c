@@ -31,7 +31,9 @@
  *     cannot be raised (no CAP_SYS_RESOURCE) the run goes on with the
  *     connections stalled so far, the rest idle, and every ROW says so;
  *     the figures are then per stalled connection.
- *  3. 1 s later (every frame flushed), the CPU of the library's thread
+ *  3. Once the library has parked the stalled connections (the server's
+ *     fds down to the duplicates) and its RSS stopped falling for 2 s
+ *     (both bounded), the stalled figures, and the CPU of the library's thread
  *     (/proc/PID/task/TID/stat utime + stime; a thread named tcpspool* or
  *     *replay*, else every thread but the server's only one) over
  *     --cpu-ms; then `tcpspool ls --dir SPOOL` (--cli), timed.
@@ -737,6 +739,29 @@ main(int argc, char **argv)
 	if (o.cpu_ms > 0 || o.cli != NULL) {
 		/* Every frame flushed (TCPSPOOL_FLUSH, 100 ms by default). */
 		usleep(1000000);
+	}
+	/* The library parks a connection whose socket took nothing for a
+	 * second: wait (bounded) until the stalled ones hold at most their
+	 * duplicate, then until the server's RSS stopped falling for 2 s
+	 * (freed pages are given back in waves). A library that never parks
+	 * is measured as it is. */
+	{
+		int64_t t0 = bench_ns(), since;
+		long low, cur;
+
+		while (bench_fds(server_pid).total > idle_fds.total + k &&
+		    bench_ns() - t0 < 60000000000LL && bench_ns() < deadline)
+			usleep(100000);
+		low = bench_proc_rss_kib(server_pid);
+		since = bench_ns();
+		while (bench_ns() - since < 2000000000LL &&
+		    bench_ns() - t0 < 90000000000LL && bench_ns() < deadline) {
+			usleep(100000);
+			if ((cur = bench_proc_rss_kib(server_pid)) < low) {
+				low = cur;
+				since = bench_ns();
+			}
+		}
 	}
 	stalled_rss = bench_proc_rss_kib(server_pid);
 	stalled_fds = bench_fds(server_pid);
