@@ -358,7 +358,7 @@ static const struct var vars[VAR_COUNT] = {
 	[VAR_SEGMENT_SIZE] = { "SEGMENT_SIZE", V_SIZE, CONFIG_SEGMENT_SIZE_MIN,
 	    CONFIG_SEGMENT_SIZE_MAX, SIZE_FORM("from 64K to 1G") },
 	[VAR_LEVEL] = { "LEVEL", V_INT, 0, 9,
-	    "expected a zlib level, an integer from 0 to 9" },
+	    "expected a deflate level, an integer from 0 to 9" },
 	[VAR_FLUSH] = { "FLUSH", V_DURATION, 1, CONFIG_DURATION_MAX_MS,
 	    DURATION_FORM("from 1ms to 24h") },
 	[VAR_FSYNC] = { "FSYNC", V_FSYNC, 0, 0,

@@ -20,7 +20,7 @@
  *   TCPSPOOL_MAX           SIZE 1..2^60            8G  bytes on disk, whole dir
  *   TCPSPOOL_MIN_FREE      SIZE 0..2^60            1G  free disk to keep
  *   TCPSPOOL_SEGMENT_SIZE  SIZE 64K..1G            64M segment rotation size
- *   TCPSPOOL_LEVEL         0..9                    1   zlib level
+ *   TCPSPOOL_LEVEL         0..9                    1   DEFLATE level
  *   TCPSPOOL_FLUSH         DURATION 1ms..24h       100ms max time bytes stay
  *                                                  in memory
  *   TCPSPOOL_FSYNC         never|interval|always   interval

@@ -38,7 +38,7 @@ static const char run_usage[] =
     "  --max SIZE             TCPSPOOL_MAX           bytes on disk, whole dir\n"
     "  --min-free SIZE        TCPSPOOL_MIN_FREE      free disk to keep\n"
     "  --segment-size SIZE    TCPSPOOL_SEGMENT_SIZE  segment rotation size\n"
-    "  --level N              TCPSPOOL_LEVEL         zlib level 0..9\n"
+    "  --level N              TCPSPOOL_LEVEL         deflate level 0..9\n"
     "  --flush DURATION       TCPSPOOL_FLUSH         max time bytes stay in memory\n"
     "  --fsync POLICY         TCPSPOOL_FSYNC         never|interval|always\n"
     "  --fsync-interval DURATION TCPSPOOL_FSYNC_INTERVAL\n"

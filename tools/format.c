@@ -42,7 +42,11 @@ fmt_age(char buf[16], int64_t ts_ns, int64_t now_ns)
 		strlcpy(buf, "-", 16);
 		return buf;
 	}
-	s = (now_ns - ts_ns) / 1000000000LL;
+	/* A hostile or corrupt time (INT64_MIN, far future): no signed
+	 * overflow, and an age never below 0. */
+	if (__builtin_sub_overflow(now_ns, ts_ns, &s))
+		s = ts_ns < 0 ? INT64_MAX : 0;
+	s /= 1000000000LL;
 	if (s < 0)
 		s = 0;
 	if (s < 120)

@@ -513,7 +513,7 @@ Test(config, message_names_variable_value_and_form)
 	    "1024; optional B or iB)");
 	cr_assert_eq(parse1("TCPSPOOL_LEVEL", ""), -1);
 	cr_assert_str_eq(err, "TCPSPOOL_LEVEL=\"\": empty value; expected a "
-	    "zlib level, an integer from 0 to 9");
+	    "deflate level, an integer from 0 to 9");
 	cr_assert_eq(parse1("TCPSPOOL_FSYNC", "sometimes"), -1);
 	cr_assert_str_eq(err, "TCPSPOOL_FSYNC=\"sometimes\": expected never, "
 	    "interval or always");
