@@ -54,7 +54,7 @@ append_iov(struct stream *s, const struct iovec *iov, int iovcnt, size_t skip,
 	struct iovec rec[64];
 	struct spool_err e;
 	size_t done = 0, inrec = 0;
-	int64_t ts = real_ns(), before, after;
+	int64_t ts = real_coarse_ns(), before, after;
 	int n = 0, i;
 
 	for (i = 0; i < iovcnt && done + inrec < len; i++) {

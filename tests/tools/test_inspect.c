@@ -486,7 +486,7 @@ Test(tools_inspect, ls_shows_drops_of_live_and_of_ended_streams)
 	t_cli(&o, "ls", t_spool, NULL);
 	cr_assert_eq(o.status, 0, "%s", o.err);
 	cr_assert(strstr(o.out, "DROPS") != NULL, "%s", o.out);
-	cr_assert(strstr(o.out, "  7  ok\n") != NULL, "%s", o.out);
+	cr_assert(strstr(o.out, "  7  live\n") != NULL, "%s", o.out);
 	cr_assert(strstr(o.out, "ended streams with drops or errors: 1 (3 "
 	    "drops, 1 errors") != NULL, "%s", o.out);
 	t_out_free(&o);
