@@ -23,7 +23,7 @@
 #include "util.h"
 
 /* The replay thread serves one stream at most this much before others. */
-#define REPLAY_QUANTUM	  (4u << 20)
+#define REPLAY_QUANTUM	  (256u << 10)
 #define PERSIST_EVERY_NS  (200 * NS_PER_MS)
 /* A stream whose socket took nothing for this long is parked. */
 #define PARK_AFTER_NS	  (1000 * NS_PER_MS)

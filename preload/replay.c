@@ -238,7 +238,7 @@ replay_poke(int fd)
 	errno = saved;
 }
 
-/* Streams whose timer is due (or ready), with a reference each. */
+/* Streams whose timer is due, with a reference each. */
 static size_t
 collect_due(struct stream ***out, size_t *cap, int64_t now)
 {
@@ -255,7 +255,7 @@ collect_due(struct stream ***out, size_t *cap, int64_t now)
 
 		if (!s->registered)
 			continue;
-		if (!atomic_load(&s->ready) && !(f != 0 && f <= now) &&
+		if (!(f != 0 && f <= now) &&
 		    !(l != 0 && l <= now) && !(y != 0 && y <= now) &&
 		    !(pk != 0 && pk <= now) &&
 		    atomic_load(&s->publish_due) > now)
@@ -298,8 +298,6 @@ sweep_locked(struct stream ***drop, size_t *ndrop, size_t *dcap)
 			continue;
 		}
 		rp.list[k++] = s;
-		if (atomic_load(&s->ready))
-			next = 0;
 		if ((t = atomic_load(&s->flush_due)) != 0 && t < next)
 			next = t;
 		if ((t = atomic_load(&s->linger_due)) != 0 && t < next)
@@ -397,45 +395,92 @@ give_back(int64_t now)
 	return 0;
 }
 
+/*
+ * Streams with more to send at once (ready: their turn's quantum was used)
+ * take turns in the order they became ready, each holding a reference,
+ * listed once (queued: this thread's alone).
+ */
+struct turns {
+	struct stream **v;
+	size_t n, cap;
+};
+
+static void
+keep_ready(struct turns *t, struct stream *s)
+{
+	struct stream **v;
+
+	if (s->queued || !atomic_load(&s->ready))
+		return;
+	if ((v = grown(t->v, t->n, &t->cap, sizeof(*v))) == NULL) {
+		/* Without memory: the next sweep's timer finds it. */
+		atomic_store(&s->publish_due, 0);
+		return;
+	}
+	t->v = v;
+	stream_ref(s);
+	s->queued = true;
+	t->v[t->n++] = s;
+}
+
+/* While streams take turns, the list is swept at most this often. */
+#define SWEEP_NS	(1000 * 1000LL)
+
 static void *
 replay_main(void *arg)
 {
 	struct stream **drop = NULL, **due = NULL;
+	struct turns ready = { 0 }, now_turn = { 0 };
 	size_t dcap = 0, ducap = 0;
-	int64_t trim_due = 0;
+	int64_t trim_due = 0, next = 0, swept_at = 0;
 	struct epoll_event ev[64];
+	bool sweep = true;
 	uint64_t v;
+	size_t i;
 
 	(void)arg;
 	/* Named, so that an operator's top -H or a benchmark can tell it. */
 	(void)pthread_setname_np(pthread_self(), "tcpspool-replay");
 	for (;;) {
-		size_t ndrop = 0, ndue, i, left;
-		int64_t next, now;
+		size_t ndrop = 0, ndue, left;
+		int64_t now, wait_until;
+		struct turns t;
 		int n, epfd;
 
 		close_buried();
+		now = mono_ns();
+		/*
+		 * The list is swept (unregistered streams dropped, the next
+		 * timer found: O(streams)) whenever this thread would sleep,
+		 * after a wake or a timer, and at most every SWEEP_NS while
+		 * streams only take turns: 10,000 registered streams cost
+		 * nothing per 256 KiB turn of one that drains.
+		 */
 		pthread_mutex_lock(&rp.mu);
-		next = sweep_locked(&drop, &ndrop, &dcap);
+		if (sweep || ready.n == 0 || now - swept_at >= SWEEP_NS) {
+			next = sweep_locked(&drop, &ndrop, &dcap);
+			swept_at = now;
+			sweep = false;
+		}
 		left = rp.registered;
 		epfd = rp.epfd;
 		pthread_mutex_unlock(&rp.mu);
 		for (i = 0; i < ndrop; i++)
 			stream_unref(drop[i]);
 
-		now = mono_ns();
-		if (trim_due != 0 && trim_due < next)
-			next = trim_due;
+		wait_until = next;
+		if (trim_due != 0 && trim_due < wait_until)
+			wait_until = trim_due;
 		if (atomic_load(&exiting)) {
 			int64_t dl = atomic_load(&exit_deadline);
 
 			if (left == 0 || now >= dl)
 				break;
-			if (dl < next)
-				next = dl;
+			if (dl < wait_until)
+				wait_until = dl;
 		}
 		n = epoll_wait(epfd, ev, (int)(sizeof(ev) / sizeof(ev[0])),
-		    timeout_ms(next, now));
+		    ready.n > 0 ? 0 : timeout_ms(wait_until, now));
 		/* Every stream an event names was listed under rp.mu: taking
 		 * it orders us after that, in terms a race detector sees too
 		 * (it cannot follow epoll through our duplicated epoll fd). */
@@ -452,18 +497,42 @@ replay_main(void *arg)
 				while (read(rp.evfd, &v, sizeof(v)) > 0)
 					;
 				atomic_store(&wake_pending, false);
+				sweep = true;	/* a timer may be new */
 				continue;
 			}
 			stream_service(ev[i].data.ptr);
+			keep_ready(&ready, ev[i].data.ptr);
 		}
 		now = mono_ns();
-		ndue = collect_due(&due, &ducap, now);
-		for (i = 0; i < ndue; i++) {
-			stream_service(due[i]);
-			stream_unref(due[i]);
+		if (now >= next) {
+			ndue = collect_due(&due, &ducap, now);
+			for (i = 0; i < ndue; i++) {
+				stream_service(due[i]);
+				keep_ready(&ready, due[i]);
+				stream_unref(due[i]);
+			}
+			sweep = true;
 		}
+		/* The streams that were ready take one turn each, in order;
+		 * those still ready queue again behind the others. */
+		t = ready;
+		ready = now_turn;
+		ready.n = 0;
+		for (i = 0; i < t.n; i++) {
+			t.v[i]->queued = false;
+			stream_service(t.v[i]);
+			keep_ready(&ready, t.v[i]);
+			stream_unref(t.v[i]);
+		}
+		now_turn = t;
 		trim_due = give_back(mono_ns());
 	}
+	for (i = 0; i < ready.n; i++) {
+		ready.v[i]->queued = false;
+		stream_unref(ready.v[i]);
+	}
+	free(ready.v);
+	free(now_turn.v);
 	orphan_left();
 	close_buried();
 	free(drop);

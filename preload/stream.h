@@ -165,6 +165,8 @@ struct stream {
 	/* Under mu and the replay lock. */
 	bool registered;
 	bool ever_registered;
+	/* The replay thread's alone: in its list of streams taking turns. */
+	bool queued;
 	/* Under the replay lock. */
 	bool listed;
 	bool orphaned;		/* process end: taken by orphan_left */
