@@ -663,6 +663,8 @@ stream_service(struct stream *s)
 			park(s, now);
 	} else if (s->state == STREAM_LINGER)
 		discard_input(s, now);
+	if (s->state != STREAM_SPOOLING)
+		atomic_store(&s->sync_due, 0);	/* only SPOOLING takes one */
 	if (s->registered && now >= atomic_load(&s->publish_due))
 		publish(s, now);
 	if (s->state == STREAM_SPOOLING && take_sync(s, now, &j)) {
@@ -690,8 +692,19 @@ stream_sync_finished(struct stream *s, const struct spool_sync_job *j,
 {
 	pthread_mutex_lock(&s->mu);
 	s->sync_busy = false;
-	if (s->spool != NULL && s->spool_gen == gen) {
+	if (s->spool != NULL && s->spool_gen == gen)
 		sync_done(s, j, rc);
+	if (s->state != STREAM_SPOOLING || s->spool == NULL) {
+		/* Lingering or gone: nothing takes a sync any more (a timer
+		 * left set would spin the replay thread). */
+		atomic_store(&s->sync_due, 0);
+	} else {
+		/* A newer spool (the stream drained and spooled again while
+		 * the job ran) may owe a sync whose timer take_sync cleared
+		 * while this job was busy: armed again. */
+		if (atomic_load(&s->sync_due) == 0 &&
+		    spool_stream_sync_owed(s->spool))
+			atomic_store(&s->sync_due, mono_ns());
 		/* The next due time may be earlier than the replay thread's
 		 * sleep: it looks again. */
 		if (atomic_load(&s->sync_due) != 0)

@@ -105,6 +105,30 @@ bury_locked(int fd)
 }
 
 /*
+ * The application closed its last fd (its close returned long ago): our
+ * duplicate is the socket's last fd, and with the application's SO_LINGER
+ * {1, N} its close would wait up to N s for the peer, holding up this
+ * thread (every stream's replay) and sysio's gate (the host's
+ * close_range). Linger off: the kernel finishes the close in the
+ * background, as it does for any close that does not linger; the peer
+ * sees the same FIN. An abort ({1, 0}) is kept: that close resets, at
+ * once, as the application asked.
+ */
+static void
+no_lingering_close(int fd)
+{
+	struct linger l;
+	socklen_t len = sizeof(l);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 &&
+	    l.l_onoff && l.l_linger > 0) {
+		l.l_onoff = 0;
+		l.l_linger = 0;
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	}
+}
+
+/*
  * The thread: closes what was buried, one at a time, holding no lock. The
  * fd being closed stays named in rp.closing meanwhile, so that a child
  * forked during the close closes its copy too (replay_fork_child).
@@ -652,6 +676,8 @@ replay_unregister(struct stream *s)
 	pthread_mutex_lock(&rp.mu);
 	if (s->registered) {
 		(void)epoll_ctl(rp.epfd, EPOLL_CTL_DEL, s->dup, NULL);
+		if (s->app_gone)
+			no_lingering_close(s->dup);
 		bury_locked(s->dup);
 		s->dup = -1;
 		s->registered = false;

@@ -101,9 +101,9 @@ free_bytes(struct spool_dir *d, int64_t now)
 
 /*
  * A stream's credit: bytes it may append without taking the dir's lock or
- * reading the clock, because the dir's limits were checked for them; under
- * total_max they count as used (d->reserved) until appended, so the dir's
- * total is never passed. A check that the credit does not cover takes the
+ * reading the clock, because the dir's limits were checked for them; they
+ * count as used (d->reserved: against total_max, and against the free
+ * space above min_free) until appended, so neither limit is passed. A check that the credit does not cover takes the
  * lock once and grants up to CREDIT_MAX bytes ahead (all credits of the
  * dir together under 1/32 of total_max, so that a quota is shared as
  * before within that), never more than the limits leave; a parked writer
@@ -117,11 +117,9 @@ budget_consume(struct spool_stream *s, uint64_t bytes)
 {
 	uint64_t *credit = stream_credit(s);
 	uint64_t take = bytes < *credit ? bytes : *credit;
-	struct spool_dir *d = stream_dir(s);
 
 	*credit -= take;
-	if (d->lim.total_max != 0)
-		atomic_fetch_sub(&d->reserved, take);
+	atomic_fetch_sub(&stream_dir(s)->reserved, take);
 }
 
 int
@@ -157,7 +155,10 @@ spool_budget_check(struct spool_stream *s, uint64_t len, const char **which)
 			room = d->lim.total_max - used;
 	}
 	if (rc == 0 && d->lim.min_free != 0) {
+		/* Others' credits are as good as written. */
 		avail = free_bytes(d, now);
+		used = atomic_load(&d->reserved) - *credit;
+		avail = avail > used ? avail - used : 0;
 		if (avail < len || avail - len < d->lim.min_free) {
 			*which = "min_free";
 			rc = -ENOSPC;
@@ -175,8 +176,7 @@ spool_budget_check(struct spool_stream *s, uint64_t len, const char **which)
 			grant = len;
 		if (grant > room)
 			grant = room;	/* >= len: checked above */
-		if (d->lim.total_max != 0)
-			atomic_fetch_add(&d->reserved, grant - *credit);
+		atomic_fetch_add(&d->reserved, grant - *credit);
 		*credit = grant;
 	}
 	pthread_mutex_unlock(&d->mu);

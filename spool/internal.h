@@ -176,8 +176,8 @@ struct spool_dir {
 	/* Their stored bytes and segments (updated per frame / deletion), and
 	 * their staged bytes (per append, only when total_max is set). */
 	_Atomic uint64_t stored_bytes, staged_bytes;
-	/* Bytes the streams' budget credits hold (total_max only): counted
-	 * as used until appended (budget.c). */
+	/* Bytes the streams' budget credits hold: counted as used until
+	 * appended (budget.c). */
 	_Atomic uint64_t reserved;
 	_Atomic uint32_t segments;
 	/* budget.c caches, under mu */

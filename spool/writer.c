@@ -874,8 +874,7 @@ spool_stream_park(struct spool_stream *s)
 	if (s->seg_fd != -1)
 		sysio_close(s->seg_fd);
 	s->seg_fd = -1;
-	if (s->dir->lim.total_max != 0)
-		atomic_fetch_sub(&s->dir->reserved, s->credit);
+	atomic_fetch_sub(&s->dir->reserved, s->credit);
 	s->credit = 0;
 	return true;
 }
@@ -947,10 +946,9 @@ dir_release(struct spool_stream *s)
 {
 	struct spool_dir *d = s->dir;
 
-	if (d->lim.total_max != 0) {
+	if (d->lim.total_max != 0)
 		atomic_fetch_sub(&d->staged_bytes, (uint64_t)s->data.len);
-		atomic_fetch_sub(&d->reserved, s->credit);
-	}
+	atomic_fetch_sub(&d->reserved, s->credit);
 	s->credit = 0;
 	atomic_fetch_sub(&d->stored_bytes, atomic_load(&s->live->stored_bytes));
 	atomic_fetch_sub(&d->segments, atomic_load(&s->live->segments));

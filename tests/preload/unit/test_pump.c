@@ -509,3 +509,175 @@ Test(pump, a_lingering_close_range_never_holds_up_another_connection,
 	close(tcp[1]);
 	free(b);
 }
+
+/* Syncs made off the application's thread; the first one waits for the
+ * test (a disk that does not answer) once held is armed. */
+static _Atomic int late_syncs;
+static _Atomic bool late_held;
+static sem_t late_entered, late_release;
+
+static int
+late_sync_hook(int fd, bool data)
+{
+	if ((pid_t)syscall(SYS_gettid) != app_tid) {
+		atomic_fetch_add(&late_syncs, 1);
+		if (!atomic_exchange(&late_held, true)) {
+			sem_post(&late_entered);
+			while (sem_wait(&late_release) == -1 && errno == EINTR)
+				;
+		}
+	}
+	return sysio_sync_real(fd, data);
+}
+
+static void
+late_setup(int fds[2], const unsigned char *b, const char *linger)
+{
+	struct writer w;
+
+	unit_env("TCPSPOOL_FSYNC=interval", "TCPSPOOL_FSYNC_INTERVAL=5ms",
+	    "TCPSPOOL_FLUSH=1ms", "TCPSPOOL_LEVEL=0", linger, NULL);
+	sem_init(&late_entered, 0, 0);
+	sem_init(&late_release, 0, 0);
+	sysio_sync_hook(late_sync_hook);
+	unit_unix_pair(fds);
+	w = (struct writer){ .fd = fds[0], .buf = b, .len = BEFORE };
+	cr_assert(write_on_thread(&w) && w.ok);
+	cr_assert(wait_sem(&late_entered), "no sync was ever made");
+}
+
+/* Polls (bounded, 30 s) until cond(s) holds under s's mu. */
+static bool
+wait_locked(struct stream *s, bool (*cond)(struct stream *))
+{
+	bool ok = false;
+	int i;
+
+	for (i = 0; i < 6000 && !ok; i++) {
+		pthread_mutex_lock(&s->mu);
+		ok = cond(s);
+		pthread_mutex_unlock(&s->mu);
+		if (!ok)
+			usleep(5000);	/* bounded poll of a condition */
+	}
+	return ok;
+}
+
+static bool
+sync_idle(struct stream *s)
+{
+	return !s->sync_busy;
+}
+
+static bool
+sync_owed_untimed(struct stream *s)
+{
+	return s->state == STREAM_SPOOLING && s->spool != NULL &&
+	    spool_stream_sync_owed(s->spool) &&
+	    atomic_load(&s->sync_due) == 0;
+}
+
+/*
+ * A sync job that finishes after its stream drained and lingers leaves no
+ * timer behind (review: the replay thread spun on it, about 0.8 of a core,
+ * for the whole linger time).
+ */
+Test(pump, a_late_sync_leaves_no_timer_on_a_lingering_stream,
+    .timeout = 180)
+{
+	unsigned char *b = pattern_bytes(BEFORE);
+	struct stream *s;
+	int a[2];
+
+	late_setup(a, b, "TCPSPOOL_LINGER=60s");
+	cr_assert_not_null(s = unit_stream(a[0]));
+	cr_assert_eq(op_close(a[0]), 0);
+	cr_assert(read_pattern(a[1], 0, BEFORE));
+	cr_assert(wait_state(s, STREAM_LINGER));
+	sem_post(&late_release);	/* the job gives its result late */
+	cr_assert(wait_locked(s, sync_idle), "the job never finished");
+	cr_assert_eq(atomic_load(&s->sync_due), 0, "a lingering stream kept "
+	    "a sync timer nothing will take");
+	sysio_sync_hook(NULL);
+	stream_unref(s);
+	close(a[1]);
+	free(b);
+}
+
+/*
+ * A stream drains and spools again while its old spool's sync job is
+ * held: the new spool's frames still get their sync once the job is done
+ * (review: their timer was cleared while the job was busy and never armed
+ * again, so they stayed unsynced and the stream never parked).
+ */
+Test(pump, a_stream_that_spools_again_during_a_sync_gets_its_own,
+    .timeout = 180)
+{
+	unsigned char *b = pattern_bytes(BEFORE);
+	struct stream *s;
+	struct writer w;
+	int a[2], before;
+
+	late_setup(a, b, "TCPSPOOL_LINGER=0");
+	cr_assert_not_null(s = unit_stream(a[0]));
+	cr_assert(read_pattern(a[1], 0, BEFORE));
+	cr_assert(wait_state(s, STREAM_DIRECT));
+	w = (struct writer){ .fd = a[0], .buf = b, .len = BEFORE };
+	cr_assert(write_on_thread(&w) && w.ok);
+	/* Its sync came due while the old job is busy: taken by nobody. */
+	cr_assert(wait_locked(s, sync_owed_untimed), "the new spool's sync "
+	    "was never deferred behind the busy job");
+	before = atomic_load(&late_syncs);
+	sem_post(&late_release);
+	for (int i = 0; i < 6000 && atomic_load(&late_syncs) == before; i++)
+		usleep(5000);	/* bounded poll of a condition */
+	cr_assert_gt(atomic_load(&late_syncs), before, "the new spool's "
+	    "frames were never synced");
+	sysio_sync_hook(NULL);
+	cr_assert(read_pattern(a[1], 0, BEFORE));
+	op_close(a[0]);
+	stream_unref(s);
+	close(a[1]);
+	free(b);
+}
+
+/*
+ * The application set SO_LINGER {1, 60} and closed a connection whose peer
+ * stopped reading after the spool drained: the library's last close of it
+ * never waits those 60 s (review: it did, on the replay thread, holding up
+ * every other stream and the host's close_range). Another connection is
+ * replayed meanwhile; before, it waited until the test's timeout.
+ */
+Test(pump, the_librarys_last_close_of_a_lingering_socket_never_waits,
+    .timeout = 50)
+{
+	unsigned char *b = pattern_bytes(BEFORE), junk[1024];
+	struct linger l = { 1, 60 };
+	struct stream *s;
+	int tcp[2], u[2];
+
+	unit_env("TCPSPOOL_LINGER=100ms", NULL);
+	unit_tcp_pair(tcp);
+	cr_assert(setsockopt(tcp[0], SOL_SOCKET, SO_LINGER, &l,
+	    sizeof(l)) == 0);
+	cr_assert_eq(op_write(tcp[0], b, BEFORE), (ssize_t)BEFORE);
+	cr_assert_not_null(s = unit_stream(tcp[0]));
+	cr_assert_eq(op_close(tcp[0]), 0);
+	/* The peer reads until the spool is delivered, then no more: the
+	 * kernel still holds unacknowledged bytes and the FIN. */
+	for (int i = 0; i < 60000 && stream_state_of(s) == STREAM_SPOOLING;
+	    i++)
+		if (read(tcp[1], junk, sizeof(junk)) <= 0)
+			usleep(1000);	/* bounded poll of a condition */
+	cr_assert(wait_state(s, STREAM_DONE), "the linger never ended");
+
+	unit_unix_pair(u);
+	cr_assert_eq(op_write(u[0], b, BEFORE), (ssize_t)BEFORE);
+	cr_assert(read_pattern(u[1], 0, BEFORE), "another connection was "
+	    "not replayed");
+	op_close(u[0]);
+	close(u[1]);
+	stream_unref(s);
+	close(tcp[1]);
+	free(b);
+}
