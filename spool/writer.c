@@ -19,6 +19,7 @@
  *     next spool_stream_trim (an idle stream holds no fd).
  */
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,10 @@ struct spool_stream {
 	struct spool_dir *dir;
 	struct stream_live *live;
 	char name[SPOOL_NAME_MAX];
+	/* While it is made: its dir is tmp, renamed to name once the first
+	 * segment's header says whose it is (spool_stream_create). */
+	bool creating;
+	char tmp[SPOOL_NAME_MAX];
 	struct spool_identity id;
 	struct spool_options opt;
 
@@ -120,7 +125,7 @@ seg_path(const struct spool_stream *s, char *buf, size_t len, uint64_t seq,
 	char f[32];
 
 	seg_name(f, sizeof(f), seq, sealed);
-	snprintf(buf, len, "%s/%s", s->name, f);
+	snprintf(buf, len, "%s/%s", s->creating ? s->tmp : s->name, f);
 }
 
 /* The owner syncs (spool_stream_sync_take): the writer never does. */
@@ -140,8 +145,8 @@ sync_stream_dir(struct spool_stream *s)
 		s->dir_unsynced = true;
 		return 0;
 	}
-	fd = sysio_openat(s->dir->fd, s->name, O_RDONLY | O_DIRECTORY |
-	    O_NOFOLLOW | O_CLOEXEC, 0);
+	fd = sysio_openat(s->dir->fd, s->creating ? s->tmp : s->name,
+	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd == -1)
 		return -errno;
 	if (sysio_fsync(fd) == -1)
@@ -646,6 +651,29 @@ clamp_options(struct spool_options *o)
 }
 
 /* mkdir of a fresh stream dir under a random id; retries on EEXIST. */
+/* tmp -> name, never over an existing stream (renameat2 NOREPLACE; where
+ * the file system has no such flag, only if name does not exist). */
+static int
+show_stream_dir(struct spool_stream *s, struct spool_err *err)
+{
+	long r = syscall(SYS_renameat2, s->dir->fd, s->tmp, s->dir->fd,
+	    s->name, RENAME_NOREPLACE);
+
+	if (r == -1 && (errno == EINVAL || errno == ENOSYS)) {
+		if (faccessat(s->dir->fd, s->name, F_OK,
+		    AT_SYMLINK_NOFOLLOW) == 0)
+			errno = EEXIST;
+		else
+			r = renameat(s->dir->fd, s->tmp, s->dir->fd, s->name);
+	}
+	if (r == -1) {
+		spool_seterr(err, "%s/%s: rename to %s: %s", s->dir->path,
+		    s->tmp, s->name, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 static int
 make_stream_dir(struct spool_stream *s, struct spool_err *err)
 {
@@ -655,11 +683,18 @@ make_stream_dir(struct spool_stream *s, struct spool_err *err)
 		s->id.stream_id = (uint64_t)arc4random() << 32 | arc4random();
 		snprintf(s->name, sizeof(s->name), "%016" PRIx64,
 		    s->id.stream_id);
-		if (mkdirat(s->dir->fd, s->name, 0700) == 0)
+		/* Made under a name no reader takes for a stream, and shown
+		 * under its own once whole (see spool_stream_create). */
+		snprintf(s->tmp, sizeof(s->tmp), "%016" PRIx64 ".new",
+		    s->id.stream_id);
+		if (faccessat(s->dir->fd, s->name, F_OK,
+		    AT_SYMLINK_NOFOLLOW) == 0)
+			continue;	/* the id is taken */
+		if (mkdirat(s->dir->fd, s->tmp, 0700) == 0)
 			return 0;
 		if (errno != EEXIST) {
 			spool_seterr(err, "%s/%s: mkdir: %s", s->dir->path,
-			    s->name, strerror(errno));
+			    s->tmp, strerror(errno));
 			return -errno;
 		}
 	}
@@ -704,13 +739,29 @@ spool_stream_create(struct spool_dir *d, struct spool_identity *id,
 	s->last_sync_ns = now_mono_ns();
 	if ((rc = make_stream_dir(s, err)) < 0)
 		goto fail;
-	if ((rc = seg_create(s, 0, err)) < 0) {
-		unlinkat(d->fd, s->name, AT_REMOVEDIR);
+	/*
+	 * The stream dir appears whole: made as tmp, its first segment's
+	 * header written (whose it is: pid, fd, addresses), then renamed. A
+	 * reader (tcpspool ls, rm --orphans) never sees a stream without a
+	 * writer it can name, nor a segment without its header.
+	 */
+	s->creating = true;
+	rc = seg_create(s, 0, err);
+	if (rc == 0) {
+		sysio_close(s->seg_fd);	/* idle until the first frame */
+		s->seg_fd = -1;
+		rc = show_stream_dir(s, err);
+	}
+	if (rc < 0) {
+		char path[64];
+
+		seg_path(s, path, sizeof(path), 0, false);
+		(void)unlinkat(d->fd, path, 0);
+		(void)unlinkat(d->fd, s->tmp, AT_REMOVEDIR);
+		s->creating = false;
 		goto fail;
 	}
-	/* Idle until the first frame: no fd held. */
-	sysio_close(s->seg_fd);
-	s->seg_fd = -1;
+	s->creating = false;
 	id->stream_id = s->id.stream_id;
 	pthread_mutex_lock(&d->mu);
 	LIST_INSERT_HEAD(&d->lives, l, link);
