@@ -118,8 +118,16 @@ drained(struct stream *s, int64_t now)
 		atomic_thread_fence(memory_order_seq_cst);
 		if (atomic_exchange(&s->shut_wr_pending, false))
 			real.shutdown(s->dup, SHUT_WR);
-		publish(s, now);
-		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+		/* Its files go once mu is released (stream_service): the
+		 * application's next write, direct now, never waits for the
+		 * unlinks. No status is written for a dir about to go. */
+		{
+			struct spool_detached d;
+
+			spool_detach(s, &d);
+			s->gone_cur = d.cur;
+			s->gone_spool = d.spool;
+		}
 		replay_room_changed(s);
 		pay_edge(s);
 		replay_unregister(s);
@@ -645,6 +653,7 @@ pump_turn(struct stream *s, int64_t now)
 void
 stream_service(struct stream *s)
 {
+	struct spool_detached gone;
 	struct spool_sync_job j;
 	uint64_t gen;
 	int64_t now;
@@ -683,7 +692,13 @@ stream_service(struct stream *s)
 		}
 	}
 out:
+	gone.cur = s->gone_cur;
+	gone.spool = s->gone_spool;
+	strlcpy(gone.name, s->name, sizeof(gone.name));
+	s->gone_cur = NULL;
+	s->gone_spool = NULL;
 	pthread_mutex_unlock(&s->mu);
+	spool_detached_close(&gone);	/* the disk's time: no lock */
 }
 
 void

@@ -139,6 +139,38 @@ spool_release(struct stream *s, enum spool_close_how how, const char *reason)
 }
 
 void
+spool_detach(struct stream *s, struct spool_detached *d)
+{
+	batch_free(&s->batch);	/* its tail may point into the cursor */
+	s->parked = false;
+	atomic_store(&s->park_due, 0);
+	/* The ledger takes the counts of the last status: make it now. */
+	if (s->spool != NULL && (s->drops > 0 || s->errors > 0))
+		publish(s, mono_ns());
+	d->cur = s->cur;
+	d->spool = s->spool;
+	strlcpy(d->name, s->name, sizeof(d->name));
+	s->cur = NULL;
+	s->spool = NULL;
+}
+
+void
+spool_detached_close(struct spool_detached *d)
+{
+	struct spool_err e;
+	int saved = errno;
+
+	if (d->cur != NULL)
+		spool_cursor_close(d->cur);
+	if (d->spool != NULL && spool_stream_close(d->spool,
+	    SPOOL_CLOSE_REMOVE, NULL, &e) < 0)
+		log_warn("spool %s: close: %s", d->name, e.msg);
+	d->cur = NULL;
+	d->spool = NULL;
+	errno = saved;
+}
+
+void
 stream_unref(struct stream *s)
 {
 	int saved;

@@ -148,6 +148,10 @@ struct stream {
 	 * pump_turn); an abortive close meanwhile leaves the spool to it. */
 	bool pumping;
 	bool abort_pending;
+	/* A drained spool, closed by the replay thread once mu is released
+	 * (pump.c, drained; stream_service). */
+	struct spool_cursor *gone_cur;
+	struct spool_stream *gone_spool;
 	/* The peer has read nothing for a while: the cursor and the writer
 	 * gave back their fds and buffers, the batch is gone, and the status
 	 * says "stalled" without being rewritten (pump.c, park). */
