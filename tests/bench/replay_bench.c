@@ -41,11 +41,25 @@
  *   the same SMALL streams with no big stream. Reopens after the big
  *   stream ended (it drained first) are counted and said.
  *
+ * many (issue 14): STREAMS loopback connections, MiB each written into the
+ *   spool in 64 KiB non-blocking writes while their readers wait; after
+ *   200 ms (the last frames are on disk) one thread reads them all at once
+ *   as fast as it can (epoll, 256 KiB reads) and checks every byte against
+ *   the stream. The figure is the aggregate rate, all the bytes over the
+ *   time from the first read to the last byte of the last stream.
+ *   Reference in the same run: one stream of the same total bytes
+ *   (STREAMS x MiB) drained alone by the same reader. Every connection of
+ *   this mode, alone or many, has 64 KiB socket buffers (MANY_BUF), so
+ *   that nearly all the bytes come from the spool; the row says what share
+ *   the kernel's buffers held. Goal: at least 0.8x.
+ *
  * Usage: replay_bench [MiB to drain] [reps] [reopen trials] [write size]
  * (write size 1..65536, default 65536: the spool keeps one record per
  * application write, so 28 drains a spool of server A's records)
  *        replay_bench fair [MiB of the big stream] [reps] [small streams]
  * (defaults 1024, 3, 99)
+ *        replay_bench many [streams] [MiB each] [reps]
+ * (defaults 100, 10, 3)
  * Output: ROW| lines (bench_common.h) and free text on stdout.
  */
 #include <poll.h>
@@ -709,6 +723,183 @@ fair(uint64_t mib, int reps, int n)
 	return 0;
 }
 
+/* --- many: streams draining at once against one stream alone --- */
+
+#define MANY_MAX 1000
+/*
+ * SO_RCVBUF and SO_SNDBUF of every connection of this mode, one stream
+ * alone or many: with the defaults a stalled connection keeps up to about
+ * 4 MiB in the kernel, 40 % of a 10 MiB stream, which would be read from
+ * there and not from the spool. 64 KiB (the kernel doubles it) leaves
+ * about 0.26 MiB per connection; the row says how much.
+ */
+#define MANY_BUF (64 << 10)
+
+struct many_stream {
+	int srv, cli;
+	uint64_t base;		/* its first byte is the stream's byte base */
+	uint64_t got;
+	long held;		/* bytes the kernel held when reading began */
+};
+
+/* Bytes [off, off + len) of a stream starting at base are these. */
+static bool
+stream_bytes_ok(uint64_t base, uint64_t off, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		size_t at = (size_t)((base + off) % patlen);
+		size_t n = len < patlen - at ? len : patlen - at;
+
+		if (memcmp(p, pat + at, n) != 0)
+			return false;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return true;
+}
+
+/*
+ * One round: n streams of each bytes, written into the spool while their
+ * readers wait; then one thread reads every stream as fast as it can
+ * (epoll, 256 KiB reads) and checks every byte. Returns the seconds from
+ * its first read to the last byte of the last stream; *held gets what the
+ * kernel buffers held when the reading began (not from the spool).
+ */
+static double
+many_round(int l, struct many_stream *ms, int n, uint64_t each, long *held)
+{
+	static uint8_t buf[256 << 10];
+	struct epoll_event ev, evs[64];
+	int64_t t0;
+	int i, ep, open_streams = n;
+	uint64_t off;
+
+	for (i = 0; i < n; i++) {
+		struct many_stream *m = &ms[i];
+
+		bench_pair(l, &m->srv, &m->cli, MANY_BUF, MANY_BUF);
+		bench_nonblock(m->srv);
+		m->base = (uint64_t)i * each;
+		m->got = 0;
+		for (off = 0; off < each; off += CHUNK)
+			if (write(m->srv, chunk_at(m->base + off), CHUNK) !=
+			    (ssize_t)CHUNK)
+				err(2, "many: write into the spool (is "
+				    "libtcpspool.so preloaded?)");
+	}
+	usleep(200000);	/* the last frames formed and written */
+	if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		err(2, "epoll_create1");
+	*held = 0;
+	for (i = 0; i < n; i++) {
+		ms[i].held = bench_kernel_held(ms[i].srv, ms[i].cli);
+		*held += ms[i].held;
+		ev.events = EPOLLIN;
+		ev.data.u32 = (uint32_t)i;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, ms[i].cli, &ev) != 0)
+			err(2, "epoll_ctl");
+	}
+	t0 = bench_ns();
+	while (open_streams > 0) {
+		int k, r = epoll_wait(ep, evs, 64, 60000);
+
+		if (r == 0)
+			errx(2, "many: nothing to read for 60 s, %d streams "
+			    "unfinished", open_streams);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			err(2, "epoll_wait");
+		for (k = 0; k < r; k++) {
+			struct many_stream *m = &ms[evs[k].data.u32];
+			ssize_t got = recv(m->cli, buf, sizeof(buf),
+			    MSG_DONTWAIT);
+
+			if (got < 0 && errno == EAGAIN)
+				continue;
+			if (got <= 0)
+				err(2, "many: recv after %llu of %llu bytes",
+				    (unsigned long long)m->got,
+				    (unsigned long long)each);
+			if (m->got + (uint64_t)got > each ||
+			    !stream_bytes_ok(m->base, m->got, buf, (size_t)got))
+				errx(2, "many: stream %u: wrong bytes at "
+				    "offset %llu", evs[k].data.u32,
+				    (unsigned long long)m->got);
+			m->got += (uint64_t)got;
+			if (m->got == each) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, m->cli, NULL);
+				open_streams--;
+			}
+		}
+	}
+	t0 = bench_ns() - t0;
+	close(ep);
+	for (i = 0; i < n; i++) {
+		bench_abort_close(ms[i].srv);
+		close(ms[i].cli);
+	}
+	return (double)t0 / 1e9;
+}
+
+static int
+many(int n, uint64_t mib, int reps)
+{
+	double one[MAX_REPS], all[MAX_REPS], ratio[MAX_REPS];
+	uint64_t each = (mib << 20) / CHUNK * CHUNK, total = each * (uint64_t)n;
+	double mb = (double)total / 1e6, held_all = 0;
+	struct many_stream *ms = calloc((size_t)n, sizeof(*ms));
+	struct bench_spread r;
+	char rs[64];
+	int i, l;
+
+	if (ms == NULL)
+		err(2, "calloc");
+	patlen = PATLEN;
+	pat = bench_pattern(patlen + CHUNK);
+	memcpy(pat + patlen, pat, CHUNK);
+	l = bench_listen();
+	printf("replay_bench many: %d streams of %llu MiB against one of "
+	    "%llu MiB, %d repetitions; socket buffers %d B\n", n,
+	    (unsigned long long)mib, (unsigned long long)(total >> 20), reps,
+	    MANY_BUF);
+	/* Odd repetitions run the many streams first: a drift of the
+	 * machine's load favours neither side. */
+	for (i = 0; i < reps; i++) {
+		long h1 = 0, hn = 0;
+
+		if (i % 2 == 1)
+			all[i] = many_round(l, ms, n, each, &hn);
+		one[i] = many_round(l, ms, 1, total, &h1);
+		if (i % 2 == 0)
+			all[i] = many_round(l, ms, n, each, &hn);
+		held_all += (double)hn / reps;
+		ratio[i] = one[i] / all[i];
+		printf("rep %d: one stream %.1f MB/s, %d streams at once %.1f "
+		    "MB/s aggregate, %.2fx; in the kernel's buffers when "
+		    "reading began: %.1f MB and %.1f MB\n", i, mb / one[i], n,
+		    mb / all[i], ratio[i], (double)h1 / 1e6, (double)hn / 1e6);
+	}
+	r = bench_spread(ratio, (size_t)reps);
+	double om = bench_pct(one, (size_t)reps, 50);
+	double am = bench_pct(all, (size_t)reps, 50);
+
+	printf("ROW|replay: %d streams draining at once, %llu MiB spooled "
+	    "each (readers stalled, then all reading as fast as they can; "
+	    "every byte checked)|%.1f MB/s aggregate, first read to the last "
+	    "byte of the last stream (%.1f %% of it in kernel buffers)|one "
+	    "stream of the same %llu MiB drained alone: %.1f MB/s|%s|≥ 0.8x|"
+	    "%s\n", n, (unsigned long long)mib, mb / am,
+	    100 * held_all / (double)total, (unsigned long long)(total >> 20),
+	    mb / om, bench_ratio_str(r, rs, sizeof(rs)),
+	    r.med >= 0.8 ? "met" : "MISSED");
+	close(l);
+	free(ms);
+	free(pat);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -718,6 +909,16 @@ main(int argc, char **argv)
 	long ws = argc > 4 ? atol(argv[4]) : (long)CHUNK;
 	int l;
 
+	if (argc >= 2 && strcmp(argv[1], "many") == 0) {
+		int n = argc > 2 ? atoi(argv[2]) : 100;
+		long each = argc > 3 ? atol(argv[3]) : 10;
+
+		reps = argc > 4 ? atoi(argv[4]) : 3;
+		setvbuf(stdout, NULL, _IOLBF, 0);
+		bench_raise_nofile();
+		return many(n < 1 || n > MANY_MAX ? 100 : n, each < 1 ? 10 :
+		    (uint64_t)each, reps < 1 || reps > MAX_REPS ? 3 : reps);
+	}
 	if (argc >= 2 && strcmp(argv[1], "fair") == 0) {
 		int n = argc > 4 ? atoi(argv[4]) : 99;
 
