@@ -238,6 +238,19 @@ run replay under_lib "$bench/replay_bench" "${replay_args[@]}"
 # The same with server A's 28-byte records (less data: it drains slowly;
 # the kernel holds the first 4-6 MiB of it, the rest is spooled).
 run replay-28 under_lib "$bench/replay_bench" "${replay28_args[@]}"
+
+# Many streams draining at once (issue 14): replay_bench many, 100 streams
+# of 10 MiB spooled while their readers wait, then all read at once and
+# every byte checked, against one stream of the same 1000 MiB drained
+# alone in the same run (about 100 MiB of spool under $work at a time).
+replay_many() {
+	if [ "$smoke" -eq 1 ]; then
+		run replay-many under_lib "$bench/replay_bench" many 10 2 1
+	else
+		run replay-many under_lib "$bench/replay_bench" many 100 10 5
+	fi
+}
+replay_many
 run memory under_lib "$bench/mem_bench" "${mem_args[@]}"
 
 # --- Issue 13: the engine's figures -----------------------------------------

@@ -11,7 +11,9 @@
  * over the same bytes (the pattern.h stream) and compares it with zlib
  * compress2 level 1 over those bytes, in this process on one core: the
  * spool compresses at level 1 too, so 1.0x means the library costs
- * nothing beyond its compression.
+ * nothing beyond its compression. Goals (issue 14): 28-byte sendmsg at
+ * least 1.0x, 1 KiB and 64 KiB writes at least 2.0x; the reference is
+ * zlib's compress2 -1 whichever codec the spool was built with.
  *
  * Then the latency of single 28-byte sendmsg calls into the spool, each
  * timed, against a plain send that completes (the kernel's own sendto on a
@@ -32,10 +34,11 @@ static const struct mode {
 	const char *name;
 	size_t size;
 	int sendmsg;
+	double goal;		/* at least this ratio to compress2 -1 */
 } modes[] = {
-	{ "28-byte sendmsg", 28, 1 },
-	{ "1 KiB write", 1024, 0 },
-	{ "64 KiB write", 65536, 0 },
+	{ "28-byte sendmsg", 28, 1, 1.0 },
+	{ "1 KiB write", 1024, 0, 2.0 },
+	{ "64 KiB write", 65536, 0, 2.0 },
 };
 
 /* One call as the mode makes it; returns what the call returned. */
@@ -134,8 +137,9 @@ ingest(int l, const struct mode *m, const uint8_t *buf, size_t len, int reps)
 	    " | compress2 -1 %.1f MB/s | ratio %s\n", m->name, mb, calls,
 	    mb / im, calls / im, mb / cm, bench_ratio_str(r, rs, sizeof(rs)));
 	printf("ROW|ingest, stalled peer, %s|%.1f MB/s, %.2f M calls/s|"
-	    "compress2 -1: %.1f MB/s|%s|≥ 0.8x|%s\n", m->name, mb / im,
-	    calls / im / 1e6, mb / cm, rs, r.med >= 0.8 ? "met" : "MISSED");
+	    "compress2 -1: %.1f MB/s|%s|≥ %.1fx|%s\n", m->name, mb / im,
+	    calls / im / 1e6, mb / cm, rs, m->goal,
+	    r.med >= m->goal ? "met" : "MISSED");
 }
 
 static atomic_int draining = 1;
