@@ -461,7 +461,7 @@ out:
  */
 static void
 info_frame(struct segread *r, const struct progress *pg, uint64_t *expect,
-    struct spool_stream_info *si)
+    struct spool_stream_info *si, bool quick)
 {
 	const struct frame_header *f = &r->fh;
 	uint64_t seq = f->first_seq, off = r->fh_off, end = seq + f->count;
@@ -482,7 +482,14 @@ info_frame(struct segread *r, const struct progress *pg, uint64_t *expect,
 		si->newest_ts_ns = f->last_ts;
 		return;
 	}
-	/* Partly acknowledged or seen: decode it to count exactly. */
+	/* Partly acknowledged or seen: decode it to count exactly (quick:
+	 * the caller has the writer's own counts; the frame's time only). */
+	if (quick) {
+		if (si->oldest_ts_ns == 0)
+			si->oldest_ts_ns = f->first_ts;
+		si->newest_ts_ns = f->last_ts;
+		return;
+	}
 	r->pos = off;
 	r->skip_below = 0;
 	if (segread_next(r, true, &e) != SR_FRAME)
@@ -504,6 +511,13 @@ info_frame(struct segread *r, const struct progress *pg, uint64_t *expect,
 
 int
 spool_stream_info(struct spool_dir *d, const char *name,
+    struct spool_stream_info *si, struct spool_err *err)
+{
+	return spool_stream_info_flags(d, name, 0, si, err);
+}
+
+int
+spool_stream_info_flags(struct spool_dir *d, const char *name, int flags,
     struct spool_stream_info *si, struct spool_err *err)
 {
 	struct seg_entry *v;
@@ -541,7 +555,8 @@ spool_stream_info(struct spool_dir *d, const char *name,
 			enum sr_result res = segread_next(&r, false, &e);
 
 			if (res == SR_FRAME)
-				info_frame(&r, &pg, &expect, si);
+				info_frame(&r, &pg, &expect, si,
+				    (flags & SPOOL_INFO_QUICK) != 0);
 			else if (res != SR_CORRUPT)
 				break;
 		}

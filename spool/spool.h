@@ -456,6 +456,15 @@ struct spool_stream_info {
 };
 int spool_stream_info(struct spool_dir *d, const char *name,
     struct spool_stream_info *si, struct spool_err *err);
+/*
+ * The same; with SPOOL_INFO_QUICK no frame is decoded: a frame partly
+ * acknowledged counts whole in records and raw_bytes (for a caller that
+ * has the writer's own exact counts, its status), only frame headers are
+ * read. tcpspool ls lists thousands of live streams this way.
+ */
+#define SPOOL_INFO_QUICK 1
+int spool_stream_info_flags(struct spool_dir *d, const char *name,
+    int flags, struct spool_stream_info *si, struct spool_err *err);
 
 /* ------------------------------------------------------------ status */
 

@@ -101,6 +101,9 @@ bool proc_alive(int32_t pid, int64_t created_ns);
 /* What the operator needs to know about one stream, gathered once. */
 struct stream_view {
 	char name[SPOOL_NAME_MAX];
+	/* Its dir went between the listing and the read (a stream delivered
+	 * and removed meanwhile): not an error for a listing. */
+	bool gone;
 	bool info_ok;
 	struct spool_stream_info info;
 	char info_err[SPOOL_ERR_MAX];

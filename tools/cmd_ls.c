@@ -188,6 +188,8 @@ each_stream(void *arg, const char *name)
 	struct row *nr;
 
 	stream_view_load(c->d, name, &v);
+	if (v.gone)
+		return 0;	/* delivered and removed since the listing */
 	/* A stream its writer holds is read by that writer as it delivers
 	 * (a damaged frame makes it an orphan, checked here then), and its
 	 * files change while we read: ls checks every frame of the others

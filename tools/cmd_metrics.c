@@ -86,6 +86,10 @@ collect(void *arg, const char *name)
 	}
 	ns = &c->s[c->n++];
 	stream_view_load(c->d, name, &ns->v);
+	if (ns->v.gone) {
+		c->n--;		/* delivered and removed since the listing */
+		return 0;
+	}
 	/* As ls: the frames of a stream its writer holds are its writer's
 	 * to read; a scrape of thousands of live streams stays cheap. */
 	memset(&ns->chk, 0, sizeof(ns->chk));

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -245,8 +246,54 @@ boot_time_ns(void)
 	return cached;
 }
 
+/*
+ * What /proc said of the last pid asked about, for 100 ms: a spool dir's
+ * thousands of streams are mostly one process's, and ls would read its
+ * /proc entry once per stream.
+ */
+static struct {
+	int32_t pid;
+	int64_t at_ns;
+	bool alive;
+	int64_t start_ns;	/* 0: unknown */
+} last_proc;
+
+static bool proc_alive_read(int32_t pid, int64_t *start_out);
+
 bool
 proc_alive(int32_t pid, int64_t created_ns)
+{
+	struct timespec ts;
+	int64_t now, start = 0;
+	bool alive;
+
+	if (pid <= 0)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	if (last_proc.pid == pid && now - last_proc.at_ns < 100000000LL) {
+		if (!last_proc.alive)
+			return false;
+		if (created_ns <= 0 || last_proc.start_ns == 0)
+			return true;
+		return last_proc.start_ns <= created_ns + 2000000000LL;
+	}
+	alive = proc_alive_read(pid, &start);
+	last_proc.pid = pid;
+	last_proc.at_ns = now;
+	last_proc.alive = alive;
+	last_proc.start_ns = start;
+	if (!alive)
+		return false;
+	if (created_ns <= 0 || start == 0)
+		return true;
+	/* btime has 1 s resolution: allow 2 s of slack. */
+	return start <= created_ns + 2000000000LL;
+}
+
+/* The pid is alive (not a zombie); *start_out its start time (0 unknown). */
+static bool
+proc_alive_read(int32_t pid, int64_t *start_out)
 {
 	char path[64], buf[1024], *p, state;
 	unsigned long long start_ticks;
@@ -255,8 +302,7 @@ proc_alive(int32_t pid, int64_t created_ns)
 	ssize_t n;
 	int fd, i;
 
-	if (pid <= 0)
-		return false;
+	*start_out = 0;
 	if (kill(pid, 0) == -1 && errno == ESRCH)
 		return false;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -272,8 +318,6 @@ proc_alive(int32_t pid, int64_t created_ns)
 		return true;
 	if (state == 'Z' || state == 'X')
 		return false;
-	if (created_ns <= 0)
-		return true;
 	/* Field 22, starttime, is the 20th after the ')'. */
 	for (p++, i = 0; i < 19 && p != NULL; i++)
 		if ((p = strchr(p + 1, ' ')) == NULL)
@@ -284,8 +328,8 @@ proc_alive(int32_t pid, int64_t created_ns)
 	start_ns = boot + (int64_t)(start_ticks / (unsigned long long)hz) *
 	    1000000000LL + (int64_t)(start_ticks % (unsigned long long)hz) *
 	    (1000000000LL / hz);
-	/* btime has 1 s resolution: allow 2 s of slack. */
-	return start_ns <= created_ns + 2000000000LL;
+	*start_out = start_ns;
+	return true;
 }
 
 void
@@ -294,19 +338,29 @@ stream_view_load(struct spool_dir *d, const char *name, struct stream_view *v)
 	struct spool_err e = { "" };
 	char st[32], reason[72];
 	int64_t now = now_realtime_ns();
+	bool quick;
 	int rc;
 
 	memset(v, 0, sizeof(*v));
 	strlcpy(v->name, name, sizeof(v->name));
-	rc = spool_stream_info(d, name, &v->info, &e);
-	v->info_ok = rc >= 0;
-	if (!v->info_ok)
-		snprintf(v->info_err, sizeof(v->info_err), "%s",
-		    e.msg[0] ? e.msg : strerror(-rc));
 	rc = spool_status_read(d, name, &v->status, &e);
 	v->status_ok = rc >= 0;
 	if (rc < 0 && rc != -ENOENT)
 		strlcpy(v->status_err, e.msg, sizeof(v->status_err));
+	/* A stream whose running writer publishes its counts: its files'
+	 * headers suffice, no frame is decoded (the counts are the
+	 * writer's, below); confirmed once the segment header names it. */
+	quick = v->status_ok && !v->status.released &&
+	    proc_alive(v->status.pid, 0);
+	e.msg[0] = '\0';
+	rc = spool_stream_info_flags(d, name, quick ? SPOOL_INFO_QUICK : 0,
+	    &v->info, &e);
+	v->info_ok = rc >= 0;
+	v->gone = rc == -ENOENT && !v->status_ok &&
+	    faccessat(spool_dir_fd(d), name, F_OK, AT_SYMLINK_NOFOLLOW) == -1;
+	if (!v->info_ok)
+		snprintf(v->info_err, sizeof(v->info_err), "%s",
+		    e.msg[0] ? e.msg : strerror(-rc));
 	if (v->info_ok && v->info.id_known) {
 		v->pid = v->info.id.pid;
 		v->fd = v->info.id.fd;
@@ -322,6 +376,18 @@ stream_view_load(struct spool_dir *d, const char *name, struct stream_view *v)
 	v->released = v->status_ok && v->status.released &&
 	    v->status.pid == v->pid;
 	v->held = v->alive && !v->released;
+	if (quick && v->info_ok && (!v->held || !v->status_ok ||
+	    v->status.pid != v->pid)) {
+		/* Not the writer the status named: counted exactly. */
+		rc = spool_stream_info(d, name, &v->info, &e);
+		v->info_ok = rc >= 0;
+		if (!v->info_ok)
+			snprintf(v->info_err, sizeof(v->info_err), "%s",
+			    e.msg[0] ? e.msg : strerror(-rc));
+	} else if (quick && v->info_ok) {
+		v->info.records = v->status.pending_records;
+		v->info.raw_bytes = v->status.pending_bytes;
+	}
 	/* An idle status is written once: nothing changes until the peer
 	 * reads (FORMAT.md §7); its age says nothing. */
 	v->fresh = v->status_ok && (now - v->status.updated_ns <
