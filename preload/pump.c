@@ -698,7 +698,14 @@ out:
 	s->gone_cur = NULL;
 	s->gone_spool = NULL;
 	pthread_mutex_unlock(&s->mu);
-	spool_detached_close(&gone);	/* the disk's time: no lock */
+	if (gone.spool != NULL || gone.cur != NULL) {
+		spool_detached_close(&gone);	/* the disk's time: no lock */
+		/* Its files no longer count in the dir's quota: writers
+		 * waiting for room (overflow=block) look again. */
+		pthread_mutex_lock(&s->mu);
+		replay_room_changed(s);
+		pthread_mutex_unlock(&s->mu);
+	}
 }
 
 void
