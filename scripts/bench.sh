@@ -192,12 +192,15 @@ run ingest under_lib "$bench/ingest_bench" "${ingest_args[@]}"
 # --- Stored size and the frame codec (issue 14) ---------------------------
 #
 # Stored bytes: spool_bench, one data set at a time, against gzip -1 of
-# the same stream; the frames are written by the library libtcpspool.so
-# was built with. The data is the same every run, the record times are
-# not (the clock), and the times column moves the size by about 0.5 %.
+# the same stream; the frames are written by the level-1 deflater
+# libtcpspool.so was built with (ISA-L igzip, else libdeflate, else
+# zlib). The data is the same every run, the record times are not (the
+# clock), and the times column moves the size by about 0.5 %.
 stored_rows() {
-	local k codec=zlib
-	ldd "$lib" 2>/dev/null | grep -q libdeflate && codec=libdeflate
+	local k codec=zlib libs
+	libs=$(ldd "$lib" 2>/dev/null || true)
+	case "$libs" in *libdeflate*) codec=libdeflate ;; esac
+	case "$libs" in *libisal*) codec="ISA-L igzip" ;; esac
 	for k in 0 1 2; do
 		echo "== stored bytes, data set $k" >&2
 		TMPDIR=$work "$bench/spool_bench" "$store_mib" 1 "$k" \

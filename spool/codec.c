@@ -1,12 +1,24 @@
 /*
- * codec.c — raw DEFLATE for frame payloads, by libdeflate or zlib.
+ * codec.c — raw DEFLATE for frame payloads, by ISA-L, libdeflate or zlib.
  *
  * Whatever library wrote it, a frame's payload is one complete raw DEFLATE
  * stream (RFC 1951) that zlib's inflate reads (FORMAT.md §3.2); zlib is
- * the reference decoder of the tests. libdeflate (Meson option
- * 'libdeflate', HAVE_LIBDEFLATE) is the default backend when it was found
- * at build time, zlib otherwise; tests and benchmarks may force either
- * (codec_backend_force). The choice and its figures: tests/bench/NOTES.md.
+ * the reference decoder of the tests. The two directions are chosen
+ * apart, each the fastest library the build found:
+ *
+ *   deflate  ISA-L igzip (Meson option 'isal', HAVE_ISAL) at level 1, the
+ *            default level; libdeflate (option 'libdeflate',
+ *            HAVE_LIBDEFLATE) at levels 2..9, and at every level where
+ *            the build has no ISA-L; zlib where it has neither. ISA-L's
+ *            own levels stop at 3 and none matches the ratio of zlib's
+ *            or libdeflate's higher levels: a spool that asks for more
+ *            than level 1 asked for ratio over speed.
+ *   inflate  libdeflate, else zlib. Never ISA-L: on frames that barely
+ *            compress its inflate is 3x slower than libdeflate's.
+ *
+ * Tests and benchmarks may force either direction to any library the
+ * build has (codec_backend_force). The choice and its figures:
+ * tests/bench/NOTES.md.
  *
  * Memory. A stream holds no codec state. A frame takes a scratch (the
  * library's state plus the buffers it needs) for the length of one call
@@ -16,6 +28,9 @@
  * scratches as frames are being coded at once plus CACHE_SLOTS idle ones,
  * whatever the number of threads or streams; a scratch whose buffers grew
  * past CACHE_BUF_MAX (a frame_target of megabytes) is freed, not cached.
+ * An ISA-L deflate scratch is its stream state (80 KiB) and its level-1
+ * buffer (84 KiB, ISAL_DEF_LVL1_SMALL) plus the output buffer; it needs no
+ * input buffer, since ISA-L takes the frame's columns as a stream.
  *
  * Threads and fork. The cache is an array of atomic pointers: a taker
  * exchanges a slot with NULL, a giver swaps its scratch into an empty slot
@@ -33,6 +48,9 @@
 #ifdef HAVE_LIBDEFLATE
 #include <libdeflate.h>
 #endif
+#ifdef HAVE_ISAL
+#include <isa-l/igzip_lib.h>
+#endif
 
 #include "internal.h"
 
@@ -44,24 +62,42 @@
 struct codec_scratch {
 	enum codec_backend backend;
 	int level;			/* deflate only */
-	void *state;			/* z_stream or libdeflate object */
+	void *state;			/* z_stream, libdeflate object or
+					   struct isal_deflater */
 	uint8_t *in;			/* gathered input (libdeflate) */
 	size_t in_cap;
 	uint8_t *out;			/* compressed output (deflate) */
 	size_t out_cap;
 };
 
+/* The inflater, and the deflater at levels 2..9 (and 1 without ISA-L). */
 #ifdef HAVE_LIBDEFLATE
-static atomic_int backend = CODEC_BACKEND_LIBDEFLATE;
+#define GENERAL_BACKEND	CODEC_BACKEND_LIBDEFLATE
 #else
-static atomic_int backend = CODEC_BACKEND_ZLIB;
+#define GENERAL_BACKEND	CODEC_BACKEND_ZLIB
 #endif
+#ifdef HAVE_ISAL
+static atomic_int deflater = CODEC_BACKEND_ISAL;
+#else
+static atomic_int deflater = GENERAL_BACKEND;
+#endif
+static atomic_int inflater = GENERAL_BACKEND;
 
 static _Atomic(struct codec_scratch *) enc_cache[CACHE_SLOTS];
 static _Atomic(struct codec_scratch *) dec_cache[CACHE_SLOTS];
 
 bool
-codec_backend_available(enum codec_backend b)
+codec_deflater_available(enum codec_backend b)
+{
+#ifdef HAVE_ISAL
+	if (b == CODEC_BACKEND_ISAL)
+		return true;
+#endif
+	return codec_inflater_available(b);
+}
+
+bool
+codec_inflater_available(enum codec_backend b)
 {
 #ifdef HAVE_LIBDEFLATE
 	if (b == CODEC_BACKEND_LIBDEFLATE)
@@ -71,24 +107,38 @@ codec_backend_available(enum codec_backend b)
 }
 
 int
-codec_backend_force(enum codec_backend b)
+codec_backend_force(enum codec_backend def, enum codec_backend inf)
 {
-	if (!codec_backend_available(b))
+	if (!codec_deflater_available(def) || !codec_inflater_available(inf))
 		return -1;
-	atomic_store(&backend, (int)b);
+	atomic_store(&deflater, (int)def);
+	atomic_store(&inflater, (int)inf);
 	return 0;
 }
 
 enum codec_backend
-codec_backend_current(void)
+codec_deflater(void)
 {
-	return (enum codec_backend)atomic_load(&backend);
+	return (enum codec_backend)atomic_load(&deflater);
+}
+
+enum codec_backend
+codec_inflater(void)
+{
+	return (enum codec_backend)atomic_load(&inflater);
 }
 
 const char *
 codec_backend_name(enum codec_backend b)
 {
-	return b == CODEC_BACKEND_LIBDEFLATE ? "libdeflate" : "zlib";
+	switch (b) {
+	case CODEC_BACKEND_LIBDEFLATE:
+		return "libdeflate";
+	case CODEC_BACKEND_ISAL:
+		return "ISA-L igzip";
+	default:
+		return "zlib";
+	}
 }
 
 /* ------------------------------------------------------ scratch, cache */
@@ -99,6 +149,11 @@ state_free(struct codec_scratch *x, bool enc)
 {
 	if (x->state == NULL)
 		return;
+#ifdef HAVE_ISAL
+	if (x->backend == CODEC_BACKEND_ISAL)
+		free(x->state);		/* struct isal_deflater */
+	else
+#endif
 #ifdef HAVE_LIBDEFLATE
 	if (x->backend == CODEC_BACKEND_LIBDEFLATE && enc)
 		libdeflate_free_compressor(x->state);
@@ -300,13 +355,86 @@ ld_inflate(struct codec_scratch *x, const uint8_t *in, size_t in_len,
 }
 #endif
 
+/* --------------------------------------------------------------- ISA-L */
+
+#ifdef HAVE_ISAL
+/*
+ * ISA-L's level 1 needs a buffer of its own: a hash table and the tokens
+ * of the block being formed. ISAL_DEF_LVL1_SMALL (16 Ki tokens a block)
+ * gives the benchmark's 128 KiB frames the same ratio as the library's
+ * default LARGE (64 Ki tokens, 276 KiB) at the same speed (NOTES.md).
+ */
+struct isal_deflater {
+	struct isal_zstream z;
+	uint8_t level_buf[ISAL_DEF_LVL1_SMALL];
+};
+
+/*
+ * ISA-L 2.30's deflate returns with the upper halves of the vector
+ * registers dirty (its AVX-512 paths end without vzeroupper). Until the
+ * thread next runs vzeroupper, legacy-SSE code in it runs slower: zlib's
+ * compress2 at 0.5-0.6x of its speed, on this project's EPYC VM, and so
+ * would the host program's own code after each spooled write. Every
+ * frame ISA-L deflates ends with a vzeroupper (lower 128 bits kept; this
+ * file is compiled without AVX, so no compiled value lives above them).
+ */
+static void
+vector_uppers_clear(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (__builtin_cpu_supports("avx"))
+		__asm__ volatile("vzeroupper");
+#endif
+}
+
+/*
+ * ISA-L's stateful deflate takes the iovecs one after the other, the last
+ * with end_of_stream: no gathering copy. Level 1 only (codec_deflate).
+ */
+static size_t
+isal_deflate_iov(struct codec_scratch *x, const struct iovec *iov,
+    int iovcnt, size_t bound)
+{
+	struct isal_deflater *d = x->state;
+	struct isal_zstream *z;
+	int i;
+
+	if (d == NULL) {
+		if ((d = calloc(1, sizeof(*d))) == NULL)
+			return 0;
+		x->state = d;
+	}
+	z = &d->z;
+	isal_deflate_init(z);
+	z->level = 1;
+	z->level_buf = d->level_buf;
+	z->level_buf_size = sizeof(d->level_buf);
+	z->gzip_flag = IGZIP_DEFLATE;	/* raw: no gzip or zlib wrapper */
+	z->flush = NO_FLUSH;
+	z->next_out = x->out;
+	z->avail_out = (uint32_t)bound;
+	for (i = 0; i < iovcnt; i++) {
+		z->next_in = iov[i].iov_base;
+		z->avail_in = (uint32_t)iov[i].iov_len;
+		z->end_of_stream = i == iovcnt - 1;
+		/* Input left over means the output reached bound: store. */
+		if (isal_deflate(z) != COMP_OK || z->avail_in != 0)
+			return 0;
+	}
+	/* Not ended with all input taken: the last block did not fit. */
+	if (z->internal_state.state != ZSTATE_END)
+		return 0;
+	return z->total_out;
+}
+#endif
+
 /* ----------------------------------------------------------------- API */
 
 size_t
 codec_deflate(const struct iovec *iov, int iovcnt, size_t total, int level,
     struct codec_out *out)
 {
-	enum codec_backend b = codec_backend_current();
+	enum codec_backend b = codec_deflater();
 	struct codec_scratch *x;
 	size_t bound, zlen;
 
@@ -314,6 +442,8 @@ codec_deflate(const struct iovec *iov, int iovcnt, size_t total, int level,
 	out->held = NULL;
 	if (level <= 0 || total <= 1 || iovcnt <= 0)
 		return 0;
+	if (b == CODEC_BACKEND_ISAL && level != 1)
+		b = GENERAL_BACKEND;
 	if ((x = cache_take(enc_cache)) == NULL)
 		return 0;
 	scratch_fit(x, b, level, true);
@@ -328,6 +458,12 @@ codec_deflate(const struct iovec *iov, int iovcnt, size_t total, int level,
 		cache_give(enc_cache, x, true);
 		return 0;
 	}
+#ifdef HAVE_ISAL
+	if (b == CODEC_BACKEND_ISAL) {
+		zlen = isal_deflate_iov(x, iov, iovcnt, bound);
+		vector_uppers_clear();
+	} else
+#endif
 #ifdef HAVE_LIBDEFLATE
 	if (b == CODEC_BACKEND_LIBDEFLATE)
 		zlen = ld_deflate(x, iov, iovcnt, total, bound, level);
@@ -355,7 +491,7 @@ codec_release(struct codec_out *out)
 bool
 codec_inflate(const uint8_t *in, size_t in_len, uint8_t *out, size_t raw_len)
 {
-	enum codec_backend b = codec_backend_current();
+	enum codec_backend b = codec_inflater();
 	struct codec_scratch *x;
 	bool ok;
 

@@ -120,14 +120,16 @@ bool payload_next(struct payload_iter *it, struct rec_ref *r);
 /* ------------------------------------------------------------- codec.c */
 
 /*
- * Frame payloads are raw DEFLATE whatever library writes them: libdeflate
- * when the build found it (the default), zlib otherwise; zlib's inflate
- * reads every frame either writes. No stream holds codec state: a frame
+ * Frame payloads are raw DEFLATE whatever library writes them: ISA-L at
+ * level 1 and libdeflate at the other levels when the build found them,
+ * zlib otherwise; libdeflate (else zlib) inflates. zlib's inflate reads
+ * every frame any of them writes. No stream holds codec state: a frame
  * borrows a scratch from a small cache shared by all threads (codec.c).
  */
 enum codec_backend {
 	CODEC_BACKEND_ZLIB,
 	CODEC_BACKEND_LIBDEFLATE,
+	CODEC_BACKEND_ISAL,		/* deflate only */
 };
 
 /* A deflate result, valid until codec_release() gives its scratch back. */
@@ -140,8 +142,8 @@ struct codec_out {
  * Compresses the concatenation of the iovecs (total bytes) into one
  * complete raw deflate stream at level (1..9) in out->p. Returns its
  * length, or 0 when it does not save at least 1/64 of total (and one
- * byte), level <= 0 or memory is short: store the payload raw. Call codec_release(out) once
- * out->p is written, whatever the result.
+ * byte), level <= 0 or memory is short: store the payload raw. Call
+ * codec_release(out) once out->p is written, whatever the result.
  */
 size_t codec_deflate(const struct iovec *iov, int iovcnt, size_t total,
     int level, struct codec_out *out);
@@ -152,10 +154,17 @@ void codec_release(struct codec_out *out);
  */
 bool codec_inflate(const uint8_t *in, size_t in_len, uint8_t *out,
     size_t raw_len);
-/* For tests and benchmarks: which backend codes frames from now on. */
-bool codec_backend_available(enum codec_backend b);
-int codec_backend_force(enum codec_backend b);
-enum codec_backend codec_backend_current(void);
+/*
+ * For tests and benchmarks: which library deflates (at level 1: ISA-L
+ * deflates only there, libdeflate or zlib at other levels) and which
+ * inflates, from now on; -1 when the build lacks either.
+ */
+bool codec_deflater_available(enum codec_backend b);
+bool codec_inflater_available(enum codec_backend b);
+int codec_backend_force(enum codec_backend deflater,
+    enum codec_backend inflater);
+enum codec_backend codec_deflater(void);
+enum codec_backend codec_inflater(void);
 const char *codec_backend_name(enum codec_backend b);
 
 /* --------------------------------------------------------------- err.c */
