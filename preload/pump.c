@@ -104,9 +104,6 @@ drained(struct stream *s, int64_t now)
 	/* Everything was delivered: nothing left on disk needs a sync. */
 	atomic_store(&s->sync_due, 0);
 	batch_free(&s->batch);
-	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
-		log_warn("spool %s: trim: %s", s->name, e.msg);
-	replay_room_changed(s);	/* trim deleted the delivered segments */
 	if (atomic_exchange(&s->shut_wr_pending, false) || s->app_gone)
 		real.shutdown(s->dup, SHUT_WR);
 	if (!s->app_gone) {
@@ -120,20 +117,19 @@ drained(struct stream *s, int64_t now)
 			real.shutdown(s->dup, SHUT_WR);
 		/* Its files go once mu is released (stream_service): the
 		 * application's next write, direct now, never waits for the
-		 * unlinks. No status is written for a dir about to go. */
-		{
-			struct spool_detached d;
-
-			spool_detach(s, &d);
-			s->gone_cur = d.cur;
-			s->gone_spool = d.spool;
-		}
-		replay_room_changed(s);
+		 * unlinks (no trim first: the whole dir goes). No status is
+		 * written for a dir about to go. */
+		spool_detach(s, &s->gone);
 		pay_edge(s);
 		replay_unregister(s);
 		wake_waiters(s);
 		return;
 	}
+	/* Lingering, the spool stays until the peer closes: the delivered
+	 * segments go now. */
+	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
+		log_warn("spool %s: trim: %s", s->name, e.msg);
+	replay_room_changed(s);
 	set_state(s, STREAM_LINGER);
 	publish(s, now);
 	atomic_store(&s->linger_due, now + (int64_t)cfg->linger_ms * NS_PER_MS);
@@ -692,11 +688,9 @@ stream_service(struct stream *s)
 		}
 	}
 out:
-	gone.cur = s->gone_cur;
-	gone.spool = s->gone_spool;
-	strlcpy(gone.name, s->name, sizeof(gone.name));
-	s->gone_cur = NULL;
-	s->gone_spool = NULL;
+	gone = s->gone;
+	s->gone.cur = NULL;
+	s->gone.spool = NULL;
 	pthread_mutex_unlock(&s->mu);
 	if (gone.spool != NULL || gone.cur != NULL) {
 		spool_detached_close(&gone);	/* the disk's time: no lock */

@@ -117,6 +117,14 @@ struct replay_batch {
 	struct batch_piece one;
 };
 
+/* A spool taken from its stream, to be closed without the stream's lock
+ * (stream_impl.h, spool_detach). */
+struct spool_detached {
+	struct spool_cursor *cur;
+	struct spool_stream *spool;
+	char name[SPOOL_NAME_MAX];
+};
+
 struct stream {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	/* room in the spool; leaving SPOOLING */
@@ -150,8 +158,7 @@ struct stream {
 	bool abort_pending;
 	/* A drained spool, closed by the replay thread once mu is released
 	 * (pump.c, drained; stream_service). */
-	struct spool_cursor *gone_cur;
-	struct spool_stream *gone_spool;
+	struct spool_detached gone;
 	/* The peer has read nothing for a while: the cursor and the writer
 	 * gave back their fds and buffers, the batch is gone, and the status
 	 * says "stalled" without being rewritten (pump.c, park). */

@@ -20,14 +20,9 @@ void batch_free(struct replay_batch *b);
 /* Closes the reader and the writer; the files go (how) or stay. */
 void spool_release(struct stream *s, enum spool_close_how how,
     const char *reason);
-/* A delivered spool taken from s under mu, closed and removed later
- * without it (spool_detached_close): the unlinks and the rmdir of a
- * removal never hold up the application's next write. */
-struct spool_detached {
-	struct spool_cursor *cur;
-	struct spool_stream *spool;
-	char name[SPOOL_NAME_MAX];
-};
+/* A delivered spool leaves s under mu (into d), and is closed and
+ * removed later without it: the unlinks and the rmdir of a removal never
+ * hold up the application's next write. */
 void spool_detach(struct stream *s, struct spool_detached *d);
 void spool_detached_close(struct spool_detached *d);
 void wake_waiters(struct stream *s);
