@@ -750,7 +750,8 @@ spool_stream_create(struct spool_dir *d, struct spool_identity *id,
 	if (rc == 0) {
 		sysio_close(s->seg_fd);	/* idle until the first frame */
 		s->seg_fd = -1;
-		rc = show_stream_dir(s, err);
+		if ((rc = show_stream_dir(s, err)) < 0)	/* its header: */
+			stored_add(s, -(int64_t)SEG_HEADER_LEN, -1);
 	}
 	if (rc < 0) {
 		char path[64];
