@@ -659,7 +659,8 @@ show_stream_dir(struct spool_stream *s, struct spool_err *err)
 	long r = syscall(SYS_renameat2, s->dir->fd, s->tmp, s->dir->fd,
 	    s->name, RENAME_NOREPLACE);
 
-	if (r == -1 && (errno == EINVAL || errno == ENOSYS)) {
+	if (r == -1 && (errno == EINVAL || errno == ENOSYS ||
+	    errno == EPERM)) {	/* EPERM: a seccomp filter's answer */
 		if (faccessat(s->dir->fd, s->name, F_OK,
 		    AT_SYMLINK_NOFOLLOW) == 0)
 			errno = EEXIST;
@@ -1181,8 +1182,15 @@ spool_stream_close(struct spool_stream *s, enum spool_close_how how,
 	s->live->w = NULL;
 	s->live->stalled = false;
 	pthread_mutex_unlock(&s->live->mu);
-	if (how == SPOOL_CLOSE_REMOVE)
+	if (how == SPOOL_CLOSE_REMOVE) {
 		rc = spool_stream_remove(s->dir, s->name, err);
+		/* dir_release asked for a rescan of others' bytes; one made
+		 * before the files went counted them as others' for a
+		 * second: ask again now they are gone. */
+		pthread_mutex_lock(&s->dir->mu);
+		s->dir->others_at_ns = 0;
+		pthread_mutex_unlock(&s->dir->mu);
+	}
 	/* Best effort: a failed ledger line must not fail the close. */
 	if (s->pub_drops > 0 || s->pub_errors > 0)
 		(void)ledger_append(s->dir, s->name, s->pub_drops,

@@ -247,14 +247,13 @@ boot_time_ns(void)
 }
 
 /*
- * What /proc said of the last pid asked about, for 100 ms: a spool dir's
+ * What /proc said of the last live pid asked about, for 100 ms: a spool dir's
  * thousands of streams are mostly one process's, and ls would read its
  * /proc entry once per stream.
  */
 static struct {
 	int32_t pid;
 	int64_t at_ns;
-	bool alive;
 	int64_t start_ns;	/* 0: unknown */
 } last_proc;
 
@@ -272,16 +271,15 @@ proc_alive(int32_t pid, int64_t created_ns)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 	if (last_proc.pid == pid && now - last_proc.at_ns < 100000000LL) {
-		if (!last_proc.alive)
-			return false;
 		if (created_ns <= 0 || last_proc.start_ns == 0)
 			return true;
 		return last_proc.start_ns <= created_ns + 2000000000LL;
 	}
 	alive = proc_alive_read(pid, &start);
-	last_proc.pid = pid;
+	/* Only a live answer is kept: a pid that died may be reused at once,
+	 * and "dead" would let rm --orphans take a live stream. */
+	last_proc.pid = alive ? pid : 0;
 	last_proc.at_ns = now;
-	last_proc.alive = alive;
 	last_proc.start_ns = start;
 	if (!alive)
 		return false;
