@@ -9,12 +9,12 @@
  * and nothing else is taken under it. A job holds a reference to its
  * stream; once run, its result is given to the stream under the stream's
  * mu (sync_done), if the stream still has the spool the job was taken
- * from (gen). Lock order: a stream's mu, then sq.mu (submit); the thread
- * takes them one at a time.
+ * from (gen). Lock order: a stream's mu, then sq.mu (submit); sq.mu, then
+ * the sysio gate (run_job's close); the thread takes them one at a time.
  *
  * fork: the prepare handler holds sq.mu, so the child finds the queue
- * whole; it closes the fds of the parent's jobs and starts empty, its
- * thread made again at its first job.
+ * whole; it closes the fds of the parent's jobs, queued or running, and
+ * starts empty, its thread made again at its first job.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,8 +41,37 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct sync_item *head, *tail;
+	int running_fd;	/* the fd of the job being run, until closed */
 	bool started;
-} sq = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+} sq = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+	.running_fd = -1 };
+
+/*
+ * One job, on this thread. Its segment fd is synced and closed here, not
+ * in spool_sync_run: the fd is known to the fork handler (running_fd)
+ * until it is closed, and closed under sq.mu, so a fork child closes its
+ * copy of exactly that file, never a number reused since (a close of a
+ * regular file does not wait for the disk: the data was synced before).
+ */
+static int
+run_job(struct sync_item *it)
+{
+	struct spool_sync_job by_name = it->j;
+	int fd = it->j.fd, rc;
+
+	by_name.fd = -1;
+	rc = spool_sync_run(&by_name);	/* sealed segments, the dir */
+	if (fd >= 0) {
+		if (sysio_fdatasync(fd) == -1 && rc == 0)
+			rc = -errno;
+		pthread_mutex_lock(&sq.mu);
+		sysio_close(fd);
+		sq.running_fd = -1;
+		pthread_mutex_unlock(&sq.mu);
+		it->j.fd = -1;
+	}
+	return rc;
+}
 
 static void *
 syncer_main(void *arg)
@@ -59,9 +88,10 @@ syncer_main(void *arg)
 		it = sq.head;
 		if ((sq.head = it->next) == NULL)
 			sq.tail = NULL;
+		sq.running_fd = it->j.fd;
 		pthread_mutex_unlock(&sq.mu);
 
-		rc = spool_sync_run(&it->j);	/* the disk's time: no lock */
+		rc = run_job(it);	/* the disk's time: no lock held */
 		stream_sync_finished(it->s, &it->j, it->gen, rc);
 		stream_unref(it->s);
 		free(it);
@@ -145,6 +175,10 @@ syncer_fork_child(bool consistent)
 	for (it = consistent ? sq.head : NULL; it != NULL; it = it->next)
 		if (it->j.fd >= 0)
 			sysio_close(it->j.fd);
+	/* The job the parent's thread was running: its fd came along. */
+	if (consistent && sq.running_fd >= 0)
+		sysio_close(sq.running_fd);
+	sq.running_fd = -1;
 	sq.head = sq.tail = NULL;
 	sq.started = false;
 	pthread_mutex_init(&sq.mu, NULL);

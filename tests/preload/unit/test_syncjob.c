@@ -29,6 +29,10 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
 
 #include "ops.h"
 #include "stream.h"
@@ -120,8 +124,7 @@ pattern_bytes(size_t len)
 	return b;
 }
 
-Test(sync, no_application_write_waits_for_the_disk_under_interval,
-    .timeout = 180)
+Test(sync, no_application_write_waits_for_the_disk_under_interval)
 {
 	unsigned char *b = pattern_bytes(BEFORE + DURING);
 	int fds_before, synced_before;
@@ -174,6 +177,79 @@ Test(sync, no_application_write_waits_for_the_disk_under_interval,
 	    (int)(DURING / (64 << 10)) / 2, "only %d syncs after the release",
 	    atomic_load(&syncs) - synced_before);
 	cr_assert(read_pattern(fds[1], 0, BEFORE + DURING),
+	    "the reader did not get every byte in order");
+	sysio_sync_hook(NULL);
+	op_close(fds[0]);
+	close(fds[1]);
+	free(b);
+}
+
+/*
+ * A fork while the sync thread is inside a job's fdatasync: the child must
+ * not keep the job's fd (its copy of the parent's segment), as it keeps
+ * none of the parent's queued jobs. The hook holds the first sync of an
+ * `.open` segment's fd (the job's own duplicate); the child reports
+ * whether that number is still open in it.
+ */
+static _Atomic int held_fd = -1;
+
+static bool
+is_open_segment(int fd)
+{
+	char link[64], path[4096];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	if ((n = readlink(link, path, sizeof(path) - 1)) <= 0)
+		return false;
+	path[n] = '\0';
+	return n > 5 && strcmp(path + n - 5, ".open") == 0;
+}
+
+static int
+hold_job_fd(int fd, bool data)
+{
+	int none = -1;
+
+	if (data && (pid_t)syscall(SYS_gettid) != app_tid &&
+	    is_open_segment(fd) &&
+	    atomic_compare_exchange_strong(&held_fd, &none, fd)) {
+		sem_post(&entered);
+		while (sem_wait(&release) == -1 && errno == EINTR)
+			;
+	}
+	return sysio_sync_real(fd, data);
+}
+
+Test(sync, a_fork_child_keeps_no_fd_of_the_running_sync_job)
+{
+	unsigned char *b = pattern_bytes(BEFORE);
+	int fds[2], status;
+	pid_t pid;
+
+	unit_env("TCPSPOOL_FSYNC=interval", "TCPSPOOL_FSYNC_INTERVAL=1ms",
+	    "TCPSPOOL_FLUSH=1ms", "TCPSPOOL_SEGMENT_SIZE=64K",
+	    "TCPSPOOL_LEVEL=0", NULL);
+	sem_init(&entered, 0, 0);
+	sem_init(&release, 0, 0);
+	app_tid = (pid_t)syscall(SYS_gettid);
+	sysio_sync_hook(hold_job_fd);
+	unit_unix_pair(fds);
+	for (size_t off = 0; off < BEFORE; off += CHUNK)
+		cr_assert_eq(op_write(fds[0], b + off, CHUNK), CHUNK);
+	cr_assert(wait_sem(&entered), "no sync of a job's segment fd began");
+
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0)	/* still open here: the parent's job leaked into us */
+		_exit(fcntl(atomic_load(&held_fd), F_GETFD) == -1 &&
+		    errno == EBADF ? 0 : 1);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	sem_post(&release);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "the fork child kept fd %d, the running sync job's segment",
+	    atomic_load(&held_fd));
+	cr_assert(read_pattern(fds[1], 0, BEFORE),
 	    "the reader did not get every byte in order");
 	sysio_sync_hook(NULL);
 	op_close(fds[0]);
