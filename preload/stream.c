@@ -135,6 +135,7 @@ spool_release(struct stream *s, enum spool_close_how how, const char *reason)
 	    s->errors++ == 0)
 		log_warn("spool %s: close: %s", s->name, e.msg);
 	s->spool = NULL;
+	s->drops = s->errors = 0;	/* counted per spool, as the ledger */
 	errno = saved;
 }
 
@@ -152,6 +153,7 @@ spool_detach(struct stream *s, struct spool_detached *d)
 	strlcpy(d->name, s->name, sizeof(d->name));
 	s->cur = NULL;
 	s->spool = NULL;
+	s->drops = s->errors = 0;	/* counted per spool, as the ledger */
 }
 
 void

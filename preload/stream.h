@@ -165,7 +165,7 @@ struct stream {
 	bool parked;
 	struct spool_identity id;
 	char name[SPOOL_NAME_MAX];
-	uint64_t drops, errors;
+	uint64_t drops, errors;	/* of the current spool: its ledger line */
 	int64_t persisted_ns;	/* last progress persist */
 	/* fsync=interval: when the last call that may have written a frame
 	 * returned (CLOCK_MONOTONIC ns); see take_sync in pump.c. */

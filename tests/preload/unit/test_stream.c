@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -761,4 +762,95 @@ Test(lifecycle, close_range_spares_the_private_duplicate)
 	cr_assert_eq(fcntl(w, F_GETFD), -1, "the application's fd is closed");
 	cr_assert(read_pattern(r, 0, BIG), "the duplicate still delivers");
 	cr_assert(read_eof(r));
+}
+
+/* Reads until s is back on the direct path, its spool gone. */
+static bool
+drain_to_direct(struct stream *s, int rfd)
+{
+	unsigned char buf[65536];
+	struct pollfd pfd;
+
+	for (int i = 0; i < 3000; i++) {	/* 3000 x 10 ms: a hang fails */
+		while (recv(rfd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+			;
+		pthread_mutex_lock(&s->mu);
+		bool direct = s->state == STREAM_DIRECT && s->spool == NULL;
+		pthread_mutex_unlock(&s->mu);
+		if (direct)
+			return true;
+		pfd = (struct pollfd){ .fd = rfd, .events = POLLIN };
+		(void)poll(&pfd, 1, 10);
+	}
+	return false;
+}
+
+/* The writes dropped, so far, as the stream counts them. */
+static uint64_t
+drops_of(struct stream *s)
+{
+	uint64_t d;
+
+	pthread_mutex_lock(&s->mu);
+	d = s->drops;
+	pthread_mutex_unlock(&s->mu);
+	return d;
+}
+
+/* Spools 1 MiB more into a 64 KiB quota under drop; returns the drops. */
+static uint64_t
+spool_with_drops(struct stream *s, int wfd, const unsigned char *b)
+{
+	uint64_t before = drops_of(s);
+
+	for (int i = 0; i < 64; i++)
+		cr_assert_eq(op_write(wfd, b, 16384), 16384);
+	return drops_of(s) - before;
+}
+
+/*
+ * The ledger has one line per spool, with that spool's drops: a
+ * connection that spools, drains and spools again counts the first
+ * spool's drops once (it counted them again in the second's line).
+ */
+Test(overflow, the_ledger_counts_each_spools_drops_once)
+{
+	unsigned char *b = pattern_buf(BIG, 0);
+	struct spool_ledger l;
+	struct spool_dir *d;
+	struct spool_err e;
+	struct stream *s;
+	uint64_t d1, d2;
+	int fds[2];
+
+	unit_env("TCPSPOOL_MAX_STREAM=64K", "TCPSPOOL_OVERFLOW=drop", NULL);
+	unit_unix_pair(fds);
+	for (int i = 0; i < 64; i++)
+		cr_assert_eq(op_write(fds[0], b, 16384), 16384);
+	cr_assert_not_null(s = unit_stream(fds[0]));
+	d1 = drops_of(s);
+	cr_assert(d1 > 0, "nothing dropped: the quota was never reached");
+	cr_assert(drain_to_direct(s, fds[1]), "the first spool never drained");
+	d2 = spool_with_drops(s, fds[0], b);
+	cr_assert(d2 > 0, "nothing dropped the second time");
+	cr_assert(drain_to_direct(s, fds[1]), "the second spool never drained");
+
+	/* The replay thread closes a drained spool (its ledger line) just
+	 * after it leaves the stream: wait for both lines. */
+	cr_assert_eq(spool_dir_inspect(getenv("TCPSPOOL_DIR"), false, &d, &e),
+	    0, "%s", e.msg);
+	for (int i = 0; i < 3000; i++) {
+		cr_assert_eq(spool_ledger_read(d, &l, &e), 0, "%s", e.msg);
+		if (l.streams >= 2)
+			break;
+		usleep(10000);	/* bounded poll of a condition */
+	}
+	spool_dir_close(d);
+	cr_expect_eq(l.streams, 2, "%" PRIu64 " ledger lines", l.streams);
+	cr_expect_eq(l.drops, d1 + d2, "ledger: %" PRIu64 " drops, the "
+	    "spools dropped %" PRIu64 " and %" PRIu64, l.drops, d1, d2);
+	stream_unref(s);
+	op_close(fds[0]);
+	close(fds[1]);
+	free(b);
 }
