@@ -64,6 +64,8 @@ config_defaults(struct tcpspool_config *c)
 	c->linger_ms = CONFIG_DEFAULT_LINGER_MS;
 	c->overflow = OVERFLOW_EAGAIN;
 	c->block_timeout_ms = CONFIG_DEFAULT_BLOCK_TIMEOUT_MS;
+	c->orphans = ORPHANS_EXPIRE;
+	c->orphan_ttl_ms = CONFIG_DEFAULT_ORPHAN_TTL_MS;
 	c->ports.n = 0;
 	c->peer_ports.n = 0;
 	c->log_dest = LOG_DEST_STDERR;
@@ -322,7 +324,7 @@ vis_quote(char *dst, const char *s, size_t n)
 /* How a value is read; the table below says where it goes. */
 enum var_kind {
 	V_BOOL, V_DIR, V_SIZE, V_INT, V_DURATION, V_FSYNC, V_OVERFLOW,
-	V_PORTS, V_LOG, V_LOG_LEVEL,
+	V_PORTS, V_LOG, V_LOG_LEVEL, V_ORPHANS,
 };
 
 struct var {
@@ -341,7 +343,8 @@ enum var_id {
 	VAR_DISABLE, VAR_DIR, VAR_MAX_STREAM, VAR_MAX, VAR_MIN_FREE,
 	VAR_SEGMENT_SIZE, VAR_LEVEL, VAR_FLUSH, VAR_FSYNC, VAR_FSYNC_INTERVAL,
 	VAR_LINGER, VAR_OVERFLOW, VAR_BLOCK_TIMEOUT, VAR_PORTS,
-	VAR_PEER_PORTS, VAR_LOG, VAR_LOG_LEVEL, VAR_COUNT
+	VAR_PEER_PORTS, VAR_LOG, VAR_LOG_LEVEL, VAR_ORPHANS, VAR_ORPHAN_TTL,
+	VAR_COUNT
 };
 
 static const struct var vars[VAR_COUNT] = {
@@ -382,6 +385,10 @@ static const struct var vars[VAR_COUNT] = {
 	    "components or control characters" },
 	[VAR_LOG_LEVEL] = { "LOG_LEVEL", V_LOG_LEVEL, 0, 0,
 	    "expected error, warn, info or debug" },
+	[VAR_ORPHANS] = { "ORPHANS", V_ORPHANS, 0, 0,
+	    "expected expire, keep or discard" },
+	[VAR_ORPHAN_TTL] = { "ORPHAN_TTL", V_DURATION, 1,
+	    CONFIG_DURATION_MAX_MS, DURATION_FORM("from 1ms to 24h") },
 };
 
 /* Picks s among words[]; the index, or -1. */
@@ -402,6 +409,7 @@ set_var(struct tcpspool_config *c, enum var_id id, const char *s)
 {
 	static const char *const fsyncs[] = { "never", "interval", "always" };
 	static const char *const overflows[] = { "eagain", "block", "drop" };
+	static const char *const orphans[] = { "expire", "keep", "discard" };
 	static const char *const levels[] = { "error", "warn", "info",
 		"debug" };
 	const struct var *v = &vars[id];
@@ -450,6 +458,11 @@ set_var(struct tcpspool_config *c, enum var_id id, const char *s)
 			return -1;
 		c->overflow = (enum overflow_policy)k;
 		return 0;
+	case V_ORPHANS:
+		if ((k = keyword(s, orphans, 3)) == -1)
+			return -1;
+		c->orphans = (enum orphan_policy)k;
+		return 0;
 	case V_PORTS:
 		return config_parse_ports(s, id == VAR_PORTS ? &c->ports :
 		    &c->peer_ports);
@@ -488,6 +501,7 @@ set_var(struct tcpspool_config *c, enum var_id id, const char *s)
 	case VAR_FSYNC_INTERVAL: c->fsync_interval_ms = (uint32_t)u; break;
 	case VAR_LINGER:	c->linger_ms = (uint32_t)u; break;
 	case VAR_BLOCK_TIMEOUT:	c->block_timeout_ms = (uint32_t)u; break;
+	case VAR_ORPHAN_TTL:	c->orphan_ttl_ms = (uint32_t)u; break;
 	default:		return -1;
 	}
 	return 0;

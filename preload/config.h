@@ -35,6 +35,10 @@
  *                          at most CONFIG_PORT_RANGES_MAX; empty/unset = all)
  *   TCPSPOOL_LOG           stderr|syslog|ABSOLUTE_PATH   stderr
  *   TCPSPOOL_LOG_LEVEL     error|warn|info|debug   warn
+ *   TCPSPOOL_ORPHANS       expire|keep|discard     expire: what becomes of
+ *                          the spool of a connection whose peer went away
+ *                          (reset, timed out) while bytes were spooled
+ *   TCPSPOOL_ORPHAN_TTL    DURATION 1ms..24h       10m, for expire
  *
  * An empty value is an error for every variable but the two port lists.
  * Paths (DIR, LOG file) are absolute, have no ".." component and no control
@@ -47,7 +51,12 @@
  * level 1 compresses text well at the lowest CPU cost; linger 30s lets a
  * slow peer drain after close or exit without holding a finished process's
  * connections for long; overflow=eagain is never worse than without the
- * library. Names beginning TCPSPOOL_TEST_ are the test suite's and ignored.
+ * library; a spool whose peer went away can never reach that connection,
+ * so it is kept 10 minutes (long enough to be seen by tcpspool ls or an
+ * alert and replayed elsewhere), then removed by the library, so that
+ * clients that come and go never fill TCPSPOOL_MAX (an orphan left by the
+ * process's own death is kept: it is the data a crash interrupted).
+ * Names beginning TCPSPOOL_TEST_ are the test suite's and ignored.
  * The quotas are independent: a MAX_STREAM above MAX simply never binds.
  */
 #ifndef TCPSPOOL_CONFIG_H
@@ -78,8 +87,10 @@
 #define CONFIG_DEFAULT_FSYNC_INTERVAL_MS 1000
 #define CONFIG_DEFAULT_LINGER_MS 30000
 #define CONFIG_DEFAULT_BLOCK_TIMEOUT_MS 5000
+#define CONFIG_DEFAULT_ORPHAN_TTL_MS (10u * 60 * 1000)
 
 enum overflow_policy { OVERFLOW_EAGAIN, OVERFLOW_BLOCK, OVERFLOW_DROP };
+enum orphan_policy { ORPHANS_EXPIRE, ORPHANS_KEEP, ORPHANS_DISCARD };
 enum fsync_policy { FSYNC_NEVER, FSYNC_INTERVAL, FSYNC_ALWAYS };
 enum log_dest { LOG_DEST_STDERR, LOG_DEST_SYSLOG, LOG_DEST_FILE };
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO,
@@ -108,6 +119,8 @@ struct tcpspool_config {
 	uint32_t linger_ms;
 	enum overflow_policy overflow;
 	uint32_t block_timeout_ms;
+	enum orphan_policy orphans;
+	uint32_t orphan_ttl_ms;
 	struct port_set ports;
 	struct port_set peer_ports;
 	enum log_dest log_dest;

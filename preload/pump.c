@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "orphans.h"
 #include "real.h"
 #include "replay.h"
 #include "runtime.h"
@@ -57,19 +58,11 @@ failure_reason(int err)
 	}
 }
 
-/* SPOOLING -> FAILED: the spool stays as an orphan, the app gets err. */
+/* SPOOLING -> FAILED: the spool is an orphan (orphans.c), the app gets err. */
 static void
 fail(struct stream *s, int err, const char *detail)
 {
-	const char *reason = failure_reason(err);
-	struct spool_counts c;
-
-	spool_stream_counts(s->spool, &c);
-	log_warn("spool %s (fd %d, peer %s): %s%s%s; %" PRIu64 " bytes kept "
-	    "as orphan spool %s/%s", s->name, s->fd, s->id.peer, reason,
-	    detail ? ": " : "", detail ? detail : "", c.pending_bytes,
-	    spool_dir_path(runtime_dir()), s->name);
-	spool_release(s, SPOOL_CLOSE_KEEP, reason);
+	orphan_release(s, err, failure_reason(err), detail);
 	replay_unregister(s);
 	s->err = err;
 	set_state(s, s->app_gone ? STREAM_DONE : STREAM_FAILED);

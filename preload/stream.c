@@ -17,6 +17,7 @@
 
 #include "fdtab.h"
 #include "log.h"
+#include "orphans.h"
 #include "replay.h"
 #include "runtime.h"
 #include "stream.h"
@@ -239,6 +240,7 @@ ensure_spool(struct stream *s)
 	}
 	strlcpy(s->name, spool_stream_name(s->spool), sizeof(s->name));
 	s->spool_gen++;
+	orphan_sweeps_start();
 	return 0;
 }
 

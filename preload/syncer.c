@@ -12,11 +12,18 @@
  * from (gen). Lock order: a stream's mu, then sq.mu (submit); sq.mu, then
  * the sysio gate (run_job's close); the thread takes them one at a time.
  *
+ * It also sweeps the spool dir for orphans whose expiry has passed
+ * (TCPSPOOL_ORPHANS=expire; spool_dir_expire), once a process has spooled:
+ * at each of its own orphans' expiry, and every ORPHAN_TTL (at most a
+ * minute, at least a second) for those other processes left. A sweep
+ * reads each stream's status and deletes files: the disk's time, here.
+ *
  * fork: the prepare handler holds sq.mu, so the child finds the queue
  * whole; it closes the fds of the parent's jobs, queued or running, and
  * starts empty, its thread made again at its first job.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -26,9 +33,11 @@
 
 #include "log.h"
 #include "real.h"
+#include "runtime.h"
 #include "stream.h"
 #include "syncer.h"
 #include "sysio.h"
+#include "util.h"
 
 struct sync_item {
 	struct stream *s;
@@ -42,6 +51,8 @@ static struct {
 	pthread_cond_t cv;
 	struct sync_item *head, *tail;
 	int running_fd;	/* the fd of the job being run, until closed */
+	int64_t sweep_at;	/* CLOCK_REALTIME ns of the next sweep, 0: none */
+	int64_t sweep_every;	/* ns between sweeps once sweeping, 0: not */
 	bool started;
 } sq = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
 	.running_fd = -1 };
@@ -73,18 +84,57 @@ run_job(struct sync_item *it)
 	return rc;
 }
 
+static void
+note_expired(void *arg, const struct spool_expired *x)
+{
+	(void)arg;
+	if (x->removed)
+		log_info("spool %s: orphan expired, removed (%" PRIu64 " bytes "
+		    "undelivered, %s)", x->name, x->status->pending_bytes,
+		    x->status->reason[0] ? x->status->reason : "no reason");
+	else if (x->err[0] != '\0')
+		log_debug("spool %s: expired orphan kept for now: %s", x->name,
+		    x->err);
+}
+
+/* Under sq.mu, which it leaves and takes again around the sweep. */
+static void
+sweep_locked(void)
+{
+	struct spool_dir *d = runtime_dir();
+	int64_t now = real_ns();
+
+	sq.sweep_at = sq.sweep_every > 0 ? now + sq.sweep_every : 0;
+	pthread_mutex_unlock(&sq.mu);
+	if (d != NULL)
+		(void)spool_dir_expire(d, now, false, note_expired, NULL);
+	pthread_mutex_lock(&sq.mu);
+}
+
 static void *
 syncer_main(void *arg)
 {
 	struct sync_item *it;
+	struct timespec ts;
 	int rc;
 
 	(void)arg;
 	(void)pthread_setname_np(pthread_self(), "tcpspool-sync");
 	for (;;) {
 		pthread_mutex_lock(&sq.mu);
-		while (sq.head == NULL)
-			pthread_cond_wait(&sq.cv, &sq.mu);
+		while (sq.head == NULL) {
+			if (sq.sweep_at == 0) {
+				pthread_cond_wait(&sq.cv, &sq.mu);
+				continue;
+			}
+			if (real_ns() >= sq.sweep_at) {
+				sweep_locked();
+				continue;
+			}
+			ts.tv_sec = (time_t)(sq.sweep_at / 1000000000);
+			ts.tv_nsec = (long)(sq.sweep_at % 1000000000);
+			(void)pthread_cond_timedwait(&sq.cv, &sq.mu, &ts);
+		}
 		it = sq.head;
 		if ((sq.head = it->next) == NULL)
 			sq.tail = NULL;
@@ -152,6 +202,20 @@ syncer_submit(struct stream *s, const struct spool_sync_job *j, uint64_t gen)
 }
 
 void
+syncer_sweep_at(int64_t at_ns, int64_t every_ns)
+{
+	pthread_mutex_lock(&sq.mu);
+	if (every_ns > 0 && (sq.sweep_every == 0 || every_ns < sq.sweep_every))
+		sq.sweep_every = every_ns;
+	if (at_ns > 0 && (sq.sweep_at == 0 || at_ns < sq.sweep_at)) {
+		sq.sweep_at = at_ns;
+		if (sq.started || start_locked())
+			pthread_cond_signal(&sq.cv);
+	}
+	pthread_mutex_unlock(&sq.mu);
+}
+
+void
 syncer_fork_prepare(void)
 {
 	pthread_mutex_lock(&sq.mu);
@@ -179,6 +243,7 @@ syncer_fork_child(bool consistent)
 	if (consistent && sq.running_fd >= 0)
 		sysio_close(sq.running_fd);
 	sq.running_fd = -1;
+	sq.sweep_at = sq.sweep_every = 0;	/* from the child's first spool */
 	sq.head = sq.tail = NULL;
 	sq.started = false;
 	pthread_mutex_init(&sq.mu, NULL);

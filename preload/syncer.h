@@ -19,6 +19,13 @@ struct stream;
 bool syncer_submit(struct stream *s, const struct spool_sync_job *j,
     uint64_t gen);
 
+/*
+ * Sweeps the spool dir for expired orphans at at_ns (CLOCK_REALTIME; 0:
+ * no sooner than planned), then every every_ns (the smallest asked; 0:
+ * unchanged). Takes no lock of the caller's; starts the thread if need be.
+ */
+void syncer_sweep_at(int64_t at_ns, int64_t every_ns);
+
 void syncer_fork_prepare(void);
 void syncer_fork_parent(void);
 void syncer_fork_child(bool consistent);

@@ -484,6 +484,9 @@ struct spool_status {
 	 * changes (its peer reads nothing): fresh while its process lives,
 	 * however old (FORMAT.md §7). */
 	bool idle;
+	/* Released (below) with an expiry: may be deleted from then on
+	 * (spool_dir_expire); 0: kept until removed by hand. */
+	int64_t expires_ns;
 	/*
 	 * The writer has let go of the stream (spool_stream_close with
 	 * SPOOL_CLOSE_KEEP wrote this status, with the last published drops
@@ -499,6 +502,31 @@ int spool_status_publish(struct spool_stream *s, const struct spool_status *st,
     struct spool_err *err);
 int spool_status_read(struct spool_dir *d, const char *name,
     struct spool_status *st, struct spool_err *err);
+
+/*
+ * An orphan's expiry (FORMAT.md §7, expires_ns): the time after which
+ * whoever uses the spool dir may delete it, written into the released
+ * status by spool_stream_close with SPOOL_CLOSE_KEEP; 0 (the default)
+ * keeps it until an operator removes it. Call before the close.
+ */
+void spool_stream_set_expiry(struct spool_stream *s, int64_t at_ns);
+
+/*
+ * Deletes every stream of d whose released status expired before now_ns
+ * (CLOCK_REALTIME): one a tcpspool command holds (flock) is skipped until
+ * the next time. fn, if not NULL, is told of each one found (removed is
+ * false with dry_run or when it could not be removed, err then says why).
+ * Returns the number removed, or a negative errno if d cannot be listed.
+ */
+struct spool_expired {
+	const char *name;
+	int64_t expired_ns;
+	const struct spool_status *status;
+	bool removed;
+	const char *err;	/* why not removed, "" if removed or dry run */
+};
+int spool_dir_expire(struct spool_dir *d, int64_t now_ns, bool dry_run,
+    void (*fn)(void *arg, const struct spool_expired *x), void *arg);
 
 /* ------------------------------------------------------------ ledger */
 

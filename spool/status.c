@@ -40,11 +40,11 @@ status_write(struct spool_stream *s, const struct spool_status *st,
 	    "version=1\npid=%" PRId32 "\nfd=%" PRId32 "\nstate=%s\n"
 	    "reason=%s\npending_bytes=%" PRIu64 "\npending_records=%" PRIu64
 	    "\ndrops=%" PRIu64 "\nerrors=%" PRIu64 "\nupdated_ns=%" PRId64
-	    "\nreleased=%d\nidle=%d\n",
+	    "\nreleased=%d\nidle=%d\nexpires_ns=%" PRId64 "\n",
 	    st->pid, st->fd, state, reason, st->pending_bytes,
 	    st->pending_records, st->drops, st->errors,
 	    st->updated_ns ? st->updated_ns : now_real_ns(), released ? 1 : 0,
-	    st->idle && !released ? 1 : 0);
+	    st->idle && !released ? 1 : 0, released ? st->expires_ns : 0);
 	snprintf(tmp, sizeof(tmp), "%s/status.tmp", name);
 	snprintf(dst, sizeof(dst), "%s/status", name);
 	unlinkat(d->fd, tmp, 0);
@@ -101,6 +101,8 @@ status_field(struct spool_status *st, const char *k, const char *v)
 		st->released = strcmp(v, "1") == 0;
 	else if (strcmp(k, "idle") == 0)
 		st->idle = strcmp(v, "1") == 0;
+	else if (strcmp(k, "expires_ns") == 0)
+		st->expires_ns = strtonum(v, 0, INT64_MAX, NULL);
 }
 
 int

@@ -85,6 +85,7 @@ struct spool_stream {
 
 	/* From the last spool_status_publish, for the close. */
 	uint64_t pub_drops, pub_errors;
+	int64_t expires_ns;	/* of the released status; 0: none */
 };
 
 void
@@ -1036,10 +1037,17 @@ close_keep(struct spool_stream *s, const char *reason, struct spool_err *err)
 	st.pending_records = live_pending_records(s->live);
 	st.drops = s->pub_drops;
 	st.errors = s->pub_errors;
+	st.expires_ns = s->expires_ns;
 	/* The last thing this writer does to the stream: it lets go. */
 	if (status_write(s, &st, true, rc < 0 ? NULL : err) < 0 && rc == 0)
 		rc = -EIO;
 	return rc;
+}
+
+void
+spool_stream_set_expiry(struct spool_stream *s, int64_t at_ns)
+{
+	s->expires_ns = at_ns > 0 ? at_ns : 0;
 }
 
 /* fdatasync of sealed segment seq of the stream, by name; one already

@@ -1,5 +1,6 @@
 /*
- * cmd_rm.c — tcpspool rm: deletes streams, named or every orphan. Acts
+ * cmd_rm.c — tcpspool rm: deletes streams, named, every orphan, or every
+ * orphan whose expiry passed (spool_dir_expire, as the library). Acts
  * only on real stream dirs inside the spool dir (never through a symlink),
  * and never on a stream its writer still holds (its process runs and has
  * not released it, FORMAT.md §7).
@@ -19,6 +20,7 @@
 static const char rm_usage[] =
     "usage: tcpspool rm [--dir DIR] [-n] STREAM...\n"
     "       tcpspool rm [--dir DIR] [-n] --orphans [--older-than DURATION]\n"
+    "       tcpspool rm [--dir DIR] [-n] --expired\n"
     "\n"
     "Deletes streams and everything in them: the streams named, or with\n"
     "--orphans every orphan stream: its writer process is gone, or it\n"
@@ -27,6 +29,10 @@ static const char rm_usage[] =
     "\"removed STREAM\" for each.\n"
     "\n"
     "  --orphans              every orphan stream of the spool dir\n"
+    "  --expired              every orphan whose expiry has passed (the\n"
+    "                         library gives one to a stream whose peer went\n"
+    "                         away, TCPSPOOL_ORPHANS=expire, and removes it\n"
+    "                         itself within a minute of it)\n"
     "  --older-than DURATION  with --orphans: only those idle for longer\n"
     "                         (last record, status or creation; DURATION\n"
     "                         is digits with ms, s, m, h or d)\n"
@@ -104,6 +110,43 @@ remove_one(struct rm_ctx *c, const char *name)
 	return EXIT_OK;
 }
 
+static void
+each_expired(void *arg, const struct spool_expired *x)
+{
+	struct rm_ctx *c = arg;
+
+	if (c->dry)
+		printf("would remove %s (orphan, expired)\n", x->name);
+	else if (x->removed)
+		printf("removed %s\n", x->name);
+	else if (x->err[0] != '\0') {
+		warnx("%s: %s", x->name, x->err);
+		c->rc = EXIT_ERR;
+	}
+}
+
+static int
+remove_expired(struct rm_ctx *c, const char *dir)
+{
+	bool missing;
+	int rc;
+
+	if ((rc = cli_dir_open(dir, &c->d, &missing)) != EXIT_OK)
+		return rc;
+	if (c->d == NULL)
+		return EXIT_OK;	/* default dir: nothing yet */
+	if (!c->dry && cli_dir_writable(c->d) != EXIT_OK) {
+		spool_dir_close(c->d);
+		return EXIT_ERR;
+	}
+	if ((rc = spool_dir_expire(c->d, c->now, c->dry, each_expired, c)) < 0) {
+		warnx("%s: %s", spool_dir_path(c->d), strerror(-rc));
+		c->rc = EXIT_ERR;
+	}
+	spool_dir_close(c->d);
+	return c->rc;
+}
+
 static int
 each_stream(void *arg, const char *name)
 {
@@ -119,6 +162,7 @@ cmd_rm(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "orphans", no_argument, NULL, 'o' },
+		{ "expired", no_argument, NULL, 'E' },
 		{ "older-than", required_argument, NULL, 'O' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "dir", required_argument, NULL, 'd' },
@@ -128,13 +172,16 @@ cmd_rm(int argc, char **argv)
 	struct rm_ctx c = { .rc = EXIT_OK };
 	char name[SPOOL_NAME_MAX];
 	const char *dir = NULL;
-	bool missing, aged = false;
+	bool missing, aged = false, expired = false;
 	int ch, rc, i;
 
 	while ((ch = getopt_long(argc, argv, "hnd:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'o':
 			c.orphans = true;
+			break;
+		case 'E':
+			expired = true;
 			break;
 		case 'O':
 			if (!parse_age_ms(optarg, &c.older_ms)) {
@@ -155,6 +202,12 @@ cmd_rm(int argc, char **argv)
 		default:
 			return usage_exit(rm_usage, false);
 		}
+	}
+	if (expired) {
+		if (c.orphans || aged || optind < argc)
+			return usage_exit(rm_usage, false);
+		c.now = now_realtime_ns();
+		return remove_expired(&c, dir);
 	}
 	if (c.orphans == (optind < argc) || (aged && !c.orphans))
 		return usage_exit(rm_usage, false);

@@ -49,6 +49,9 @@ static const char run_usage[] =
     "  --peer-ports LIST      TCPSPOOL_PEER_PORTS    peer ports\n"
     "  --log DEST             TCPSPOOL_LOG           stderr|syslog|/absolute/path\n"
     "  --log-level LEVEL      TCPSPOOL_LOG_LEVEL     error|warn|info|debug\n"
+    "  --orphans POLICY       TCPSPOOL_ORPHANS       expire|keep|discard: a spool\n"
+    "                         whose peer went away\n"
+    "  --orphan-ttl DURATION  TCPSPOOL_ORPHAN_TTL    for expire (default 10m)\n"
     "  --lib PATH             the library to preload (default: $TCPSPOOL_LIB,\n"
     "                         the build tree, then " TCPSPOOL_LIBDIR ")\n"
     "  -n, --dry-run          print the environment and command, do not run\n"
@@ -82,6 +85,8 @@ static const struct var {
 	{ "peer-ports", "TCPSPOOL_PEER_PORTS" },
 	{ "log", "TCPSPOOL_LOG" },
 	{ "log-level", "TCPSPOOL_LOG_LEVEL" },
+	{ "orphans", "TCPSPOOL_ORPHANS" },
+	{ "orphan-ttl", "TCPSPOOL_ORPHAN_TTL" },
 };
 #define NVARS (sizeof(vars) / sizeof(vars[0]))
 

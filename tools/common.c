@@ -421,6 +421,20 @@ stream_view_load(struct spool_dir *d, const char *name, struct stream_view *v)
 			strlcpy(v->why, v->pid > 0 ? "process gone" :
 			    "writer unknown", sizeof(v->why));
 	}
+	/* An orphan that expires (TCPSPOOL_ORPHANS=expire): its time left. */
+	if (strcmp(v->word, "orphan") == 0 && v->status_ok &&
+	    v->status.released && v->status.expires_ns > 0) {
+		char left[16];
+		size_t n = strlen(v->why);
+
+		if (v->status.expires_ns > now)
+			snprintf(v->why + n, sizeof(v->why) - n, "%sexpires in %s",
+			    n ? ", " : "", fmt_age(left, now,
+			    v->status.expires_ns));
+		else
+			snprintf(v->why + n, sizeof(v->why) - n, "%sexpired",
+			    n ? ", " : "");
+	}
 	if (v->why[0] != '\0')
 		snprintf(v->state, sizeof(v->state), "%s (%s)", v->word, v->why);
 	else

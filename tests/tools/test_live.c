@@ -288,3 +288,97 @@ Test(tools_live, released_orphan_of_running_server_removed_and_quota_given_back)
 	t_wait(&server, &o);
 	t_out_free(&o);
 }
+
+/* A bounded poll: true once name is gone from the spool dir. */
+static bool
+wait_gone(const char *name)
+{
+	for (int i = 0; i < 1200; i++) {	/* 60 s */
+		if (!exists_in_spool(name))
+			return true;
+		t_sleep_ms(50);
+	}
+	return false;
+}
+
+/*
+ * Issue 16 item 4: the orphan of a peer that reset is removed by the
+ * library itself when its TTL runs out (no operator, no cron), and until
+ * then it counts against TCPSPOOL_MAX: with --max 4M and 2.8 MB spooled
+ * per connection, the second connection gets everything only because the
+ * first one's orphan went. Under --orphans discard it goes at once.
+ */
+static void
+orphan_policy_case(const char *policy, const char *ttl, const char *said)
+{
+	char port_file[400], pre[PATH_MAX + 16], name[SPOOL_NAME_MAX];
+	char fixture[PATH_MAX], resume[16], msg[PATTERN_DEFAULT_SIZE];
+	const char *fdir = getenv("TCPSPOOL_FIXTURE_DIR");
+	const char *env[] = { pre, "TCPSPOOL_LIB", NULL };
+	size_t total = (size_t)100000 * PATTERN_DEFAULT_SIZE, len = 0, i;
+	struct t_proc server;
+	struct t_out o;
+	int port, fd, pfd[2], pid;
+	uint8_t *got;
+	ssize_t n;
+
+	cr_assert(fdir != NULL);
+	snprintf(fixture, sizeof(fixture), "%s/server_a", fdir);
+	snprintf(port_file, sizeof(port_file), "%s/port", t_dir);
+	cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
+	cr_assert(fcntl(pfd[0], F_SETFD, 0) == 0);	/* server_a's end */
+	snprintf(resume, sizeof(resume), "%d", pfd[0]);
+	t_preload_env(pre, sizeof(pre));
+	{
+		const char *argv[] = { "CLI", "run", "--dir", t_spool,
+		    "--max", "4M", "--level", "0", "--linger", "60s",
+		    "--orphans", policy, "--orphan-ttl", ttl,
+		    "--log-level", "info", "--", fixture, "--port-file",
+		    port_file, "--count", "100000", "--sndbuf", "4096",
+		    "--connections", "2", "--end", "close-hold",
+		    "--resume-fd", resume, NULL };
+
+		t_spawn(&server, argv, env);
+	}
+	close(pfd[0]);
+	port = t_read_port(port_file);
+
+	fd = t_connect_stalled(port);
+	wait_state("draining", name, &pid);
+	setsockopt(fd, SOL_SOCKET, SO_LINGER,
+	    &(struct linger){ .l_onoff = 1, .l_linger = 0 },
+	    sizeof(struct linger));
+	close(fd);
+	cr_assert(wait_gone(name), "the orphan %s was never removed", name);
+
+	fd = t_connect_stalled(port);
+	got = malloc(total + 65536);
+	cr_assert(got != NULL);
+	while ((n = read(fd, got + len, total + 65536 - len)) > 0)
+		len += (size_t)n;
+	cr_assert(n == 0, "read: %s", strerror(errno));
+	cr_assert_eq(len, total, "the second connection got %zu of %zu bytes",
+	    len, total);
+	for (i = 0; i < 100000; i++) {
+		pattern_message(msg, sizeof(msg), -1, i + 1);
+		cr_assert(memcmp(got + i * sizeof(msg), msg, sizeof(msg)) == 0,
+		    "message %zu differs", i + 1);
+	}
+	free(got);
+	close(fd);
+	close(pfd[1]);
+	t_wait(&server, &o);
+	cr_assert(strstr(o.err, said) != NULL, "the log never said \"%s\":\n%s",
+	    said, o.err);
+	t_out_free(&o);
+}
+
+Test(tools_live, an_expired_orphan_is_removed_by_the_library)
+{
+	orphan_policy_case("expire", "2s", "orphan expired, removed");
+}
+
+Test(tools_live, a_discarded_orphan_goes_at_once)
+{
+	orphan_policy_case("discard", "10m", "discarded (TCPSPOOL_ORPHANS=discard)");
+}

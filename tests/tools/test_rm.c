@@ -200,3 +200,61 @@ Test(tools_rm, removes_streams_released_by_their_running_writer)
 	cr_assert(!exists(stream_path(b)));
 	cr_assert(exists(stream_path(h)));
 }
+
+/* Issue 16 item 4: rm --expired removes the released orphans whose expiry
+ * passed, and nothing else; ls shows each one's time left. */
+static int64_t
+realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+Test(tools_rm, expired_removes_only_orphans_past_their_expiry)
+{
+	int64_t now = realtime_ns();
+	struct t_stream_spec past = { .writer = T_LIVE_CLOSED, .records = 3,
+		.expires_ns = now - 1000000000LL };
+	struct t_stream_spec future = { .writer = T_LIVE_CLOSED, .records = 3,
+		.expires_ns = now + 3600 * 1000000000LL };
+	struct t_stream_spec kept = { .writer = T_LIVE_CLOSED, .records = 3 };
+	struct t_stream_spec dead = { .writer = T_ORPHAN, .records = 3 };
+	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX], k[SPOOL_NAME_MAX];
+	char c[SPOOL_NAME_MAX], line[256];
+	struct t_out o;
+
+	t_make_stream(&past, a);
+	t_make_stream(&future, b);
+	t_make_stream(&kept, k);
+	t_make_stream(&dead, c);
+
+	t_cli(&o, "ls", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	cr_assert(strstr(o.out, "expired") != NULL, "%s", o.out);
+	cr_assert(strstr(o.out, "expires in 59m") != NULL ||
+	    strstr(o.out, "expires in 60m") != NULL, "%s", o.out);
+	t_out_free(&o);
+
+	t_cli(&o, "rm", "--expired", "-n", "--dir", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	snprintf(line, sizeof(line), "would remove %s", a);
+	cr_assert(strstr(o.out, line) != NULL, "%s", o.out);
+	t_out_free(&o);
+	cr_assert(exists(stream_path(a)), "a dry run removed it");
+
+	t_cli(&o, "rm", "--expired", "--dir", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	snprintf(line, sizeof(line), "removed %s\n", a);
+	cr_assert_str_eq(o.out, line);
+	t_out_free(&o);
+	cr_assert(!exists(stream_path(a)));
+	cr_assert(exists(stream_path(b)), "one not yet expired went");
+	cr_assert(exists(stream_path(k)), "one without an expiry went");
+	cr_assert(exists(stream_path(c)), "a dead writer's orphan went");
+
+	t_cli(&o, "rm", "--expired", "--orphans", "--dir", t_spool, NULL);
+	cr_assert_eq(o.status, 64, "--expired with --orphans: %d", o.status);
+	t_out_free(&o);
+}

@@ -338,6 +338,7 @@ write_stream(const struct t_stream_spec *sp, pid_t pid, char *name,
 		*keep = s;
 		return;
 	}
+	spool_stream_set_expiry(s, sp->expires_ns);
 	cr_assert(spool_stream_close(s, SPOOL_CLOSE_KEEP, "peer reset", &e) ==
 	    0, "%s", e.msg);
 	spool_dir_close(d);

@@ -90,6 +90,7 @@ struct t_stream_spec {
 	size_t (*rec)(uint64_t i, uint8_t *buf, size_t cap);
 	const char *local, *peer;	/* default 127.0.0.1:8080 / :54321 */
 	uint64_t segment_max;	/* 0: default */
+	int64_t expires_ns;	/* the released status's expiry; 0: none */
 };
 
 /* Makes a stream in t_spool; fills name. Returns the writer's pid. */

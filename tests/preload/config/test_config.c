@@ -70,7 +70,8 @@ static const char *const all_vars[] = {
 	"TCPSPOOL_LEVEL", "TCPSPOOL_FLUSH", "TCPSPOOL_FSYNC",
 	"TCPSPOOL_FSYNC_INTERVAL", "TCPSPOOL_LINGER", "TCPSPOOL_OVERFLOW",
 	"TCPSPOOL_BLOCK_TIMEOUT", "TCPSPOOL_PORTS", "TCPSPOOL_PEER_PORTS",
-	"TCPSPOOL_LOG", "TCPSPOOL_LOG_LEVEL",
+	"TCPSPOOL_LOG", "TCPSPOOL_LOG_LEVEL", "TCPSPOOL_ORPHANS",
+	"TCPSPOOL_ORPHAN_TTL",
 };
 #define NVARS (sizeof(all_vars) / sizeof(all_vars[0]))
 
@@ -111,6 +112,8 @@ Test(config, defaults_are_the_documented_ones)
 	cr_assert_eq(cfg.linger_ms, 30000);
 	cr_assert_eq(cfg.overflow, OVERFLOW_EAGAIN);
 	cr_assert_eq(cfg.block_timeout_ms, 5000);
+	cr_assert_eq(cfg.orphans, ORPHANS_EXPIRE);
+	cr_assert_eq(cfg.orphan_ttl_ms, 600000);
 	cr_assert_eq(cfg.ports.n, 0);
 	cr_assert_eq(cfg.peer_ports.n, 0);
 	cr_assert_eq(cfg.log_dest, LOG_DEST_STDERR);
@@ -361,6 +364,9 @@ Test(config, every_variable_accepts_its_valid_forms)
 		{ "TCPSPOOL_OVERFLOW", "eagain" },
 		{ "TCPSPOOL_OVERFLOW", "block" },
 		{ "TCPSPOOL_OVERFLOW", "drop" },
+		{ "TCPSPOOL_ORPHANS", "expire" }, { "TCPSPOOL_ORPHANS", "keep" },
+		{ "TCPSPOOL_ORPHANS", "discard" },
+		{ "TCPSPOOL_ORPHAN_TTL", "1ms" }, { "TCPSPOOL_ORPHAN_TTL", "24h" },
 		{ "TCPSPOOL_BLOCK_TIMEOUT", "0" },
 		{ "TCPSPOOL_BLOCK_TIMEOUT", "86400s" },
 		{ "TCPSPOOL_PORTS", "" }, { "TCPSPOOL_PORTS", "1-65535" },
@@ -444,6 +450,9 @@ Test(config, values_out_of_bounds_are_refused)
 		{ "TCPSPOOL_FSYNC", "Always" }, { "TCPSPOOL_FSYNC", "sometimes" },
 		{ "TCPSPOOL_FSYNC", "1" },
 		{ "TCPSPOOL_OVERFLOW", "EAGAIN" }, { "TCPSPOOL_OVERFLOW", "wait" },
+		{ "TCPSPOOL_ORPHANS", "Keep" }, { "TCPSPOOL_ORPHANS", "remove" },
+		{ "TCPSPOOL_ORPHANS", "" }, { "TCPSPOOL_ORPHAN_TTL", "0" },
+		{ "TCPSPOOL_ORPHAN_TTL", "25h" }, { "TCPSPOOL_ORPHAN_TTL", "7d" },
 		{ "TCPSPOOL_LOG_LEVEL", "warning" },
 		{ "TCPSPOOL_LOG_LEVEL", "DEBUG" }, { "TCPSPOOL_LOG_LEVEL", "3" },
 		{ "TCPSPOOL_LOG", "STDERR" }, { "TCPSPOOL_LOG", "stdout" },

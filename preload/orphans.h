@@ -1,0 +1,22 @@
+/*
+ * orphans.h — what becomes of a spool its connection can no longer take
+ * (orphans.c).
+ */
+#ifndef TCPSPOOL_ORPHANS_H
+#define TCPSPOOL_ORPHANS_H
+
+struct stream;
+
+/*
+ * Under s's mu, s holding a spool: lets it go after a failure err (an
+ * errno; reason and detail, which may be NULL, say it in words), kept,
+ * kept until it expires, or removed, as TCPSPOOL_ORPHANS says; one log
+ * line.
+ */
+void orphan_release(struct stream *s, int err, const char *reason,
+    const char *detail);
+
+/* Once a process spools: it sweeps the spool dir for expired orphans. */
+void orphan_sweeps_start(void);
+
+#endif
