@@ -513,7 +513,9 @@ void spool_stream_set_expiry(struct spool_stream *s, int64_t at_ns);
 
 /*
  * Deletes every stream of d whose released status expired before now_ns
- * (CLOCK_REALTIME): one a tcpspool command holds (flock) is skipped until
+ * (CLOCK_REALTIME), and every `<stream>.new` dir an hour old (a crash
+ * while a stream was made: no record; its status says so in reason):
+ * a stream a tcpspool command holds (flock) is skipped until
  * the next time. fn, if not NULL, is told of each one found (removed is
  * false with dry_run or when it could not be removed, err then says why).
  * Returns the number removed, or a negative errno if d cannot be listed.

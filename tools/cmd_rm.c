@@ -32,7 +32,9 @@ static const char rm_usage[] =
     "  --expired              every orphan whose expiry has passed (the\n"
     "                         library gives one to a stream whose peer went\n"
     "                         away, TCPSPOOL_ORPHANS=expire, and removes it\n"
-    "                         itself within a minute of it)\n"
+    "                         itself within a minute of it), and\n"
+    "                         STREAM.new dirs an hour old (a crash while a\n"
+    "                         stream was made)\n"
     "  --older-than DURATION  with --orphans: only those idle for longer\n"
     "                         (last record, status or creation; DURATION\n"
     "                         is digits with ms, s, m, h or d)\n"
@@ -116,7 +118,7 @@ each_expired(void *arg, const struct spool_expired *x)
 	struct rm_ctx *c = arg;
 
 	if (c->dry)
-		printf("would remove %s (orphan, expired)\n", x->name);
+		printf("would remove %s (expired)\n", x->name);
 	else if (x->removed)
 		printf("removed %s\n", x->name);
 	else if (x->err[0] != '\0') {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -253,6 +254,31 @@ Test(tools_rm, expired_removes_only_orphans_past_their_expiry)
 	cr_assert(exists(stream_path(b)), "one not yet expired went");
 	cr_assert(exists(stream_path(k)), "one without an expiry went");
 	cr_assert(exists(stream_path(c)), "a dead writer's orphan went");
+
+	/* A crash while a stream was made leaves STREAM.new: one an hour
+	 * old goes, a recent one (perhaps being made now) stays. */
+	{
+		char old_new[700], new_new[700], f[800];
+		struct timespec two_h[2];
+
+		snprintf(old_new, sizeof(old_new), "%s/0123456789abcdef.new",
+		    t_spool);
+		snprintf(new_new, sizeof(new_new), "%s/fedcba9876543210.new",
+		    t_spool);
+		cr_assert(mkdir(old_new, 0700) == 0 && mkdir(new_new, 0700) == 0);
+		snprintf(f, sizeof(f), "%s/0000000000000000.open", old_new);
+		t_write_file(f, "x", 1);
+		clock_gettime(CLOCK_REALTIME, &two_h[0]);
+		two_h[0].tv_sec -= 7200;
+		two_h[1] = two_h[0];
+		cr_assert(utimensat(AT_FDCWD, old_new, two_h, 0) == 0);
+		t_cli(&o, "rm", "--expired", "--dir", t_spool, NULL);
+		cr_assert_eq(o.status, 0, "%s", o.err);
+		cr_assert_str_eq(o.out, "removed 0123456789abcdef.new\n");
+		t_out_free(&o);
+		cr_assert(!exists(old_new));
+		cr_assert(exists(new_new), "a .new being made went");
+	}
 
 	t_cli(&o, "rm", "--expired", "--orphans", "--dir", t_spool, NULL);
 	cr_assert_eq(o.status, 64, "--expired with --orphans: %d", o.status);
