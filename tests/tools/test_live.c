@@ -207,6 +207,76 @@ wait_released(char name[SPOOL_NAME_MAX])
 }
 
 /*
+ * server_a under the library for two connections of 100,000 messages
+ * (2.8 MB stored each: level 0) in a 4M quota; its children wait for EOF
+ * on *hold after their last message: alive, with their connection closed
+ * (close-hold). Returns the port.
+ */
+static int
+start_two_connection_server(struct t_proc *server, int *hold,
+    const char *orphans, const char *ttl, const char *log_level)
+{
+	char port_file[400], pre[PATH_MAX + 16], fixture[PATH_MAX], resume[16];
+	const char *fdir = getenv("TCPSPOOL_FIXTURE_DIR");
+	const char *env[] = { pre, "TCPSPOOL_LIB", NULL };
+	int pfd[2];
+
+	cr_assert(fdir != NULL);
+	snprintf(fixture, sizeof(fixture), "%s/server_a", fdir);
+	snprintf(port_file, sizeof(port_file), "%s/port", t_dir);
+	cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
+	cr_assert(fcntl(pfd[0], F_SETFD, 0) == 0);	/* server_a's end */
+	snprintf(resume, sizeof(resume), "%d", pfd[0]);
+	t_preload_env(pre, sizeof(pre));
+	{
+		const char *argv[] = { "CLI", "run", "--dir", t_spool,
+		    "--max", "4M", "--level", "0", "--linger", "60s",
+		    "--orphans", orphans, "--orphan-ttl", ttl,
+		    "--log-level", log_level, "--", fixture, "--port-file",
+		    port_file, "--count", "100000", "--sndbuf", "4096",
+		    "--connections", "2", "--end", "close-hold",
+		    "--resume-fd", resume, NULL };
+
+		t_spawn(server, argv, env);
+	}
+	close(pfd[0]);
+	*hold = pfd[1];
+	return t_read_port(port_file);
+}
+
+/* Reads fd to EOF: server_a's 100,000 messages, each checked. */
+static void
+read_every_message(int fd)
+{
+	size_t total = (size_t)100000 * PATTERN_DEFAULT_SIZE, len = 0, i;
+	char msg[PATTERN_DEFAULT_SIZE];
+	uint8_t *got = malloc(total + 65536);
+	ssize_t n;
+
+	cr_assert(got != NULL);
+	while ((n = read(fd, got + len, total + 65536 - len)) > 0)
+		len += (size_t)n;
+	cr_assert(n == 0, "read: %s", strerror(errno));
+	cr_assert_eq(len, total, "got %zu of %zu bytes", len, total);
+	for (i = 0; i < 100000; i++) {
+		pattern_message(msg, sizeof(msg), -1, i + 1);
+		cr_assert(memcmp(got + i * sizeof(msg), msg, sizeof(msg)) == 0,
+		    "message %zu differs", i + 1);
+	}
+	free(got);
+}
+
+/* The peer of fd resets it (SO_LINGER {1, 0}, then close). */
+static void
+reset_connection(int fd)
+{
+	setsockopt(fd, SOL_SOCKET, SO_LINGER,
+	    &(struct linger){ .l_onoff = 1, .l_linger = 0 },
+	    sizeof(struct linger));
+	close(fd);
+}
+
+/*
  * Issue 18 item 2: a peer resets while the library spools for a server
  * that keeps running. The library lets go of the stream (an orphan, "peer
  * reset", process alive); it counted against TCPSPOOL_MAX while replay,
@@ -217,47 +287,18 @@ wait_released(char name[SPOOL_NAME_MAX])
  */
 Test(tools_live, released_orphan_of_running_server_removed_and_quota_given_back)
 {
-	char port_file[400], pre[PATH_MAX + 16], name[SPOOL_NAME_MAX];
-	char fixture[PATH_MAX], resume[16], msg[PATTERN_DEFAULT_SIZE];
-	const char *fdir = getenv("TCPSPOOL_FIXTURE_DIR");
-	const char *env[] = { pre, "TCPSPOOL_LIB", NULL };
-	size_t total = (size_t)100000 * PATTERN_DEFAULT_SIZE, len = 0, i;
-	char name2[SPOOL_NAME_MAX];
+	char name[SPOOL_NAME_MAX], name2[SPOOL_NAME_MAX];
 	struct t_proc server;
 	struct t_out o;
-	int port, fd, pfd[2], pid2;
-	uint8_t *got;
-	ssize_t n;
+	int port, fd, hold, pid2;
 
-	cr_assert(fdir != NULL);
-	snprintf(fixture, sizeof(fixture), "%s/server_a", fdir);
-	snprintf(port_file, sizeof(port_file), "%s/port", t_dir);
-	/* server_a's children wait for EOF here after their last message:
-	 * alive, with their connection closed (close-hold). */
-	cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
-	cr_assert(fcntl(pfd[0], F_SETFD, 0) == 0);	/* server_a's end */
-	snprintf(resume, sizeof(resume), "%d", pfd[0]);
-	t_preload_env(pre, sizeof(pre));
-	{
-		const char *argv[] = { "CLI", "run", "--dir", t_spool,
-		    "--max", "4M", "--level", "0", "--linger", "60s",
-		    "--log-level", "warn", "--", fixture, "--port-file",
-		    port_file, "--count", "100000", "--sndbuf", "4096",
-		    "--connections", "2", "--end", "close-hold",
-		    "--resume-fd", resume, NULL };
-
-		t_spawn(&server, argv, env);
-	}
-	close(pfd[0]);
-	port = t_read_port(port_file);
+	port = start_two_connection_server(&server, &hold, "expire", "10m",
+	    "warn");
 
 	/* Connection 1: spooled, then the peer resets. */
 	fd = t_connect_stalled(port);
 	wait_state("draining", name, &pid2);
-	setsockopt(fd, SOL_SOCKET, SO_LINGER,
-	    &(struct linger){ .l_onoff = 1, .l_linger = 0 },
-	    sizeof(struct linger));
-	close(fd);
+	reset_connection(fd);
 	wait_released(name2);
 	cr_assert_str_eq(name2, name);
 	cr_assert(exists_in_spool(name));
@@ -271,20 +312,9 @@ Test(tools_live, released_orphan_of_running_server_removed_and_quota_given_back)
 	/* Connection 2: its 2.8 MB fit under the 4M quota again. */
 	fd = t_connect_stalled(port);
 	wait_state("draining", name2, &pid2);
-	got = malloc(total + 65536);
-	cr_assert(got != NULL);
-	while ((n = read(fd, got + len, total + 65536 - len)) > 0)
-		len += (size_t)n;
-	cr_assert(n == 0, "read: %s", strerror(errno));
-	cr_assert_eq(len, total);
-	for (i = 0; i < 100000; i++) {
-		pattern_message(msg, sizeof(msg), -1, i + 1);
-		cr_assert(memcmp(got + i * sizeof(msg), msg, sizeof(msg)) == 0,
-		    "message %zu differs", i + 1);
-	}
-	free(got);
+	read_every_message(fd);
 	close(fd);
-	close(pfd[1]);
+	close(hold);
 	t_wait(&server, &o);
 	t_out_free(&o);
 }
@@ -311,62 +341,22 @@ wait_gone(const char *name)
 static void
 orphan_policy_case(const char *policy, const char *ttl, const char *said)
 {
-	char port_file[400], pre[PATH_MAX + 16], name[SPOOL_NAME_MAX];
-	char fixture[PATH_MAX], resume[16], msg[PATTERN_DEFAULT_SIZE];
-	const char *fdir = getenv("TCPSPOOL_FIXTURE_DIR");
-	const char *env[] = { pre, "TCPSPOOL_LIB", NULL };
-	size_t total = (size_t)100000 * PATTERN_DEFAULT_SIZE, len = 0, i;
+	char name[SPOOL_NAME_MAX];
 	struct t_proc server;
 	struct t_out o;
-	int port, fd, pfd[2], pid;
-	uint8_t *got;
-	ssize_t n;
+	int port, fd, hold, pid;
 
-	cr_assert(fdir != NULL);
-	snprintf(fixture, sizeof(fixture), "%s/server_a", fdir);
-	snprintf(port_file, sizeof(port_file), "%s/port", t_dir);
-	cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
-	cr_assert(fcntl(pfd[0], F_SETFD, 0) == 0);	/* server_a's end */
-	snprintf(resume, sizeof(resume), "%d", pfd[0]);
-	t_preload_env(pre, sizeof(pre));
-	{
-		const char *argv[] = { "CLI", "run", "--dir", t_spool,
-		    "--max", "4M", "--level", "0", "--linger", "60s",
-		    "--orphans", policy, "--orphan-ttl", ttl,
-		    "--log-level", "info", "--", fixture, "--port-file",
-		    port_file, "--count", "100000", "--sndbuf", "4096",
-		    "--connections", "2", "--end", "close-hold",
-		    "--resume-fd", resume, NULL };
-
-		t_spawn(&server, argv, env);
-	}
-	close(pfd[0]);
-	port = t_read_port(port_file);
-
+	port = start_two_connection_server(&server, &hold, policy, ttl,
+	    "info");
 	fd = t_connect_stalled(port);
 	wait_state("draining", name, &pid);
-	setsockopt(fd, SOL_SOCKET, SO_LINGER,
-	    &(struct linger){ .l_onoff = 1, .l_linger = 0 },
-	    sizeof(struct linger));
-	close(fd);
+	reset_connection(fd);
 	cr_assert(wait_gone(name), "the orphan %s was never removed", name);
 
 	fd = t_connect_stalled(port);
-	got = malloc(total + 65536);
-	cr_assert(got != NULL);
-	while ((n = read(fd, got + len, total + 65536 - len)) > 0)
-		len += (size_t)n;
-	cr_assert(n == 0, "read: %s", strerror(errno));
-	cr_assert_eq(len, total, "the second connection got %zu of %zu bytes",
-	    len, total);
-	for (i = 0; i < 100000; i++) {
-		pattern_message(msg, sizeof(msg), -1, i + 1);
-		cr_assert(memcmp(got + i * sizeof(msg), msg, sizeof(msg)) == 0,
-		    "message %zu differs", i + 1);
-	}
-	free(got);
+	read_every_message(fd);
 	close(fd);
-	close(pfd[1]);
+	close(hold);
 	t_wait(&server, &o);
 	cr_assert(strstr(o.err, said) != NULL, "the log never said \"%s\":\n%s",
 	    said, o.err);
