@@ -47,7 +47,7 @@ note_written(struct stream *s, bool app)
 }
 
 /* Appends n iovecs as one record; false (logged once) if it failed. */
-static bool
+static inline bool
 append_record(struct stream *s, const struct iovec *rec, int n, int64_t ts)
 {
 	struct spool_err e;

@@ -818,7 +818,7 @@ stage_rollback(struct spool_stream *s, size_t lens, size_t tss, size_t data,
 }
 
 /* Pending and staged counters of a record being appended (or undone). */
-static void
+static inline void
 pending_add(struct spool_stream *s, int64_t recs, int64_t bytes)
 {
 	uint64_t take = 0;
