@@ -27,8 +27,9 @@
  *
  * Readers' records: one per thread, made on its first lookup under the
  * table lock, listed for the writers, never freed; a thread's exit gives
- * its record back for reuse (a key destructor). A thread with no record
- * (out of memory) reads under the read lock instead.
+ * its record back for reuse (a key destructor). A thread that could get
+ * no record (out of memory, or of thread keys) reads under the read lock
+ * instead, for good.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -49,7 +50,12 @@ struct reader {
 	struct reader *next;		/* table lock */
 };
 
-static struct reader *readers;		/* table lock */
+/* Written under the table lock; released so that a fork child, whose
+ * snapshot may cut another thread's registration short, finds a whole
+ * list (a record not linked yet is only lost). */
+static _Atomic(struct reader *) readers;
+/* This thread could get no record: it reads under the read lock. */
+static struct reader no_record;
 static pthread_key_t reader_key;	/* its destructor frees a record */
 static bool reader_key_made;		/* table lock */
 static _Atomic uint64_t grace_waits;	/* windows a writer waited out */
@@ -73,13 +79,13 @@ reader_self(void)
 	int saved;
 
 	if (me != NULL)
-		return me;
+		return me != &no_record ? me : NULL;
 	saved = errno;
 	pthread_rwlock_wrlock(&tab_lock);
 	if (!reader_key_made)
 		reader_key_made = pthread_key_create(&reader_key,
 		    reader_gone) == 0;
-	for (r = readers; r != NULL; r = r->next) {
+	for (r = atomic_load(&readers); r != NULL; r = r->next) {
 		no = false;
 		if (atomic_compare_exchange_strong(&r->used, &no, true))
 			break;
@@ -87,8 +93,8 @@ reader_self(void)
 	if (r == NULL && reader_key_made &&
 	    (r = calloc(1, sizeof(*r))) != NULL) {
 		atomic_store(&r->used, true);
-		r->next = readers;
-		readers = r;
+		r->next = atomic_load(&readers);
+		atomic_store_explicit(&readers, r, memory_order_release);
 	}
 	if (r != NULL && pthread_setspecific(reader_key, r) != 0) {
 		atomic_store(&r->used, false);
@@ -96,7 +102,8 @@ reader_self(void)
 	}
 	pthread_rwlock_unlock(&tab_lock);
 	errno = saved;
-	return me = r;
+	me = r != NULL ? r : &no_record;
+	return r;
 }
 
 uint64_t
@@ -140,7 +147,7 @@ wait_readers(void)
 	uint64_t v;
 	bool counted = false;
 
-	for (r = readers; r != NULL; r = r->next) {
+	for (r = atomic_load(&readers); r != NULL; r = r->next) {
 		if (r == me)
 			continue;	/* a writer is never inside a window */
 		v = atomic_load(&r->seq);
@@ -388,7 +395,7 @@ fdtab_reset_after_fork(void)
 	/* The parent's other threads are gone, with any window they had
 	 * open: their records are free. This thread has none open (a fork
 	 * from a handler inside a window returns into it, and ends it). */
-	for (r = readers; r != NULL; r = r->next) {
+	for (r = atomic_load(&readers); r != NULL; r = r->next) {
 		if (r == me)
 			continue;
 		atomic_store_explicit(&r->seq, 0, memory_order_relaxed);
