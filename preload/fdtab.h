@@ -18,8 +18,11 @@
  *   - A slot holding a stream holds one reference on it, and that stream's
  *     app_fds counts every slot pointing to it. Both change only under the
  *     table lock, in fdtab_install, fdtab_take and fdtab_reset_after_fork.
- *   - Readers that find a stream take their own reference under the read
- *     lock (fdtab_get), so a stream is never freed under a reader.
+ *   - Readers that find a stream take their own reference in a read
+ *     window (fdtab_get, no lock) that a writer removing that stream waits
+ *     out before it returns the slot's reference, so a stream is never
+ *     freed under a reader (fdtab.c says why). The table lock serialises
+ *     the writers; a nested hook reads under it (fdtab_tryget).
  *   - fds at or above FDTAB_MAX are never tracked: they pass through.
  *   - A vfork child (runtime_own_process() false) changes no slot: the
  *     table is its parent's memory.
@@ -63,7 +66,9 @@ fdtab_peek(int fd)
 	    memory_order_acquire);
 }
 
-/* The stream of fd with a new reference (stream_unref it), or NULL. */
+/* The stream of fd with a new reference (stream_unref it), or NULL.
+ * Takes no lock (but the table lock once per thread, on its first
+ * call); never from a nested hook. */
 struct stream *fdtab_get(int fd);
 /* The same without waiting for the lock (NULL if it is held for writing):
  * for a nested hook (SAFETY.md, signals). */
@@ -107,5 +112,16 @@ void fdtab_each(int lo, int hi, void (*fn)(void *arg, int fd,
  * ignored and epoll tags kept, they describe the child's files too.
  */
 void fdtab_reset_after_fork(void);
+
+/*
+ * For the tests: this thread's read-window record (NULL if none could be
+ * made), a window opened and closed by hand as fdtab_get does, and how
+ * many times a writer found a window open and waited for it.
+ */
+struct reader;
+struct reader *fdtab_reader(void);
+uint64_t fdtab_window_open(struct reader *r);
+void fdtab_window_close(struct reader *r, uint64_t v);
+uint64_t fdtab_grace_waits(void);
 
 #endif

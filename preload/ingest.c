@@ -46,16 +46,41 @@ note_written(struct stream *s, bool app)
 		replay_wake();
 }
 
+/* Appends n iovecs as one record; false (logged once) if it failed. */
+static inline bool
+append_record(struct stream *s, const struct iovec *rec, int n, int64_t ts)
+{
+	struct spool_err e;
+	int64_t before, after;
+
+	/* A frame was written if what is staged was (it is gone, or
+	 * newer). */
+	before = spool_stream_staged_since(s->spool);
+	if (spool_stream_append(s->spool, rec, n, ts, &e) < 0) {
+		if (s->errors++ == 0)
+			log_error("spool %s: append: %s", s->name, e.msg);
+		return false;
+	}
+	after = spool_stream_staged_since(s->spool);
+	if (after == 0 || after != before)
+		note_written(s, true);
+	return true;
+}
+
 /* Appends the bytes of iov after skip, len of them, as records. */
 size_t
 append_iov(struct stream *s, const struct iovec *iov, int iovcnt, size_t skip,
     size_t len)
 {
 	struct iovec rec[64];
-	struct spool_err e;
 	size_t done = 0, inrec = 0;
-	int64_t ts = real_coarse_ns(), before, after;
+	int64_t ts = real_coarse_ns();
 	int n = 0, i;
+
+	/* The usual call: one buffer, taken whole, one record. */
+	if (iovcnt == 1 && skip == 0 && len == iov[0].iov_len && len > 0 &&
+	    len <= SPOOL_RECORD_MAX)
+		return append_record(s, iov, 1, ts) ? len : 0;
 
 	for (i = 0; i < iovcnt && done + inrec < len; i++) {
 		const char *p = iov[i].iov_base;
@@ -81,25 +106,14 @@ append_iov(struct stream *s, const struct iovec *iov, int iovcnt, size_t skip,
 			l -= take;
 			if (n == (int)(sizeof(rec) / sizeof(rec[0])) ||
 			    inrec == SPOOL_RECORD_MAX || done + inrec == len) {
-				/* A frame was written if what is staged
-				 * was (it is gone, or newer). */
-				before = spool_stream_staged_since(s->spool);
-				if (spool_stream_append(s->spool, rec, n, ts,
-				    &e) < 0)
-					goto fail;
-				after = spool_stream_staged_since(s->spool);
-				if (after == 0 || after != before)
-					note_written(s, true);
+				if (!append_record(s, rec, n, ts))
+					return done;
 				done += inrec;
 				inrec = 0;
 				n = 0;
 			}
 		}
 	}
-	return done;
-fail:
-	if (s->errors++ == 0)
-		log_error("spool %s: append: %s", s->name, e.msg);
 	return done;
 }
 

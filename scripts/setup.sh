@@ -6,7 +6,7 @@
 TCPSPOOL_PACKAGES=(
 	gcc clang libclang-rt-14-dev meson ninja-build pkg-config
 	zlib1g-dev libdeflate-dev libbsd-dev libcriterion-dev
-	libisal-dev	# ISA-L igzip: spool/ deflates level-1 frames with it
+	libisal-dev	# ISA-L igzip headers; libisal2 is dlopened for level-1 frames
 	python3 procps iproute2 nginx-light socat mbuffer curl gdb
 	redis-server haproxy nodejs memcached lighttpd
 	tmux debhelper lintian prometheus

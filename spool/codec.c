@@ -6,15 +6,31 @@
  * the reference decoder of the tests. The two directions are chosen
  * apart, each the fastest library the build found:
  *
- *   deflate  ISA-L igzip (Meson option 'isal', HAVE_ISAL) at level 1, the
- *            default level; libdeflate (option 'libdeflate',
- *            HAVE_LIBDEFLATE) at levels 2..9, and at every level where
- *            the build has no ISA-L; zlib where it has neither. ISA-L's
+ *   deflate  ISA-L igzip at level 1, the default level, once
+ *            spool_codec_load() found libisal.so.2 (below); libdeflate
+ *            (option 'libdeflate', HAVE_LIBDEFLATE) at levels 2..9, and
+ *            at every level while ISA-L is not loaded; zlib where the
+ *            build has neither. ISA-L's
  *            own levels stop at 3 and none matches the ratio of zlib's
  *            or libdeflate's higher levels: a spool that asks for more
  *            than level 1 asked for ratio over speed.
  *   inflate  libdeflate, else zlib. Never ISA-L: on frames that barely
  *            compress its inflate is 3x slower than libdeflate's.
+ *
+ * ISA-L is never linked: libisal.so.2 exports, and calls through the
+ * dynamic linker, generic names (build_heap, build_huff_tree,
+ * crc32_gzip_refl...). Linked into an LD_PRELOAD library, those would
+ * join the host's global scope (a host library's same-named functions
+ * could be preempted by them) and its internal calls could land in a host
+ * that exports the same names (-rdynamic). spool_codec_load() dlopens it
+ * RTLD_LOCAL (its names stay out of the global scope) and RTLD_DEEPBIND
+ * (its own references bind within itself first), and takes the two entry
+ * points used here with dlsym; the build needs only the headers (Meson
+ * option 'isal', HAVE_ISAL; never with a sanitizer, whose runtime refuses
+ * RTLD_DEEPBIND). Who calls it, and when, is the caller's choice: the
+ * interposer in its constructor (preload/runtime.c), tests in their
+ * set-up. Until it returns true, and if it never does, level 1 is
+ * libdeflate's.
  *
  * Tests and benchmarks may force either direction to any library the
  * build has (codec_backend_force). The choice and its figures:
@@ -40,7 +56,9 @@
  * never seen again in the child (lost memory there, never corruption).
  * Not async-signal-safe (malloc).
  */
+#include <dlfcn.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -76,12 +94,86 @@ struct codec_scratch {
 #else
 #define GENERAL_BACKEND	CODEC_BACKEND_ZLIB
 #endif
-#ifdef HAVE_ISAL
-static atomic_int deflater = CODEC_BACKEND_ISAL;
-#else
 static atomic_int deflater = GENERAL_BACKEND;
-#endif
 static atomic_int inflater = GENERAL_BACKEND;
+
+#ifdef HAVE_ISAL
+/*
+ * libisal.so.2, loaded once: LOAD_NONE -> LOAD_BUSY (the one caller that
+ * won the exchange) -> LOAD_READY or LOAD_ABSENT, never back. The entry
+ * points are written before LOAD_READY is released and never change
+ * after. A fork child of a process whose load was under way stays BUSY:
+ * it deflates with libdeflate rather than enter a loader that another
+ * thread of its parent left in the middle of a dlopen.
+ */
+enum { LOAD_NONE, LOAD_BUSY, LOAD_READY, LOAD_ABSENT };
+static atomic_int isal_load = LOAD_NONE;
+static struct {
+	void (*deflate_init)(struct isal_zstream *);
+	int (*deflate)(struct isal_zstream *);
+} isal;
+static char isal_why[160];	/* why not loaded, once LOAD_ABSENT */
+
+static bool
+isal_ready(void)
+{
+	return atomic_load_explicit(&isal_load, memory_order_acquire) ==
+	    LOAD_READY;
+}
+#endif
+
+bool
+spool_codec_load(void)
+{
+#ifdef HAVE_ISAL
+	const char *e;
+	void *h;
+	int st = LOAD_NONE;
+
+	if (!atomic_compare_exchange_strong(&isal_load, &st, LOAD_BUSY))
+		return st == LOAD_READY;
+	h = dlopen("libisal.so.2", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+	if (h != NULL) {
+		*(void **)&isal.deflate_init = dlsym(h, "isal_deflate_init");
+		*(void **)&isal.deflate = dlsym(h, "isal_deflate");
+	}
+	if (h == NULL || isal.deflate_init == NULL || isal.deflate == NULL) {
+		e = dlerror();
+		(void)snprintf(isal_why, sizeof(isal_why), "%s",
+		    e != NULL ? e : "libisal.so.2: no isal_deflate");
+		if (h != NULL)
+			(void)dlclose(h);
+		atomic_store(&isal_load, LOAD_ABSENT);
+		return false;
+	}
+	/* The handle is kept for the life of the process. */
+	atomic_store_explicit(&isal_load, LOAD_READY, memory_order_release);
+	/* Level 1 becomes ISA-L's unless a test forced a deflater. */
+	st = GENERAL_BACKEND;
+	(void)atomic_compare_exchange_strong(&deflater, &st,
+	    CODEC_BACKEND_ISAL);
+	return true;
+#else
+	return false;
+#endif
+}
+
+const char *
+spool_codec_load_error(void)
+{
+#ifdef HAVE_ISAL
+	switch (atomic_load_explicit(&isal_load, memory_order_acquire)) {
+	case LOAD_READY:
+		return NULL;
+	case LOAD_ABSENT:
+		return isal_why;
+	default:
+		return "libisal.so.2 not loaded yet";
+	}
+#else
+	return "built without ISA-L";
+#endif
+}
 
 static _Atomic(struct codec_scratch *) enc_cache[CACHE_SLOTS];
 static _Atomic(struct codec_scratch *) dec_cache[CACHE_SLOTS];
@@ -91,7 +183,7 @@ codec_deflater_available(enum codec_backend b)
 {
 #ifdef HAVE_ISAL
 	if (b == CODEC_BACKEND_ISAL)
-		return true;
+		return isal_ready();
 #endif
 	return codec_inflater_available(b);
 }
@@ -407,7 +499,7 @@ isal_deflate_iov(struct codec_scratch *x, const struct iovec *iov,
 		x->state = d;
 	}
 	z = &d->z;
-	isal_deflate_init(z);
+	isal.deflate_init(z);
 	z->level = 1;
 	z->level_buf = d->level_buf;
 	z->level_buf_size = sizeof(d->level_buf);
@@ -420,7 +512,7 @@ isal_deflate_iov(struct codec_scratch *x, const struct iovec *iov,
 		z->avail_in = (uint32_t)iov[i].iov_len;
 		z->end_of_stream = i == iovcnt - 1;
 		/* Input left over means the output reached bound: store. */
-		if (isal_deflate(z) != COMP_OK || z->avail_in != 0)
+		if (isal.deflate(z) != COMP_OK || z->avail_in != 0)
 			return 0;
 	}
 	/* Not ended with all input taken: the last block did not fit. */

@@ -152,6 +152,18 @@ struct spool_options {
 void spool_options_default(struct spool_options *o);
 
 /*
+ * Loads libisal.so.2 (dlopen, RTLD_LOCAL | RTLD_DEEPBIND) so that
+ * level-1 frames are deflated by ISA-L igzip; libdeflate (else zlib)
+ * deflates them until then, and for good when it returns false (no
+ * library at run time, or a build without ISA-L). Once per process; takes
+ * the dynamic loader's lock, so never from a signal handler nor with a
+ * lock held that a thread inside dlopen could wait for (codec.c).
+ * spool_codec_load_error() says why not, NULL once loaded.
+ */
+bool spool_codec_load(void);
+const char *spool_codec_load_error(void);
+
+/*
  * A deferred sync (spool_options.defer_sync): what the writer owes the
  * disk, taken under the caller's serialisation of the stream, run with no
  * lock held (the disk's time is then nobody's wait), its result given

@@ -82,6 +82,19 @@ struct spool_stream {
 	/* Budget checked ahead (budget.c): appends up to this many bytes
 	 * need no look at the dir's limits. */
 	uint64_t credit;
+	/*
+	 * Bytes appends took from credit into the staging that the dir's
+	 * counters do not show yet: dir->reserved still holds them (as
+	 * credit), dir->staged_bytes lacks them. The dir's staged + reserved,
+	 * the sum budget.c's total_max reads, is exact at all times; the
+	 * move is made when a frame is formed (dir_sync), not by two shared
+	 * atomics per record. Until then min_free counts them as reserved,
+	 * which they are: bytes about to be written. dir_sync before
+	 * anything that takes this stream's staging or credit out of the
+	 * dir's counters. Bytes staged beyond the credit (an owner that did
+	 * not check the budget) go to staged_bytes at once.
+	 */
+	uint64_t unpub;
 
 	/* From the last spool_status_publish, for the close. */
 	uint64_t pub_drops, pub_errors;
@@ -193,6 +206,18 @@ stored_add(struct spool_stream *s, int64_t bytes, int32_t segs)
 	atomic_fetch_add(&s->dir->segments, (uint32_t)segs);
 	if (bytes > 0)
 		budget_note_written(s->dir, (uint64_t)bytes);
+}
+
+/* Shows the dir what this stream's appends took (see unpub_staged). */
+static void
+dir_sync(struct spool_stream *s)
+{
+	if (s->unpub == 0)
+		return;
+	if (s->dir->lim.total_max != 0)
+		atomic_fetch_add(&s->dir->staged_bytes, s->unpub);
+	atomic_fetch_sub(&s->dir->reserved, s->unpub);
+	s->unpub = 0;
 }
 
 /* Writes all of iov at off; on failure cuts the file back to off. */
@@ -554,6 +579,7 @@ write_frame(struct spool_stream *s, bool sync, struct spool_err *err)
 	s->seg_sum.records += fh.count;
 	s->seg_sum.raw_bytes += fh.data_len;
 	stored_add(s, FRAME_HEADER_LEN + fh.stored_len, 0);
+	dir_sync(s);
 	if (s->dir->lim.total_max != 0)
 		atomic_fetch_sub(&s->dir->staged_bytes, (uint64_t)s->data.len);
 	s->w_end = fh.first_seq + fh.count;
@@ -578,6 +604,7 @@ discard_acked(struct spool_stream *s)
 	struct stream_live *l = s->live;
 	char path[64];
 
+	dir_sync(s);
 	if (s->dir->lim.total_max != 0)
 		atomic_fetch_sub(&s->dir->staged_bytes, (uint64_t)s->data.len);
 	pthread_mutex_lock(&l->mu);
@@ -792,15 +819,54 @@ stage_rollback(struct spool_stream *s, size_t lens, size_t tss, size_t data,
 }
 
 /* Pending and staged counters of a record being appended (or undone). */
-static void
+static inline void
 pending_add(struct spool_stream *s, int64_t recs, int64_t bytes)
 {
-	if (s->dir->lim.total_max != 0)
-		atomic_fetch_add(&s->dir->staged_bytes, (uint64_t)bytes);
-	if (bytes > 0 && s->credit > 0)
-		budget_consume(s, (uint64_t)bytes);
+	uint64_t take = 0;
+
+	if (bytes > 0 && s->credit > 0) {
+		take = (uint64_t)bytes < s->credit ? (uint64_t)bytes :
+		    s->credit;
+		s->credit -= take;
+		s->unpub += take;
+	}
+	if (s->dir->lim.total_max != 0 && bytes != (int64_t)take)
+		atomic_fetch_add(&s->dir->staged_bytes,
+		    (uint64_t)(bytes - (int64_t)take));
 	own_add(&s->live->records, (uint64_t)recs);
 	own_add(&s->live->raw_bytes, (uint64_t)bytes);
+}
+
+/*
+ * memcpy, inline for the small records most spooled writes are (a call
+ * into libc's memcpy cost more than the copy of 28 bytes): two
+ * overlapping fixed-size moves for 4..32 bytes.
+ */
+static inline void
+copy_record(uint8_t *d, const uint8_t *p, size_t n)
+{
+	uint64_t a, b;
+	uint32_t x, y;
+
+	if (n > 32) {
+		memcpy(d, p, n);
+	} else if (n > 16) {
+		memcpy(d, p, 16);
+		memcpy(d + n - 16, p + n - 16, 16);
+	} else if (n >= 8) {
+		memcpy(&a, p, 8);
+		memcpy(&b, p + n - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + n - 8, &b, 8);
+	} else if (n >= 4) {
+		memcpy(&x, p, 4);
+		memcpy(&y, p + n - 4, 4);
+		memcpy(d, &x, 4);
+		memcpy(d + n - 4, &y, 4);
+	} else {
+		while (n-- > 0)
+			*d++ = *p++;
+	}
 }
 
 static int
@@ -821,7 +887,8 @@ stage_record(struct spool_stream *s, const struct iovec *iov, int iovcnt,
 	for (i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len == 0)
 			continue;
-		memcpy(s->data.p + s->data.len, iov[i].iov_base, iov[i].iov_len);
+		copy_record(s->data.p + s->data.len, iov[i].iov_base,
+		    iov[i].iov_len);
 		s->data.len += iov[i].iov_len;
 	}
 	if (s->st_count++ == 0) {
@@ -928,6 +995,7 @@ spool_stream_park(struct spool_stream *s)
 	if (s->seg_fd != -1)
 		sysio_close(s->seg_fd);
 	s->seg_fd = -1;
+	dir_sync(s);
 	atomic_fetch_sub(&s->dir->reserved, s->credit);
 	s->credit = 0;
 	return true;
@@ -1000,6 +1068,7 @@ dir_release(struct spool_stream *s)
 {
 	struct spool_dir *d = s->dir;
 
+	dir_sync(s);
 	if (d->lim.total_max != 0)
 		atomic_fetch_sub(&d->staged_bytes, (uint64_t)s->data.len);
 	atomic_fetch_sub(&d->reserved, s->credit);

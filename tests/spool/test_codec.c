@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <zlib.h>
@@ -27,10 +28,15 @@ static const enum codec_backend backends[] = {
 };
 #define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
 
-/* Deflates with b from now on (inflating with zlib); false if not built. */
+/*
+ * Deflates with b from now on (inflating with zlib); false if not built.
+ * ISA-L is there once loaded (codec_isal_is_loaded_where_built checks
+ * that a build with it loads it).
+ */
 static bool
 deflate_with(enum codec_backend b)
 {
+	(void)spool_codec_load();
 	return codec_backend_force(b, CODEC_BACKEND_ZLIB) == 0;
 }
 
@@ -407,6 +413,28 @@ stream_by_hand(struct walk *w, const char *spool, const char *name)
 		segment_by_hand(w, path);
 		free(names[i]);
 	}
+}
+
+/*
+ * A build with ISA-L's headers (HAVE_ISAL_BUILD, from tests/spool/meson.build)
+ * loads libisal.so.2 at run time and deflates level 1 with it; and the
+ * load keeps its names out of the global scope (RTLD_LOCAL): linked, or
+ * dlopened RTLD_GLOBAL, build_heap would be found there.
+ */
+Test(spool, codec_isal_is_loaded_where_built)
+{
+#ifdef HAVE_ISAL_BUILD
+	cr_assert(spool_codec_load(), "%s", spool_codec_load_error());
+	cr_assert_null(spool_codec_load_error());
+	cr_assert(spool_codec_load(), "a second call");
+	cr_assert(codec_deflater_available(CODEC_BACKEND_ISAL));
+	cr_assert_null(dlsym(RTLD_DEFAULT, "build_heap"));
+	cr_assert_null(dlsym(RTLD_DEFAULT, "isal_deflate"));
+#else
+	cr_assert_not(spool_codec_load());
+	cr_assert_not(codec_deflater_available(CODEC_BACKEND_ISAL));
+	cr_assert_not_null(spool_codec_load_error());
+#endif
 }
 
 Test(spool, codec_frames_of_every_backend_decode_with_zlib)

@@ -1,0 +1,35 @@
+/*
+ * ISA-L is loaded so that its generic names never meet the host's
+ * (spool/codec.c, preload/runtime.c): isal_host (see its header) exports
+ * build_heap, build_huff_tree and crc32_gzip_refl, dlopens a plugin that
+ * defines isal_deflate_init, and spools 2 MiB through the library with
+ * ISA-L deflating. Linked into the library, or loaded without RTLD_LOCAL
+ * or RTLD_DEEPBIND, ISA-L would call the host's functions (they abort) or
+ * hide the plugin's (exit 4).
+ */
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+TestSuite(isal_names, .init = h_setup, .fini = h_teardown);
+
+Test(isal_names, isal_never_calls_nor_hides_the_hosts_same_named_functions)
+{
+	static const char *const env[] = { "TCPSPOOL_LOG_LEVEL=debug", NULL };
+	struct h_spawn o = { .preload = true, .env = env };
+	struct h_argv a = { .n = 0 };
+	struct h_proc *p;
+
+	if (getenv("TCPSPOOL_TEST_SANITIZE") != NULL &&
+	    strcmp(getenv("TCPSPOOL_TEST_SANITIZE"), "none") != 0)
+		cr_skip_test("sanitized build: no ISA-L (RTLD_DEEPBIND)");
+	h_args(&a, ISAL_PLUGIN, NULL);
+	p = h_spawn("isal_host", ISAL_HOST, &a, &o);
+	cr_assert(h_wait(p, H_DEADLINE_MS), "isal_host hangs: %s",
+	    h_describe(p));
+	cr_assert_eq(h_exit_code(p), 0, "%s", h_describe(p));
+	cr_assert_eq(h_stderr_lines_with(p, "deflated by ISA-L igzip"), 1,
+	    "ISA-L was not the deflater: %s", h_stderr(p));
+	cr_assert_eq(h_stdout_size(p), 0);
+	cr_assert(h_spool_wait_empty(H_DEADLINE_MS));
+}
