@@ -153,12 +153,6 @@ init_locked(void)
 	log_configure(&rt.cfg);
 	if (warn[0] != '\0')
 		log_warn("%s", warn);
-	if (spool_codec_load_error() == NULL)	/* see runtime_load */
-		log_debug("level-1 frames deflated by ISA-L igzip "
-		    "(libisal.so.2, loaded RTLD_LOCAL|RTLD_DEEPBIND)");
-	else
-		log_debug("level-1 frames deflated by libdeflate or zlib: "
-		    "ISA-L igzip not loaded (%s)", spool_codec_load_error());
 	if (rt.cfg.disabled) {
 		atomic_store(&rt.stage, STAGE_PASSTHROUGH);
 		return;
@@ -168,28 +162,6 @@ init_locked(void)
 	sysio_place(&placement);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	atomic_store_explicit(&rt.stage, STAGE_ACTIVE, memory_order_release);
-}
-
-/*
- * ISA-L is loaded here, in the constructor, and nowhere else: dlopen takes
- * the dynamic loader's lock and allocates, so it must not run in a signal
- * handler, nor in a hook holding a stream's lock that a host thread inside
- * dlopen (a constructor writing to that socket) could wait for. Here no
- * lock of ours is held and no hook is under way on this thread; a library
- * loaded by the host's own dlopen runs this under the loader's lock, which
- * is recursive. A fork child inherits the mapping. Not loaded where the
- * runtime never goes ACTIVE for the whole process (AT_SECURE,
- * TCPSPOOL_DISABLE=1). Cost: about 0.1 ms per process start (NOTES.md).
- */
-__attribute__((constructor)) static void
-runtime_load(void)
-{
-	const char *off = getenv("TCPSPOOL_DISABLE");
-	int saved = errno;
-
-	if (getauxval(AT_SECURE) == 0 && (off == NULL || strcmp(off, "1") != 0))
-		(void)spool_codec_load();
-	errno = saved;
 }
 
 bool

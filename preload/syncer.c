@@ -12,7 +12,8 @@
  * from (gen). Lock order: a stream's mu, then sq.mu (submit); sq.mu, then
  * the sysio gate (run_job's close); the thread takes them one at a time.
  *
- * It also sweeps the spool dir for orphans whose expiry has passed
+ * It loads the ISA-L deflater when it starts (load_codec). It also sweeps
+ * the spool dir for orphans whose expiry has passed
  * (TCPSPOOL_ORPHANS=expire; spool_dir_expire), once a process has spooled:
  * at each of its own orphans' expiry, and every ORPHAN_TTL (at most a
  * minute, at least a second) for those other processes left. A sweep
@@ -84,6 +85,27 @@ run_job(struct sync_item *it)
 	return rc;
 }
 
+/*
+ * ISA-L is loaded here, at the start of this thread, which a process
+ * starts when it first spools: a process that never spools never pays
+ * for the dlopen (about 0.1 ms), and dlopen, which takes the dynamic
+ * loader's lock and allocates, runs neither in a signal handler nor in a
+ * hook, nor on the replay thread that a host thread inside its own dlopen
+ * (a constructor writing to a spooling socket, overflow=block) could wait
+ * for; nothing waits for this thread. Frames formed before it returns
+ * are libdeflate's: the format is the same (spool/codec.c).
+ */
+static void
+load_codec(void)
+{
+	if (spool_codec_load())
+		log_debug("level-1 frames deflated by ISA-L igzip "
+		    "(libisal.so.2, loaded RTLD_LOCAL|RTLD_DEEPBIND)");
+	else
+		log_debug("level-1 frames deflated by libdeflate or zlib: "
+		    "ISA-L igzip not loaded (%s)", spool_codec_load_error());
+}
+
 static void
 note_expired(void *arg, const struct spool_expired *x)
 {
@@ -120,6 +142,7 @@ syncer_main(void *arg)
 
 	(void)arg;
 	(void)pthread_setname_np(pthread_self(), "tcpspool-sync");
+	load_codec();
 	for (;;) {
 		pthread_mutex_lock(&sq.mu);
 		while (sq.head == NULL) {

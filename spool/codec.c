@@ -28,8 +28,8 @@
  * points used here with dlsym; the build needs only the headers (Meson
  * option 'isal', HAVE_ISAL; never with a sanitizer, whose runtime refuses
  * RTLD_DEEPBIND). Who calls it, and when, is the caller's choice: the
- * interposer in its constructor (preload/runtime.c), tests in their
- * set-up. Until it returns true, and if it never does, level 1 is
+ * interposer on its sync thread, started when a process first spools
+ * (preload/syncer.c), tests in their set-up. Until it returns true, and if it never does, level 1 is
  * libdeflate's.
  *
  * Tests and benchmarks may force either direction to any library the
