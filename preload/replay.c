@@ -212,7 +212,7 @@ replay_room_changed(struct stream *s)
 	bool owed;
 	size_t i;
 
-	if (atomic_load(&s->waiters) > 0)
+	if (s != NULL && atomic_load(&s->waiters) > 0)
 		pthread_cond_broadcast(&s->cv);
 	owed = atomic_exchange(&any_owed, false);
 	if (atomic_load(&blocked) == 0 && !owed)

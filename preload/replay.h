@@ -39,7 +39,8 @@ void replay_wake(void);
 void replay_note_staged(struct stream *s, int64_t since_ns);
 /* Room was made in the spool dir (delivery, a spool deleted): wake the
  * threads blocked for room (overflow=block) on s and on every other
- * stream, listed or not: the quota of the whole dir is shared. */
+ * stream, listed or not: the quota of the whole dir is shared. s may be
+ * NULL (room made by no stream of ours: an orphan swept). */
 void replay_room_changed(struct stream *s);
 /* A thread starts (+1) or stops (-1) waiting for room on s; s stays
  * referenced by that thread meanwhile. false if it could not be noted

@@ -34,6 +34,7 @@
 
 #include "log.h"
 #include "real.h"
+#include "replay.h"
 #include "runtime.h"
 #include "stream.h"
 #include "syncer.h"
@@ -52,7 +53,7 @@ static struct {
 	pthread_cond_t cv;
 	struct sync_item *head, *tail;
 	int running_fd;	/* the fd of the job being run, until closed */
-	int64_t sweep_at;	/* CLOCK_REALTIME ns of the next sweep, 0: none */
+	int64_t sweep_at;	/* mono_ns() of the next sweep, 0: none */
 	int64_t sweep_every;	/* ns between sweeps once sweeping, 0: not */
 	bool started;
 } sq = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
@@ -119,18 +120,30 @@ note_expired(void *arg, const struct spool_expired *x)
 		    x->err);
 }
 
-/* Under sq.mu, which it leaves and takes again around the sweep. */
+/*
+ * Under sq.mu, which it leaves and takes again around the sweep: the dir
+ * (runtime_dir takes rt.mu, which fork_prepare takes before sq.mu) and
+ * the disk are reached with no lock of ours held. Room it made wakes the
+ * writers waiting for room (overflow=block, an edge owed at the quota).
+ */
 static void
 sweep_locked(void)
 {
-	struct spool_dir *d = runtime_dir();
-	int64_t now = real_ns();
+	struct spool_dir *d;
 
-	sq.sweep_at = sq.sweep_every > 0 ? now + sq.sweep_every : 0;
+	sq.sweep_at = sq.sweep_every > 0 ? mono_ns() + sq.sweep_every : 0;
 	pthread_mutex_unlock(&sq.mu);
-	if (d != NULL)
-		(void)spool_dir_expire(d, now, false, note_expired, NULL);
+	if ((d = runtime_dir()) != NULL &&
+	    spool_dir_expire(d, real_ns(), SPOOL_EXPIRE_SKIP_IF_BUSY,
+	    note_expired, NULL) > 0)
+		replay_room_changed(NULL);
 	pthread_mutex_lock(&sq.mu);
+}
+
+static bool
+sweep_due(void)
+{
+	return sq.sweep_at != 0 && mono_ns() >= sq.sweep_at;
 }
 
 static void *
@@ -145,17 +158,19 @@ syncer_main(void *arg)
 	load_codec();
 	for (;;) {
 		pthread_mutex_lock(&sq.mu);
-		while (sq.head == NULL) {
+		/* A sweep that is due goes first, so a queue that never
+		 * empties (a slow disk) never keeps it off. */
+		while (sq.head == NULL || sweep_due()) {
+			if (sweep_due()) {
+				sweep_locked();
+				continue;
+			}
 			if (sq.sweep_at == 0) {
 				pthread_cond_wait(&sq.cv, &sq.mu);
 				continue;
 			}
-			if (real_ns() >= sq.sweep_at) {
-				sweep_locked();
-				continue;
-			}
-			ts.tv_sec = (time_t)(sq.sweep_at / 1000000000);
-			ts.tv_nsec = (long)(sq.sweep_at % 1000000000);
+			ts.tv_sec = (time_t)(sq.sweep_at / NS_PER_S);
+			ts.tv_nsec = (long)(sq.sweep_at % NS_PER_S);
 			(void)pthread_cond_timedwait(&sq.cv, &sq.mu, &ts);
 		}
 		it = sq.head;
@@ -172,6 +187,19 @@ syncer_main(void *arg)
 	return NULL;
 }
 
+/* The queue's condition variable waits on CLOCK_MONOTONIC: a sweep's
+ * time is a mono_ns() deadline, which a clock step does not move. */
+static void
+init_cv(void)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sq.cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 /* Under sq.mu. */
 static bool
 start_locked(void)
@@ -181,6 +209,7 @@ start_locked(void)
 	pthread_t tid;
 	int rc;
 
+	init_cv();	/* nobody waits on it before the thread runs */
 	/* The host's signals are never delivered to our thread. */
 	sigfillset(&all);
 	pthread_attr_init(&attr);
@@ -191,7 +220,8 @@ start_locked(void)
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
 		log_warn("cannot start the sync thread: %s; syncs run on the "
-		    "replay thread", strerror(rc));
+		    "replay thread, expired orphans are left to another "
+		    "process or tcpspool rm --expired", strerror(rc));
 		return false;
 	}
 	sq.started = true;
@@ -227,6 +257,12 @@ syncer_submit(struct stream *s, const struct spool_sync_job *j, uint64_t gen)
 void
 syncer_sweep_at(int64_t at_ns, int64_t every_ns)
 {
+	/* An expiry is a wall-clock time; the wait is on the monotonic clock. */
+	if (at_ns > 0) {
+		int64_t in = at_ns - real_ns();
+
+		at_ns = mono_ns() + (in > 0 ? in : 0) + 1;
+	}
 	pthread_mutex_lock(&sq.mu);
 	if (every_ns > 0 && (sq.sweep_every == 0 || every_ns < sq.sweep_every))
 		sq.sweep_every = every_ns;
@@ -270,5 +306,5 @@ syncer_fork_child(bool consistent)
 	sq.head = sq.tail = NULL;
 	sq.started = false;
 	pthread_mutex_init(&sq.mu, NULL);
-	pthread_cond_init(&sq.cv, NULL);
+	init_cv();
 }

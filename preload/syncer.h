@@ -20,9 +20,10 @@ bool syncer_submit(struct stream *s, const struct spool_sync_job *j,
     uint64_t gen);
 
 /*
- * Sweeps the spool dir for expired orphans at at_ns (CLOCK_REALTIME; 0:
- * no sooner than planned), then every every_ns (the smallest asked; 0:
- * unchanged). Takes no lock of the caller's; starts the thread if need be.
+ * Sweeps the spool dir for expired orphans at at_ns (CLOCK_REALTIME, the
+ * time an expiry names; waited for on the monotonic clock; 0: no sooner
+ * than planned), then every every_ns (the smallest asked; 0: unchanged).
+ * Under a stream's mu or none; starts the thread if need be.
  */
 void syncer_sweep_at(int64_t at_ns, int64_t every_ns);
 

@@ -409,16 +409,26 @@ spool_resolve(struct spool_dir *d, const char *given, char name[SPOOL_NAME_MAX],
 	return -EEXIST;
 }
 
+/*
+ * Empties the dir `name` of d (a stream's, or a `.new`/`.del` one; its
+ * entries are files, unlinked without being followed) and removes it.
+ * An entry or the dir gone meanwhile (another remover) is not an error.
+ */
 int
-spool_stream_remove(struct spool_dir *d, const char *name,
-    struct spool_err *err)
+remove_dir_entry(struct spool_dir *d, const char *name, struct spool_err *err)
 {
 	struct dirent *de;
 	DIR *dp;
 	int sfd, rc = 0;
 
-	if ((sfd = open_stream_dir(d, name, err)) < 0)
-		return sfd;
+	sfd = sysio_openat(d->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC, 0);
+	if (sfd == -1) {
+		rc = -errno;
+		spool_seterr(err, "%s/%s: open: %s", d->path, name,
+		    strerror(-rc));
+		return rc;
+	}
 	if ((dp = fdopendir(sfd)) == NULL) {
 		rc = -errno;
 		sysio_close(sfd);
@@ -428,19 +438,57 @@ spool_stream_remove(struct spool_dir *d, const char *name,
 	while ((de = readdir(dp)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if (unlinkat(dirfd(dp), de->d_name, 0) == -1 && rc == 0) {
+		if (unlinkat(dirfd(dp), de->d_name, 0) == -1 &&
+		    errno != ENOENT && rc == 0) {
 			rc = -errno;
 			spool_seterr(err, "%s/%s/%s: unlink: %s", d->path, name,
 			    de->d_name, strerror(errno));
 		}
 	}
 	sysio_closedir(dp);
-	if (unlinkat(d->fd, name, AT_REMOVEDIR) == -1 && rc == 0) {
+	if (unlinkat(d->fd, name, AT_REMOVEDIR) == -1 && errno != ENOENT &&
+	    rc == 0) {
 		rc = -errno;
 		spool_seterr(err, "%s/%s: rmdir: %s", d->path, name,
 		    strerror(errno));
 	}
 	return rc;
+}
+
+/*
+ * The stream goes out of every reader's sight first, renamed to
+ * `<name>.del` (FORMAT.md §1), then its files: a process that ends in the
+ * middle (the library's sweep runs in hosts that exit at any moment)
+ * leaves a `.del` dir, which the next sweep deletes, never a stream with
+ * part of its files that ls would list, count or replay. Where the file
+ * system has no RENAME_NOREPLACE, in place.
+ */
+int
+spool_stream_remove(struct spool_dir *d, const char *name,
+    struct spool_err *err)
+{
+	char del[SPOOL_NAME_MAX + 8];
+	long r;
+
+	if (!stream_name_valid(name)) {
+		spool_seterr(err, "%s: not a stream name", name);
+		return -EINVAL;
+	}
+	snprintf(del, sizeof(del), "%s.del", name);
+	r = syscall(SYS_renameat2, d->fd, name, d->fd, del, RENAME_NOREPLACE);
+	if (r == -1 && errno == EEXIST) {
+		/* A crash left this name's .del: it goes first. */
+		(void)remove_dir_entry(d, del, err);
+		r = syscall(SYS_renameat2, d->fd, name, d->fd, del,
+		    RENAME_NOREPLACE);
+	}
+	if (r == 0)
+		return remove_dir_entry(d, del, err);
+	if (errno == ENOENT || errno == ENOTDIR) {
+		spool_seterr(err, "%s/%s: %s", d->path, name, strerror(errno));
+		return -errno;
+	}
+	return remove_dir_entry(d, name, err);	/* EINVAL, ENOSYS, EPERM */
 }
 
 void

@@ -10,7 +10,9 @@
  * tcpspool command takes on a stream dir (flock, exclusive, without
  * waiting): a replay or verify in progress keeps it until the next look.
  * A `<stream>.new` dir an hour old (a crash while a stream was made)
- * goes too.
+ * goes too, and a `<stream>.del` at once (a crash while one was removed:
+ * spool_stream_remove renames a stream out of sight first). One process
+ * sweeps a dir at a time (sweep.lock).
  */
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -38,33 +40,44 @@ sweep_one(void *arg, const char *name)
 {
 	struct sweep *w = arg;
 	struct spool_err e = { "" };
+	struct spool_stream_info info;
 	struct spool_status st;
 	struct spool_expired x;
-	int sfd;
+	int sfd, rc;
 
 	if (spool_status_read(w->d, name, &st, &e) < 0 || !st.released ||
 	    st.expires_ns <= 0 || st.expires_ns > w->now_ns)
 		return 0;	/* gone meanwhile, live, or not yet */
+	/* released is believed only from the writer's own status: the pid
+	 * its segment headers name (FORMAT.md §7). */
+	if (spool_stream_info_flags(w->d, name, SPOOL_INFO_QUICK, &info,
+	    &e) >= 0 && info.id_known && info.id.pid != st.pid)
+		return 0;
 	x = (struct spool_expired){ .name = name, .status = &st,
 		.expired_ns = st.expires_ns, .err = "" };
 	if (w->dry_run)
 		goto out;
 	if ((sfd = open_stream_dir(w->d, name, &e)) < 0) {
-		x.err = sfd == -ENOENT ? "" : e.msg;
 		if (sfd == -ENOENT)
 			return 0;	/* removed meanwhile by another */
+		x.err = e.msg;
 		goto out;
 	}
 	if (flock(sfd, LOCK_EX | LOCK_NB) == -1) {
-		x.err = errno == EWOULDBLOCK ? "in use by a tcpspool command" :
-		    strerror(errno);
-	} else if (spool_stream_remove(w->d, name, &e) < 0) {
-		x.err = e.msg;
+		if (errno == EWOULDBLOCK)
+			x.busy = true;	/* a replay, a verify: next time */
+		else
+			x.err = strerror(errno);
+	} else if ((rc = spool_stream_remove(w->d, name, &e)) < 0) {
+		if (rc != -ENOENT)
+			x.err = e.msg;
 	} else {
 		x.removed = true;
 		w->removed++;
 	}
 	sysio_close(sfd);	/* and with it the lock */
+	if (!x.removed && !x.busy && x.err[0] == '\0')
+		return 0;	/* removed by another meanwhile */
 out:
 	if (w->fn != NULL)
 		w->fn(w->arg, &x);
@@ -78,56 +91,36 @@ out:
  */
 #define STALE_NEW_NS	(3600LL * 1000000000LL)
 
+/* `<16 hex>.new` (true, *del false) or `<16 hex>.del` (*del true). */
 static bool
-stale_new_name(const char *n)
+leftover_name(const char *n, bool *del)
 {
 	char id[SPOOL_NAME_MAX];
 	size_t len = strlen(n);
 
-	if (len != 16 + 4 || strcmp(n + 16, ".new") != 0)
+	if (len != 16 + 4 || (strcmp(n + 16, ".new") != 0 &&
+	    strcmp(n + 16, ".del") != 0))
 		return false;
+	*del = n[17] == 'd';
 	memcpy(id, n, 16);
 	id[16] = '\0';
 	return stream_name_valid(id);
 }
 
-/* Its files, then itself; 0 or a negative errno. */
-static int
-remove_new_dir(struct spool_dir *d, const char *name)
-{
-	struct dirent *de;
-	DIR *dp;
-	int fd, rc = 0;
-
-	if ((fd = sysio_openat(d->fd, name, O_RDONLY | O_DIRECTORY |
-	    O_NOFOLLOW | O_CLOEXEC, 0)) == -1)
-		return -errno;
-	if ((dp = fdopendir(fd)) == NULL) {
-		rc = -errno;
-		sysio_close(fd);
-		return rc;
-	}
-	while ((de = readdir(dp)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 &&
-		    strcmp(de->d_name, "..") != 0 &&
-		    unlinkat(dirfd(dp), de->d_name, 0) == -1 && rc == 0)
-			rc = -errno;
-	sysio_closedir(dp);
-	if (unlinkat(d->fd, name, AT_REMOVEDIR) == -1 && rc == 0)
-		rc = -errno;
-	return rc;
-}
-
 static void
 sweep_new_dirs(struct sweep *w)
 {
-	static const struct spool_status none = { .reason =
+	static const struct spool_status made = { .reason =
 		"left by a crash while the stream was made" };
+	static const struct spool_status removed = { .reason =
+		"left by a crash while the stream was removed" };
+	struct spool_err e = { "" };
 	struct spool_expired x;
 	struct dirent *de;
 	struct stat st;
+	bool del;
 	DIR *dp;
-	int fd, rc;
+	int fd;
 
 	if ((fd = sysio_openat(w->d->fd, ".", O_RDONLY | O_DIRECTORY |
 	    O_CLOEXEC, 0)) == -1)
@@ -137,21 +130,25 @@ sweep_new_dirs(struct sweep *w)
 		return;
 	}
 	while ((de = readdir(dp)) != NULL) {
-		if (!stale_new_name(de->d_name) ||
+		/* A .del is being removed or was left half removed: it
+		 * goes at once; a .new only once an hour old. */
+		if (!leftover_name(de->d_name, &del) ||
 		    fstatat(w->d->fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
-		    !S_ISDIR(st.st_mode) ||
+		    !S_ISDIR(st.st_mode) || (!del &&
 		    (int64_t)st.st_mtim.tv_sec * 1000000000LL +
-		    st.st_mtim.tv_nsec > w->now_ns - STALE_NEW_NS)
+		    st.st_mtim.tv_nsec > w->now_ns - STALE_NEW_NS))
 			continue;
-		x = (struct spool_expired){ .name = de->d_name, .status = &none,
-			.expired_ns = (int64_t)st.st_mtim.tv_sec * 1000000000LL +
-			STALE_NEW_NS, .err = "" };
+		x = (struct spool_expired){ .name = de->d_name,
+			.status = del ? &removed : &made, .err = "",
+			.expired_ns = del ? w->now_ns :
+			(int64_t)st.st_mtim.tv_sec * 1000000000LL +
+			STALE_NEW_NS };
 		if (!w->dry_run) {
-			if ((rc = remove_new_dir(w->d, de->d_name)) == 0) {
+			if (remove_dir_entry(w->d, de->d_name, &e) == 0) {
 				x.removed = true;
 				w->removed++;
 			} else
-				x.err = strerror(-rc);
+				x.err = e.msg;
 		}
 		if (w->fn != NULL)
 			w->fn(w->arg, &x);
@@ -159,17 +156,44 @@ sweep_new_dirs(struct sweep *w)
 	sysio_closedir(dp);
 }
 
+/*
+ * One sweeper at a time per spool dir: `sweep.lock` (FORMAT.md §1), an
+ * exclusive flock, waited for or not. -1: another holds it (not waiting)
+ * or it cannot be made; the sweep then goes ahead only when waiting was
+ * asked (a tcpspool command), else it is left to the other.
+ */
+static int
+lock_sweep(struct spool_dir *d, bool wait)
+{
+	int fd = sysio_openat(d->fd, "sweep.lock", O_RDWR | O_CREAT |
+	    O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+
+	if (fd == -1)
+		return -1;
+	if (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) == -1) {
+		sysio_close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int
-spool_dir_expire(struct spool_dir *d, int64_t now_ns, bool dry_run,
+spool_dir_expire(struct spool_dir *d, int64_t now_ns, unsigned flags,
     void (*fn)(void *arg, const struct spool_expired *x), void *arg)
 {
-	struct sweep w = { .d = d, .now_ns = now_ns, .dry_run = dry_run,
-		.fn = fn, .arg = arg };
-	int rc;
+	bool skip_if_busy = flags & SPOOL_EXPIRE_SKIP_IF_BUSY;
+	struct sweep w = { .d = d, .now_ns = now_ns, .fn = fn, .arg = arg,
+		.dry_run = flags & SPOOL_EXPIRE_DRY_RUN };
+	int lock, rc;
 
-	if ((rc = spool_dir_list(d, sweep_one, &w)) < 0)
+	if ((lock = lock_sweep(d, !skip_if_busy)) == -1 && skip_if_busy)
+		return 0;	/* another process sweeps now */
+	if ((rc = spool_dir_list(d, sweep_one, &w)) >= 0)
+		sweep_new_dirs(&w);
+	if (lock != -1)
+		sysio_close(lock);
+	if (rc < 0)
 		return rc;
-	sweep_new_dirs(&w);
 	if (w.removed > 0) {
 		/* Others' bytes went: the quota's next check rescans. */
 		pthread_mutex_lock(&d->mu);

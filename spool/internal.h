@@ -212,6 +212,8 @@ int list_segments_at(int dfd, const char *name, struct seg_entry **out,
     size_t *n);
 int open_stream_dir(struct spool_dir *d, const char *name,
     struct spool_err *err);
+int remove_dir_entry(struct spool_dir *d, const char *name,
+    struct spool_err *err);
 /*
  * Opens an existing file of a stream dir (flags: the access mode, maybe
  * O_CREAT|O_EXCL) with O_NOFOLLOW|O_CLOEXEC|O_NONBLOCK, so a FIFO there

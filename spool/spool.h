@@ -525,11 +525,14 @@ void spool_stream_set_expiry(struct spool_stream *s, int64_t at_ns);
 
 /*
  * Deletes every stream of d whose released status expired before now_ns
- * (CLOCK_REALTIME), and every `<stream>.new` dir an hour old (a crash
- * while a stream was made: no record; its status says so in reason):
- * a stream a tcpspool command holds (flock) is skipped until
- * the next time. fn, if not NULL, is told of each one found (removed is
- * false with dry_run or when it could not be removed, err then says why).
+ * (CLOCK_REALTIME; believed only from the writer's own status, the pid of
+ * its segment headers), every `<stream>.new` dir an hour old (a crash
+ * while a stream was made: no record) and every `<stream>.del` (a crash
+ * while one was removed); their status says so in reason. A stream a
+ * tcpspool command holds (flock) is skipped until the next time (busy).
+ * One sweeper per dir at a time (sweep.lock): with SKIP_IF_BUSY, none if
+ * another sweeps now, else waiting for it. fn, if not NULL, is told of
+ * each one found (removed false with DRY_RUN, busy, or err saying why).
  * Returns the number removed, or a negative errno if d cannot be listed.
  */
 struct spool_expired {
@@ -537,9 +540,12 @@ struct spool_expired {
 	int64_t expired_ns;
 	const struct spool_status *status;
 	bool removed;
+	bool busy;		/* a tcpspool command holds it: next time */
 	const char *err;	/* why not removed, "" if removed or dry run */
 };
-int spool_dir_expire(struct spool_dir *d, int64_t now_ns, bool dry_run,
+#define SPOOL_EXPIRE_DRY_RUN		1	/* tell fn, remove nothing */
+#define SPOOL_EXPIRE_SKIP_IF_BUSY	2	/* another sweeps: return 0 */
+int spool_dir_expire(struct spool_dir *d, int64_t now_ns, unsigned flags,
     void (*fn)(void *arg, const struct spool_expired *x), void *arg);
 
 /* ------------------------------------------------------------ ledger */

@@ -121,6 +121,9 @@ each_expired(void *arg, const struct spool_expired *x)
 		printf("would remove %s (expired)\n", x->name);
 	else if (x->removed)
 		printf("removed %s\n", x->name);
+	else if (x->busy)	/* not a failure: it goes next time */
+		warnx("%s: in use (a replay or verify); left for now",
+		    x->name);
 	else if (x->err[0] != '\0') {
 		warnx("%s: %s", x->name, x->err);
 		c->rc = EXIT_ERR;
@@ -141,7 +144,8 @@ remove_expired(struct rm_ctx *c, const char *dir)
 		spool_dir_close(c->d);
 		return EXIT_ERR;
 	}
-	if ((rc = spool_dir_expire(c->d, c->now, c->dry, each_expired, c)) < 0) {
+	if ((rc = spool_dir_expire(c->d, c->now, c->dry ?
+	    SPOOL_EXPIRE_DRY_RUN : 0, each_expired, c)) < 0) {
 		warnx("%s: %s", spool_dir_path(c->d), strerror(-rc));
 		c->rc = EXIT_ERR;
 	}

@@ -103,7 +103,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	put(path, data + 1, size - 1);
 	if (spool_status_read(dir, NAME, &st, &err) != 0)
 		return 0;
-	n = spool_dir_expire(dir, INT64_MAX, false, NULL, NULL);
+	n = spool_dir_expire(dir, INT64_MAX, 0, NULL, NULL);
 	/* Deleted exactly when the status says released and expiring. */
 	if ((n == 1) != (st.released && st.expires_ns > 0))
 		abort();

@@ -3,6 +3,7 @@
  * writer's stream, never anything through a symlink or outside the spool
  * dir.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <criterion/criterion.h>
@@ -280,7 +281,69 @@ Test(tools_rm, expired_removes_only_orphans_past_their_expiry)
 		cr_assert(exists(new_new), "a .new being made went");
 	}
 
+	/* A crash while a stream was removed leaves STREAM.del: it goes at
+	 * once, whatever its age. */
+	{
+		char del[700], f[800];
+
+		snprintf(del, sizeof(del), "%s/00000000000000aa.del", t_spool);
+		cr_assert(mkdir(del, 0700) == 0);
+		snprintf(f, sizeof(f), "%s/0000000000000001.seg", del);
+		t_write_file(f, "x", 1);
+		t_cli(&o, "rm", "--expired", "--dir", t_spool, NULL);
+		cr_assert_eq(o.status, 0, "%s", o.err);
+		cr_assert_str_eq(o.out, "removed 00000000000000aa.del\n");
+		t_out_free(&o);
+		cr_assert(!exists(del));
+	}
+
 	t_cli(&o, "rm", "--expired", "--orphans", "--dir", t_spool, NULL);
 	cr_assert_eq(o.status, 64, "--expired with --orphans: %d", o.status);
 	t_out_free(&o);
+}
+
+/* An expired orphan a tcpspool command holds (its flock) is left for the
+ * next time, which is not a failure; one whose status is not its writer's
+ * (the pid of the segment headers) is never removed. */
+Test(tools_rm, expired_skips_a_held_stream_and_a_foreign_status)
+{
+	int64_t now = realtime_ns();
+	struct t_stream_spec past = { .writer = T_LIVE_CLOSED, .records = 3,
+		.expires_ns = now - 1000000000LL };
+	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX], path[800], buf[2048];
+	struct t_out o;
+	int lock, fd;
+	ssize_t n;
+	char *p;
+
+	t_make_stream(&past, a);
+	t_make_stream(&past, b);
+
+	/* a: held by another command. */
+	cr_assert((lock = open(stream_path(a), O_RDONLY | O_DIRECTORY)) >= 0);
+	cr_assert(flock(lock, LOCK_EX) == 0);
+	/* b: its status names another pid than its segments. */
+	snprintf(path, sizeof(path), "%s/status", stream_path(b));
+	cr_assert((fd = open(path, O_RDWR)) >= 0);
+	cr_assert((n = read(fd, buf, sizeof(buf) - 1)) > 0);
+	buf[n] = '\0';
+	cr_assert((p = strstr(buf, "pid=")) != NULL);
+	p[4] = p[4] == '9' ? '8' : '9';	/* another writer's status */
+	cr_assert(pwrite(fd, buf, (size_t)n, 0) == n);
+	close(fd);
+
+	t_cli(&o, "rm", "--expired", "--dir", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "a held stream is no failure: %s", o.err);
+	cr_assert(strstr(o.err, "in use") != NULL, "%s", o.err);
+	cr_assert_str_eq(o.out, "");
+	t_out_free(&o);
+	cr_assert(exists(stream_path(a)), "a held stream was removed");
+	cr_assert(exists(stream_path(b)), "a foreign status was believed");
+	close(lock);
+
+	t_cli(&o, "rm", "--expired", "--dir", t_spool, NULL);
+	cr_assert_eq(o.status, 0, "%s", o.err);
+	t_out_free(&o);
+	cr_assert(!exists(stream_path(a)), "released, it was not removed");
+	cr_assert(exists(stream_path(b)));
 }
