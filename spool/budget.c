@@ -108,19 +108,10 @@ free_bytes(struct spool_dir *d, int64_t now)
  * dir together under 1/32 of total_max, so that a quota is shared as
  * before within that), never more than the limits leave; a parked writer
  * gives its credit back (spool_stream_park). The check itself consumes nothing: the append does
- * (budget_consume).
+ * (writer.c, pending_add: taken from the credit, the bytes stay counted
+ * in reserved until the stream's counters are published).
  */
 #define CREDIT_MAX	(64u << 10)
-
-void
-budget_consume(struct spool_stream *s, uint64_t bytes)
-{
-	uint64_t *credit = stream_credit(s);
-	uint64_t take = bytes < *credit ? bytes : *credit;
-
-	*credit -= take;
-	atomic_fetch_sub(&stream_dir(s)->reserved, take);
-}
 
 int
 spool_budget_check(struct spool_stream *s, uint64_t len, const char **which)

@@ -290,7 +290,6 @@ uint64_t stream_staged_bytes(const struct spool_stream *s);
 /* The stream's budget credit (budget.c), under the stream's owner. */
 uint64_t *stream_credit(struct spool_stream *s);
 /* An append of bytes used that much of the credit. */
-void budget_consume(struct spool_stream *s, uint64_t bytes);
 /* The drops and errors a status publish gave (status.c), for the close. */
 void stream_note_published(struct spool_stream *s, uint64_t drops,
     uint64_t errors);

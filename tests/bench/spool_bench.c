@@ -364,9 +364,14 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
+	/* Level 1 by the deflater libtcpspool.so uses: ISA-L where it loads
+	 * (its sync thread loads it at the first spool), else libdeflate. */
+	(void)spool_codec_load();
 	printf("spool_bench: %zu MiB per data set, median of %d runs, "
 	    "frame_target 128 KiB, level 1, fsync never, dir %s\n", mib, reps,
 	    root);
+	printf("level-1 deflater: %s\n", spool_codec_load_error() == NULL ?
+	    "ISA-L igzip" : HAVE_LIBDEFLATE_NAME);
 	if (only < 0)
 		idle_streams(dir, 10000);
 	for (k = 0; k < 3; k++) {
