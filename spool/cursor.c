@@ -833,8 +833,13 @@ spool_cursor_run(struct spool_cursor *c, struct spool_run *run,
 		if (c->in_frame && run_skip(c))
 			break;
 		c->in_frame = false;
-		if ((rc = load_frame(c, err)) == 0)
+		if ((rc = load_frame(c, err)) == 0) {
 			progress_check(c);
+			/* Segments read to their end while everything was
+			 * acknowledged: no acknowledgement comes for them. */
+			if (c->done_n > 0)
+				delete_done(c);
+		}
 		if (rc <= 0)
 			return rc;
 	}
