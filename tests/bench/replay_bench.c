@@ -65,6 +65,8 @@
  * (defaults 100, 10, 3)
  * Output: ROW| lines (bench_common.h) and free text on stdout.
  */
+#include <dirent.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -116,12 +118,68 @@ read_all(int fd, uint64_t total)
 	return (double)(bench_ns() - t0) / 1e9;
 }
 
+/* Nanoseconds thread comm of this process has run so far (schedstat),
+ * or -1 if there is no such thread; *waitp: those it waited runnable for
+ * a core. */
+static int64_t
+thread_run_ns(const char *comm, int64_t *waitp)
+{
+	char path[320], buf[64];
+	struct dirent *e;
+	int64_t ns = -1, wait = 0;
+	DIR *d;
+	FILE *f;
+
+	if ((d = opendir("/proc/self/task")) == NULL)
+		return -1;
+	while (ns < 0 && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+		    e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		buf[0] = '\0';
+		(void)fgets(buf, sizeof(buf), f);
+		fclose(f);
+		buf[strcspn(buf, "\n")] = '\0';
+		if (strcmp(buf, comm) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat",
+		    e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		if (fscanf(f, "%" SCNd64 " %" SCNd64, &ns, &wait) != 2)
+			ns = -1;
+		else
+			*waitp = wait;
+		fclose(f);
+	}
+	closedir(d);
+	return ns;
+}
+
+/* The replay thread's and the reader's CPU over the drains, in seconds:
+ * which of them bounds it (NOTES.md). */
+static double replay_cpu, ahead_cpu, reader_cpu, drain_wall, drain_bytes;
+static double replay_wait, ahead_wait;	/* runnable, waiting for a core */
+
+static double
+thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static double
 drain_spool(int l, uint64_t total)
 {
+	int64_t r0, r1, a0, a1, w0 = 0, w1 = 0, aw0 = 0, aw1 = 0;
+	double s, c0;
 	uint64_t off;
 	int srv, cli;
-	double s;
 
 	bench_pair(l, &srv, &cli, 0, 0);
 	bench_nonblock(srv);
@@ -129,7 +187,21 @@ drain_spool(int l, uint64_t total)
 		if (write(srv, chunk_at(off), wsize) != (ssize_t)wsize)
 			err(2, "write into the spool (is libtcpspool.so "
 			    "preloaded?)");
+	r0 = thread_run_ns("tcpspool-replay", &w0);
+	a0 = thread_run_ns("tcpspool-ahead", &aw0);
+	c0 = thread_cpu_s();
 	s = read_all(cli, total);
+	r1 = thread_run_ns("tcpspool-replay", &w1);
+	a1 = thread_run_ns("tcpspool-ahead", &aw1);
+	replay_wait += (double)(w1 - w0) / 1e9;
+	ahead_wait += (double)(aw1 - aw0) / 1e9;
+	reader_cpu += thread_cpu_s() - c0;
+	if (r0 >= 0 && r1 >= r0)
+		replay_cpu += (double)(r1 - r0) / 1e9;
+	if (a1 >= 0)	/* started during the first drain: from 0 */
+		ahead_cpu += (double)(a1 - (a0 > 0 ? a0 : 0)) / 1e9;
+	drain_wall += s;
+	drain_bytes += (double)total;
 	bench_abort_close(srv);
 	close(cli);
 	return s;
@@ -475,6 +547,15 @@ drain(int l, uint64_t total, int reps)
 	    f.n, f.data_len[0] / wsize, mb / im,
 	    bench_ratio_str(b, bs, sizeof(bs)), mb / zm,
 	    bench_ratio_str(z, zs, sizeof(zs)));
+	printf("drain: CPU over the drains' time: the replay thread %.0f %%, "
+	    "the read-ahead thread %.0f %%, the reader %.0f %%; per byte "
+	    "%.2f, %.2f and %.2f ns\n", 100 * replay_cpu / drain_wall,
+	    100 * ahead_cpu / drain_wall, 100 * reader_cpu / drain_wall,
+	    replay_cpu / drain_bytes * 1e9, ahead_cpu / drain_bytes * 1e9,
+	    reader_cpu / drain_bytes * 1e9);
+	printf("drain: waiting for a core: the replay thread %.0f %%, the "
+	    "read-ahead thread %.0f %% of the drains' time\n",
+	    100 * replay_wait / drain_wall, 100 * ahead_wait / drain_wall);
 	printf("ROW|replay: drain %.0f MiB of spool (written in %zu-byte "
 	    "writes) to a reader reading as fast as it can|%.1f MB/s|plain "
 	    "sender on loopback (64 KiB sends): %.1f MB/s|%s|%s\n",
