@@ -32,11 +32,6 @@
 /* Streams parked since the replay thread last gave memory back. */
 static _Atomic unsigned parks_since_trim;
 
-/* A send that takes the rest of a frame of at least this much has the
- * next frame read ahead meanwhile (run_send): below it, handing the
- * cursor to the other thread costs more than the read it overlaps. */
-#define AHEAD_MIN	  (32u << 10)
-
 /* A spool that could not be read for want of fds or memory, again. */
 #define RETRY_NS	  (100 * NS_PER_MS)
 
@@ -295,11 +290,8 @@ enum pump_end {
  * One sendmsg of the first len bytes of the cursor's run, without mu,
  * acknowledged to the byte the socket took (the cursor keeps the rest:
  * nothing is held between turns). The bytes are the decoded frame's own,
- * sent where they lie. When the send takes the rest of a large frame, the
- * read-ahead thread reads the next one meanwhile (replay.h): the cursor
- * is its until replay_ahead_wait, so the acknowledgement waits for it.
- * *n bytes taken, 0 if none (EAGAIN), -1 on a send error (*err), -2 when
- * the acknowledgement failed (*e).
+ * sent where they lie. *n bytes taken, 0 if none (EAGAIN), -1 on a send
+ * error (*err), -2 when the acknowledgement failed (*e).
  */
 static int
 run_send(struct stream *s, const struct spool_run *run, size_t len,
@@ -307,25 +299,18 @@ run_send(struct stream *s, const struct spool_run *run, size_t len,
 {
 	struct iovec iov = { (void *)run->data, len };
 	struct msghdr msg;
-	bool ahead;
 	ssize_t r;
-	int serr;
 
-	ahead = len == run->len && len >= AHEAD_MIN &&
-	    replay_ahead_start(s->cur);
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	do
 		r = real.sendmsg(s->dup, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (r < 0 && errno == EINTR);
-	serr = errno;
-	if (ahead)
-		replay_ahead_wait();
-	if (r < 0 && is_eagain(serr))
+	if (r < 0 && is_eagain(errno))
 		return 0;
 	if (r < 0) {
-		*err = serr;
+		*err = errno;
 		return -1;
 	}
 	*n = (size_t)r;

@@ -746,91 +746,6 @@ replay_exit_parks(void)
 	    (pid_t)syscall(SYS_gettid) != atomic_load(&exit_tid);
 }
 
-/*
- * The read-ahead thread (replay.h). ahead.mu guards the job slot and is
- * held only to hand a job over or back, never across the read.
- */
-static struct {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;	/* a job was handed over, or is done */
-	struct spool_cursor *job;	/* handed over and not done */
-	bool started, failed;
-} ahead = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL,
-	false, false };
-
-static void *
-ahead_main(void *arg)
-{
-	struct spool_cursor *c;
-
-	(void)arg;
-	(void)pthread_setname_np(pthread_self(), "tcpspool-ahead");
-	pthread_mutex_lock(&ahead.mu);
-	for (;;) {
-		while (ahead.job == NULL)
-			pthread_cond_wait(&ahead.cv, &ahead.mu);
-		c = ahead.job;
-		pthread_mutex_unlock(&ahead.mu);
-		(void)spool_cursor_prefetch(c);	/* errors: met again later */
-		pthread_mutex_lock(&ahead.mu);
-		ahead.job = NULL;
-		pthread_cond_broadcast(&ahead.cv);
-	}
-	return NULL;
-}
-
-/* Under ahead.mu: the thread, started once; false if it cannot be. */
-static bool
-ahead_start_locked(void)
-{
-	pthread_attr_t attr;
-	sigset_t all, old;
-	pthread_t tid;
-	int rc;
-
-	if (ahead.started || ahead.failed)
-		return ahead.started;
-	/* The host's signals are never delivered to our thread. */
-	sigfillset(&all);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&tid, &attr, ahead_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
-		ahead.failed = true;
-		log_warn("cannot start the read-ahead thread: %s; the replay "
-		    "thread reads each frame itself", strerror(rc));
-		return false;
-	}
-	ahead.started = true;
-	return true;
-}
-
-bool
-replay_ahead_start(struct spool_cursor *cur)
-{
-	bool ok;
-
-	pthread_mutex_lock(&ahead.mu);
-	if ((ok = ahead_start_locked())) {
-		ahead.job = cur;
-		pthread_cond_broadcast(&ahead.cv);
-	}
-	pthread_mutex_unlock(&ahead.mu);
-	return ok;
-}
-
-void
-replay_ahead_wait(void)
-{
-	pthread_mutex_lock(&ahead.mu);
-	while (ahead.job != NULL)
-		pthread_cond_wait(&ahead.cv, &ahead.mu);
-	pthread_mutex_unlock(&ahead.mu);
-}
-
 void
 replay_fork_prepare(void)
 {
@@ -891,10 +806,4 @@ replay_fork_child(bool consistent)
 	atomic_store(&wake_fd, -1);
 	/* Made new, never unlocked by a thread that may not own them. */
 	pthread_mutex_init(&rp.mu, NULL);
-	/* No read-ahead thread here (a job in flight was the parent's, for
-	 * a stream the child does not have); started again on first need. */
-	pthread_mutex_init(&ahead.mu, NULL);
-	pthread_cond_init(&ahead.cv, NULL);
-	ahead.job = NULL;
-	ahead.started = ahead.failed = false;
 }

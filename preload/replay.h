@@ -66,21 +66,6 @@ bool replay_exiting(void);
  * spooling stream waits for the end (see stream_write). */
 bool replay_exit_parks(void);
 
-/*
- * Decode ahead (issue 14): the replay thread hands the cursor of the
- * stream it is sending to a second thread, tcpspool-ahead, which reads,
- * inflates and checks the cursor's next frame (spool_cursor_prefetch)
- * while the replay thread sends the current run; the replay thread
- * touches the cursor again only after replay_ahead_wait. One job at a
- * time, from the replay thread only. The thread starts with the first job
- * (never in a constructor; again in a forked child), holds no lock while
- * it reads, and takes no stream's lock. false: no such thread (it could
- * not start), nothing was handed over.
- */
-struct spool_cursor;
-bool replay_ahead_start(struct spool_cursor *cur);
-void replay_ahead_wait(void);
-
 /* fork: prepare locks, parent unlocks; the child makes the lock new and
  * forgets (consistent: prepare held the lock, see replay.c). */
 void replay_fork_prepare(void);
