@@ -79,18 +79,6 @@ struct spool_cursor {
 	 * spool_cursor_ack_run ends the run). */
 	bool run_out;
 	size_t run_left;
-
-	/*
-	 * Decode ahead (spool_cursor_prefetch): the frame after the current
-	 * one, read, inflated and checked, not entered yet. Its payload is in
-	 * c->r.raw and the current frame's in c->r.spare (segread_adopt
-	 * swapped them), which nothing writes until the frame ahead is
-	 * entered (next_frame): the current frame's bytes and frame_start
-	 * stay valid. Forgotten by start_over (the files are read again).
-	 */
-	bool ahead;
-	struct frame_header ahead_fh;
-	struct payload_iter ahead_it;
 	struct out_rec *out;
 	size_t out_n, out_cap;
 
@@ -423,7 +411,7 @@ load_staged(struct spool_cursor *c, struct spool_err *err)
  * to a later segment) or returns, so it ends.
  */
 static int
-load_frame(struct spool_cursor *c, bool ahead, struct spool_err *err)
+load_frame(struct spool_cursor *c, struct spool_err *err)
 {
 	enum sr_result res;
 	struct pub p;
@@ -432,10 +420,6 @@ load_frame(struct spool_cursor *c, bool ahead, struct spool_err *err)
 	for (;;) {
 		pub_read(c, &p);
 		if (p.live && c->expect >= p.written) {
-			/* Staged records are copied into the spare buffer,
-			 * which holds the current frame while one is ahead. */
-			if (ahead)
-				return 0;
 			if (!p.stalled || (rc = load_staged(c, err)) != 0)
 				return p.stalled ? rc : 0;
 			/* The writer may have written its frame meanwhile. */
@@ -456,8 +440,6 @@ load_frame(struct spool_cursor *c, bool ahead, struct spool_err *err)
 		res = segread_next(&c->r, true, &rc);
 		switch (res) {
 		case SR_FRAME:
-			if (ahead)
-				return 1;	/* entered later (next_frame) */
 			frame_enter(c);
 			if (c->in_frame)
 				return 1;
@@ -527,7 +509,6 @@ start_over(struct spool_cursor *c)
 	c->seg_open = false;
 	c->any_seg = false;
 	c->in_frame = false;
-	c->ahead = false;
 	c->base_pending = false;
 	c->expect = c->ack_seq;
 	c->r.skip_below = c->ack_seq;
@@ -606,22 +587,6 @@ cursor_unpark(struct spool_cursor *c, struct spool_err *err)
 	return 0;
 }
 
-/* The next frame holding records: the one ahead if there is one, else
- * loaded now. As load_frame. */
-static int
-next_frame(struct spool_cursor *c, struct spool_err *err)
-{
-	if (c->ahead) {
-		c->ahead = false;
-		c->r.fh = c->ahead_fh;
-		c->r.it = c->ahead_it;
-		frame_enter(c);
-		if (c->in_frame)
-			return 1;
-	}
-	return load_frame(c, false, err);
-}
-
 int
 spool_cursor_next(struct spool_cursor *c, struct spool_record *rec,
     struct spool_err *err)
@@ -664,7 +629,7 @@ spool_cursor_next(struct spool_cursor *c, struct spool_record *rec,
 			return 1;
 		}
 		c->in_frame = false;
-		if ((rc = next_frame(c, err)) == 0)
+		if ((rc = load_frame(c, err)) == 0)
 			progress_check(c);
 		if (rc <= 0)
 			return rc;
@@ -868,7 +833,7 @@ spool_cursor_run(struct spool_cursor *c, struct spool_run *run,
 		if (c->in_frame && run_skip(c))
 			break;
 		c->in_frame = false;
-		if ((rc = next_frame(c, err)) == 0) {
+		if ((rc = load_frame(c, err)) == 0) {
 			progress_check(c);
 			/* Segments read to their end while everything was
 			 * acknowledged: no acknowledgement comes for them. */
@@ -946,35 +911,4 @@ spool_cursor_ack_run(struct spool_cursor *c, size_t n, bool persist_it,
 	if (c->done_n > 0)
 		delete_done(c);
 	return persist_it ? persist(c, err) : 0;
-}
-
-/*
- * Reads the frame after the current one ahead of need: pread, checksum,
- * inflate, check, everything but entering it; the current frame's
- * iterator and header are kept as they were. Segments met on the way are
- * switched and counted as load_frame does (in order: the frame ahead is
- * entered before any later one is read). Nothing is read ahead of a
- * stalled writer's staged records or while a frame is already ahead.
- */
-int
-spool_cursor_prefetch(struct spool_cursor *c)
-{
-	struct frame_header fh;
-	struct payload_iter it;
-	struct spool_err e;
-	int rc;
-
-	if (c->ahead || !c->in_frame || c->sfd == -1)
-		return 0;
-	fh = c->r.fh;
-	it = c->r.it;
-	rc = load_frame(c, true, &e);
-	if (rc == 1) {
-		c->ahead_fh = c->r.fh;
-		c->ahead_it = c->r.it;
-		c->ahead = true;
-	}
-	c->r.fh = fh;
-	c->r.it = it;
-	return rc;
 }

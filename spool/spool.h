@@ -382,18 +382,6 @@ int spool_cursor_ack_run(struct spool_cursor *c, size_t n, bool persist,
     struct spool_err *err);
 
 /*
- * Decode ahead: while a run of the current frame is out, reads and
- * decodes the next frame, so that the next spool_cursor_run (or _next)
- * past the current frame finds it ready. For a second thread while the
- * caller sends the run: the run's bytes stay valid and untouched, but no
- * other call may be made on the cursor until this one returns. 1 if a
- * frame is ahead, 0 if none could be read now (nothing written yet, a
- * frame already ahead, no frame current), or a negative errno; a failure
- * is met again, and reported, by the next call that needs the frame.
- */
-int spool_cursor_prefetch(struct spool_cursor *c);
-
-/*
  * Records lost to corruption so far: count and [first, last] sequence.
  * frames counts corrupt regions, and also impossible structures whose
  * records were not lost (FORMAT.md §5 rule 8, §6): a segment base_seq

@@ -368,13 +368,7 @@ run_cut(unsigned k, size_t len)
 	return c < len ? c : len;
 }
 
-/*
- * Drains the stream by runs, cut by run_cut; with ahead, the next frame is
- * read ahead (spool_cursor_prefetch) before each acknowledgement, and the
- * run must be unchanged by it.
- */
-static void
-runs_deliver_every_byte(bool ahead)
+Test(spool, runs_deliver_every_byte_once_across_frames_and_segments)
 {
 	struct spool_dir *d = open_dir(&t, NULL);
 	struct spool_stream_info si;
@@ -398,10 +392,6 @@ runs_deliver_every_byte(bool ahead)
 		if (run.off == 0 && run.seq != last_seq)
 			frames++;
 		last_seq = run.seq;
-		if (ahead) {
-			cr_assert_geq(spool_cursor_prefetch(c), 0);
-			run_check(&x, &run, pos);
-		}
 		n = run_cut(k++, run.len);
 		cr_assert_eq(spool_cursor_ack_run(c, n, k % 16 == 0, &err), 0,
 		    "%s", err.msg);
@@ -423,16 +413,6 @@ runs_deliver_every_byte(bool ahead)
 	cr_assert_eq(si.segments, 0, "segments %u", si.segments);
 	free(x.bytes);
 	spool_dir_close(d);
-}
-
-Test(spool, runs_deliver_every_byte_once_across_frames_and_segments)
-{
-	runs_deliver_every_byte(false);
-}
-
-Test(spool, runs_read_ahead_deliver_every_byte_once)
-{
-	runs_deliver_every_byte(true);
 }
 
 /* The run is the same until acknowledged; a cut moves its start to the
@@ -624,8 +604,7 @@ on_frame_list(void *arg, const struct spool_frame_info *fi)
  * the runs skip exactly its records (counted as lost), deliver every other
  * byte, and never return a run across the hole.
  */
-static void
-runs_skip_a_corrupt_frame(bool ahead)
+Test(spool, runs_skip_a_corrupt_frame_and_count_its_records)
 {
 	struct spool_dir *d = open_dir(&t, NULL);
 	struct spool_scan_ops ops = { NULL, on_frame_list, NULL };
@@ -664,8 +643,6 @@ runs_skip_a_corrupt_frame(bool ahead)
 		run_check(&x, &run, pos);
 		cr_assert(run.seq + run.count <= lost0 || run.seq >= lost1,
 		    "a run over the lost records");
-		if (ahead)
-			cr_assert_geq(spool_cursor_prefetch(c), 0);
 		/* Cut in halves: the hole is met between two frames. */
 		seq = run.len / 2 + 1 < run.len ? run.len / 2 + 1 : run.len;
 		cr_assert_eq(spool_cursor_ack_run(c, seq, false, &err), 0);
@@ -679,81 +656,6 @@ runs_skip_a_corrupt_frame(bool ahead)
 	cr_assert_eq(l.frames, 1);
 	cr_assert_eq(l.records, lost1 - lost0);
 	cr_assert_eq(l.first_seq, lost0);
-	spool_cursor_close(c);
-	free(x.bytes);
-	spool_dir_close(d);
-}
-
-Test(spool, runs_skip_a_corrupt_frame_and_count_its_records)
-{
-	runs_skip_a_corrupt_frame(false);
-}
-
-Test(spool, runs_read_ahead_skip_a_corrupt_frame_and_count_it_once)
-{
-	runs_skip_a_corrupt_frame(true);
-}
-
-/*
- * The frame read ahead is the one the next run returns, from memory: a
- * flip on disk after the read ahead changes nothing, and the run out
- * meanwhile keeps its bytes. A cursor parked, or a frame ahead forgotten
- * by a rewind to a record of an older frame, reads the files again.
- */
-Test(spool, the_frame_read_ahead_is_the_next_run)
-{
-	struct spool_dir *d = open_dir(&t, NULL);
-	struct spool_scan_ops ops = { NULL, on_frame_list, NULL };
-	struct frame_list f = { .n = 0 };
-	struct spool_losses l;
-	struct spool_cursor *c;
-	struct spool_run run;
-	struct spool_err err = { "" };
-	struct run_stream x;
-	char name[SPOOL_NAME_MAX], path[4300];
-	uint8_t b;
-	off_t at;
-	int fd;
-
-	run_expect(&x);
-	run_stream_make(d, 0, true, name);
-	cr_assert_eq(spool_scan(d, name, &ops, &f, &err), 0, "%s", err.msg);
-	cr_assert_gt(f.n, 3);
-	cr_assert_eq(spool_cursor_open(d, name, &c, &err), 0, "%s", err.msg);
-	cr_assert_eq(spool_cursor_run(c, &run, &err), 1, "%s", err.msg);
-	cr_assert_eq(run.seq + run.count, f.first[1]);
-	cr_assert_eq(spool_cursor_prefetch(c), 1);
-	cr_assert_eq(spool_cursor_prefetch(c), 0, "two frames ahead");
-	run_check(&x, &run, 0);
-
-	snprintf(path, sizeof(path), "%s/%s/0000000000000000.seg", t.spool,
-	    name);
-	cr_assert_geq(fd = open(path, O_RDWR), 0, "%s", strerror(errno));
-	at = (off_t)(f.off[1] + 64 + f.stored[1] / 2);
-	cr_assert_eq(pread(fd, &b, 1, at), 1);
-	b ^= 0x10;
-	cr_assert_eq(pwrite(fd, &b, 1, at), 1);
-
-	cr_assert_eq(spool_cursor_ack_run(c, run.len, false, &err), 0);
-	cr_assert_eq(spool_cursor_run(c, &run, &err), 1, "%s", err.msg);
-	cr_assert_eq(run.seq, f.first[1]);
-	run_check(&x, &run, x.start[f.first[1]]);
-	spool_cursor_losses(c, &l);
-	cr_assert_eq(l.frames, 0);
-
-	/* Parked with a frame ahead: read again from the files, where the
-	 * flip now is. */
-	cr_assert_eq(spool_cursor_ack_run(c, 1, true, &err), 0, "%s", err.msg);
-	cr_assert_eq(spool_cursor_prefetch(c), 1);
-	spool_cursor_park(c);
-	cr_assert_eq(spool_cursor_run(c, &run, &err), 1, "%s", err.msg);
-	cr_assert_geq(run.seq, f.first[2], "the flipped frame was not read "
-	    "again");
-	spool_cursor_losses(c, &l);
-	cr_assert_eq(l.frames, 1);
-	b ^= 0x10;
-	cr_assert_eq(pwrite(fd, &b, 1, at), 1);
-	close(fd);
 	spool_cursor_close(c);
 	free(x.bytes);
 	spool_dir_close(d);
