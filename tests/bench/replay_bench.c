@@ -161,8 +161,8 @@ thread_run_ns(const char *comm, int64_t *waitp)
 
 /* The replay thread's and the reader's CPU over the drains, in seconds:
  * which of them bounds it (NOTES.md). */
-static double replay_cpu, ahead_cpu, reader_cpu, drain_wall, drain_bytes;
-static double replay_wait, ahead_wait;	/* runnable, waiting for a core */
+static double replay_cpu, reader_cpu, drain_wall, drain_bytes;
+static double replay_wait;	/* runnable, waiting for a core */
 
 static double
 thread_cpu_s(void)
@@ -176,7 +176,7 @@ thread_cpu_s(void)
 static double
 drain_spool(int l, uint64_t total)
 {
-	int64_t r0, r1, a0, a1, w0 = 0, w1 = 0, aw0 = 0, aw1 = 0;
+	int64_t r0, r1, w0 = 0, w1 = 0;
 	double s, c0;
 	uint64_t off;
 	int srv, cli;
@@ -188,18 +188,13 @@ drain_spool(int l, uint64_t total)
 			err(2, "write into the spool (is libtcpspool.so "
 			    "preloaded?)");
 	r0 = thread_run_ns("tcpspool-replay", &w0);
-	a0 = thread_run_ns("tcpspool-ahead", &aw0);
 	c0 = thread_cpu_s();
 	s = read_all(cli, total);
 	r1 = thread_run_ns("tcpspool-replay", &w1);
-	a1 = thread_run_ns("tcpspool-ahead", &aw1);
 	replay_wait += (double)(w1 - w0) / 1e9;
-	ahead_wait += (double)(aw1 - aw0) / 1e9;
 	reader_cpu += thread_cpu_s() - c0;
 	if (r0 >= 0 && r1 >= r0)
 		replay_cpu += (double)(r1 - r0) / 1e9;
-	if (a1 >= 0)	/* started during the first drain: from 0 */
-		ahead_cpu += (double)(a1 - (a0 > 0 ? a0 : 0)) / 1e9;
 	drain_wall += s;
 	drain_bytes += (double)total;
 	bench_abort_close(srv);
@@ -547,15 +542,12 @@ drain(int l, uint64_t total, int reps)
 	    f.n, f.data_len[0] / wsize, mb / im,
 	    bench_ratio_str(b, bs, sizeof(bs)), mb / zm,
 	    bench_ratio_str(z, zs, sizeof(zs)));
-	printf("drain: CPU over the drains' time: the replay thread %.0f %%, "
-	    "the read-ahead thread %.0f %%, the reader %.0f %%; per byte "
-	    "%.2f, %.2f and %.2f ns\n", 100 * replay_cpu / drain_wall,
-	    100 * ahead_cpu / drain_wall, 100 * reader_cpu / drain_wall,
-	    replay_cpu / drain_bytes * 1e9, ahead_cpu / drain_bytes * 1e9,
+	printf("drain: over the drains' time, the replay thread ran %.0f %% "
+	    "and waited for a core %.0f %%, the reader ran %.0f %%; CPU per "
+	    "byte drained: replay thread %.2f ns, reader %.2f ns\n",
+	    100 * replay_cpu / drain_wall, 100 * replay_wait / drain_wall,
+	    100 * reader_cpu / drain_wall, replay_cpu / drain_bytes * 1e9,
 	    reader_cpu / drain_bytes * 1e9);
-	printf("drain: waiting for a core: the replay thread %.0f %%, the "
-	    "read-ahead thread %.0f %% of the drains' time\n",
-	    100 * replay_wait / drain_wall, 100 * ahead_wait / drain_wall);
 	printf("ROW|replay: drain %.0f MiB of spool (written in %zu-byte "
 	    "writes) to a reader reading as fast as it can|%.1f MB/s|plain "
 	    "sender on loopback (64 KiB sends): %.1f MB/s|%s|%s\n",
