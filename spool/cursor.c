@@ -74,9 +74,8 @@ struct spool_cursor {
 
 	uint64_t ack_seq, ack_off;
 	bool rewind;
-	/* Bytes of the run spool_cursor_run returned that are not
-	 * acknowledged yet; 0 when no run is out (any other call but
-	 * spool_cursor_ack_run ends the run). */
+	/* A run spool_cursor_run returned is out, run_left of its bytes not
+	 * acknowledged yet; any call but the acknowledgements ends it. */
 	bool run_out;
 	size_t run_left;
 	struct out_rec *out;
