@@ -1,9 +1,10 @@
 /*
- * pump.c — what the replay thread does for a SPOOLING stream: gather
- * records into batches, send them through the private duplicate, acknowledge
- * what the socket took, flush and sync on the policy's timers, and hand
- * the connection back when the spool is empty (to DIRECT, or to LINGER
- * after a close), or give up on it (FAILED, an orphan).
+ * pump.c — what the replay thread does for a SPOOLING stream: send the
+ * cursor's runs of records (the decoded frame's data, no copy) through the
+ * private duplicate, acknowledge what the socket took to the byte, flush
+ * and sync on the policy's timers, and hand the connection back when the
+ * spool is empty (to DIRECT, or to LINGER after a close), or give up on it
+ * (FAILED, an orphan).
  */
 #include <sys/socket.h>
 
@@ -34,12 +35,6 @@ static _Atomic unsigned parks_since_trim;
 
 /* A spool that could not be read for want of fds or memory, again. */
 #define RETRY_NS	  (100 * NS_PER_MS)
-/* One sendmsg of the replay thread: at most this many records, this many
- * bytes copied (a record's rest up to BATCH_COPY_MAX is copied, a larger
- * one is sent from the cursor's buffer as the batch's last piece). */
-#define BATCH_RECORDS	  1024
-#define BATCH_BYTES	  (64u << 10)
-#define BATCH_COPY_MAX	  (16u << 10)
 
 static const char *
 failure_reason(int err)
@@ -96,7 +91,6 @@ drained(struct stream *s, int64_t now)
 	atomic_store(&s->flush_due, 0);
 	/* Everything was delivered: nothing left on disk needs a sync. */
 	atomic_store(&s->sync_due, 0);
-	batch_free(&s->batch);
 	if (atomic_exchange(&s->shut_wr_pending, false) || s->app_gone)
 		real.shutdown(s->dup, SHUT_WR);
 	if (!s->app_gone) {
@@ -203,165 +197,11 @@ sync_done(struct stream *s, const struct spool_sync_job *j, int rc)
 		atomic_store(&s->sync_due, 0);
 }
 
-/* Memory for a batch; without it, one record per batch, as it is. */
-static void
-batch_alloc(struct replay_batch *b)
-{
-	b->p = malloc(BATCH_RECORDS * sizeof(*b->p));
-	b->buf = malloc(BATCH_BYTES);
-	if (b->p == NULL || b->buf == NULL) {
-		free(b->p);
-		free(b->buf);
-		b->p = &b->one;
-		b->ncap = 1;
-		b->buf = NULL;
-		b->cap = 0;
-		return;
-	}
-	b->ncap = BATCH_RECORDS;
-	b->cap = BATCH_BYTES;
-}
-
-/*
- * Fills the empty batch from the cursor: copies the rest of each record
- * into buf, and ends with a record that is too large for what is left, or
- * that opened a new frame, kept where the cursor has it (valid until its
- * next call, which waits until the batch has gone). A record in a new
- * frame ends the batch so that all but its last piece come from one frame:
- * a short send then acknowledges an offset inside a record of the frame
- * the cursor is in, which it can return again without reading the files
- * again (see batch_sent). Frames are told apart by their data: the records
- * of one frame lie back to back in the cursor's buffer; a mistake here
- * costs a slower rewind, never a byte.
- * Runs without mu (the pump's hold, see pump_turn). Returns the cursor's
- * last answer: 1 when the batch is full, 0 when the cursor has nothing
- * more, a negative errno when it could not read.
- */
-static int
-batch_fill(struct stream *s, struct spool_err *e)
-{
-	struct replay_batch *b = &s->batch;
-	const uint8_t *prev_end = NULL;
-	struct spool_record rec;
-	struct batch_piece *p;
-	size_t rest;
-	bool switched;
-	int rc;
-
-	if (b->ncap == 0)
-		batch_alloc(b);
-	while (b->n < b->ncap) {
-		if ((rc = spool_cursor_next(s->cur, &rec, e)) != 1)
-			return rc;
-		rest = rec.len - rec.off;
-		switched = b->n > 0 && rec.data != prev_end;
-		prev_end = rec.data + rec.len;
-		p = &b->p[b->n++];
-		p->seq = rec.seq;
-		p->off = rec.off;
-		p->len = rec.len;
-		if (!switched && rest <= BATCH_COPY_MAX &&
-		    rest <= b->cap - b->used) {
-			if (rest > 0)
-				memcpy(b->buf + b->used, rec.data + rec.off,
-				    rest);
-			b->used += rest;
-			p->end = b->used;
-			if (b->used == b->cap)
-				break;
-			continue;
-		}
-		b->tail = rec.data + rec.off;
-		b->tail_len = rest;
-		p->end = b->used + rest;
-		b->switched = switched;
-		break;
-	}
-	return 1;
-}
-
-/*
- * The socket took the batch up to pos: acknowledges what it can. All sent:
- * the last record, whole; the batch is empty. Up to a record boundary: the
- * records before it; the rest stays for the next send. Inside a record:
- * its offset, and the cursor returns the rest of it again, so the batch is
- * dropped; unless the record is in an older frame than the cursor's
- * (switched), which the cursor could return again only by reading the
- * files again from their start: then the records before it are
- * acknowledged and the batch stays, the record's bytes sent so far being
- * acknowledged with it once it has gone whole.
- * Without mu. 1 if all of it was sent, 0 if not, a negative errno when
- * the spool could not take the acknowledgement (*e says why).
- */
-static int
-batch_sent(struct stream *s, struct spool_err *e)
-{
-	struct replay_batch *b = &s->batch;
-	struct batch_piece *p;
-	size_t start;
-	int rc = 0, all = 0;
-
-	while (b->first < b->n && b->p[b->first].end <= b->pos)
-		b->first++;
-	if (b->first == b->n) {
-		p = &b->p[b->n - 1];
-		rc = spool_cursor_ack(s->cur, p->seq, p->len, false, e);
-		batch_reset(b);
-		all = 1;
-	} else {
-		start = b->first > 0 ? b->p[b->first - 1].end : 0;
-		p = &b->p[b->first];
-		if (b->pos > start && (!b->switched ||
-		    b->first == b->n - 1)) {
-			rc = spool_cursor_ack(s->cur, p->seq,
-			    p->off + (b->pos - start), false, e);
-			batch_reset(b);
-		} else if (b->first > 0) {
-			p = &b->p[b->first - 1];
-			rc = spool_cursor_ack(s->cur, p->seq, p->len, false,
-			    e);
-		}
-	}
-	return rc < 0 ? rc : all;
-}
-
-/*
- * Acknowledges exactly what the socket took of the batch, to the byte,
- * whatever frame the record is in (the cursor reads the files again after
- * this: see park). A negative errno if the spool refused.
- */
-static int
-batch_settle(struct stream *s, struct spool_err *e)
-{
-	struct replay_batch *b = &s->batch;
-	struct batch_piece *p;
-	size_t first = b->first, start;
-
-	while (first < b->n && b->p[first].end <= b->pos)
-		first++;
-	if (b->n == 0)
-		return 0;
-	if (first == b->n) {
-		p = &b->p[b->n - 1];
-		return spool_cursor_ack(s->cur, p->seq, p->len, false, e);
-	}
-	start = first > 0 ? b->p[first - 1].end : 0;
-	p = &b->p[first];
-	if (b->pos > start)
-		return spool_cursor_ack(s->cur, p->seq, p->off +
-		    (b->pos - start), false, e);
-	if (first > 0) {
-		p = &b->p[first - 1];
-		return spool_cursor_ack(s->cur, p->seq, p->len, false, e);
-	}
-	return 0;
-}
-
 /*
  * The socket has taken nothing for PARK_AFTER_NS: a stalled connection
  * gives back what it holds (stream.h, issue 13's 32 KiB and 2 fds): the
- * batch (what was sent of it acknowledged to the byte, the rest read again
- * later), the cursor's buffers and fds, the writer's segment fd. Not while
+ * cursor's buffers and fds (what the socket took is acknowledged to the
+ * byte already, the rest is read again later), the writer's segment fd. Not while
  * a frame or a deferred sync is still to come: again later then. The next
  * EPOLLOUT reads the spool again from the files (one frame's inflate).
  * The status says "stalled" once and is not rewritten until something
@@ -380,14 +220,10 @@ park(struct stream *s, int64_t now)
 		atomic_store(&s->park_due, now + PARK_AFTER_NS);
 		return;
 	}
-	if (batch_settle(s, &e) < 0) {
-		fail(s, EIO, e.msg);
-		return;
-	}
-	/* Persisted now: a parked stream is the likeliest orphan, whose
-	 * replay would send again what the progress file does not say. */
+	/* Everything the socket took is acknowledged (run_send). Persisted
+	 * now: a parked stream is the likeliest orphan, whose replay would
+	 * send again what the progress file does not say. */
 	(void)spool_cursor_ack(s->cur, 0, 0, true, &e);
-	batch_free(&s->batch);
 	spool_cursor_park(s->cur);
 	s->parked = true;
 	atomic_fetch_add(&parks_since_trim, 1);
@@ -444,33 +280,25 @@ enum pump_end {
 };
 
 /*
- * One sendmsg of what the batch holds after pos, without mu. 2 if the
- * socket took it all, 1 if some (*n bytes), 0 if none (EAGAIN: the batch
- * stays), -1 on a send error (*err), -2 when the acknowledgement failed.
+ * One sendmsg of the first len bytes of the cursor's run, without mu,
+ * acknowledged to the byte the socket took (the cursor keeps the rest:
+ * nothing is held between turns). The bytes are the decoded frame's own,
+ * sent where they lie. *n bytes taken, 0 if none (EAGAIN), -1 on a send
+ * error (*err), -2 when the acknowledgement failed (*e).
  */
 static int
-batch_send(struct stream *s, size_t *n, int *err, struct spool_err *e)
+run_send(struct stream *s, const struct spool_run *run, size_t len,
+    size_t *n, int *err, struct spool_err *e)
 {
-	struct replay_batch *b = &s->batch;
+	struct iovec iov = { (void *)run->data, len };
 	struct msghdr msg;
-	struct iovec iov[2];
-	int k = 0;
 	ssize_t r;
 
-	if (b->pos < b->used)
-		iov[k++] = (struct iovec){ b->buf + b->pos, b->used - b->pos };
-	if (b->tail_len > 0) {
-		size_t skip = b->pos > b->used ? b->pos - b->used : 0;
-
-		iov[k++] = (struct iovec){ (void *)(b->tail + skip),
-		    b->tail_len - skip };
-	}
 	memset(&msg, 0, sizeof(msg));
-	msg.msg_iov = iov;
-	msg.msg_iovlen = (size_t)k;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
 	do
-		r = k > 0 ? real.sendmsg(s->dup, &msg,
-		    MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
+		r = real.sendmsg(s->dup, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (r < 0 && errno == EINTR);
 	if (r < 0 && is_eagain(errno))
 		return 0;
@@ -478,45 +306,51 @@ batch_send(struct stream *s, size_t *n, int *err, struct spool_err *e)
 		*err = errno;
 		return -1;
 	}
-	b->pos += (size_t)r;
 	*n = (size_t)r;
-	if ((r = batch_sent(s, e)) < 0)
+	if (spool_cursor_ack_run(s->cur, (size_t)r, false, e) < 0)
 		return -2;
-	return r == 1 ? 2 : 1;
+	return 1;
 }
 
 /*
  * The pump's work, without mu (pump_turn holds the stream for it: the
- * cursor, the batch and dup are the replay thread's alone meanwhile).
- * Reads and inflates records, sends them many per sendmsg (a batch), and
- * acknowledges what the socket took, until the socket is full, the cursor
- * has nothing more, or the turn's quantum is sent. What the socket refuses
- * stays in the batch, not re-read: the cursor has moved past it.
+ * cursor and dup are the replay thread's alone meanwhile). Takes the
+ * records a frame at a time from the cursor as one run (the rest of the
+ * decoded frame's data), sends each run with one sendmsg, at most what is
+ * left of the turn's quantum, and acknowledges what the socket took,
+ * until the socket is full, the cursor has nothing more, or the quantum is
+ * sent. What the socket refuses stays in the cursor, unacknowledged: the
+ * next turn's run starts with it.
  */
 static enum pump_end
 pump_unlocked(struct stream *s, int64_t now, size_t *sent, int *err,
     struct spool_err *e)
 {
+	struct spool_run run;
 	enum pump_end end;
-	size_t n = 0;
+	size_t n = 0, len;
 	int rc, r;
 
 	for (;;) {
-		if (s->batch.n == 0) {
-			rc = batch_fill(s, e);
-			if (s->batch.n == 0) {
-				if (rc == -EMFILE || rc == -ENFILE ||
-				    rc == -ENOMEM)
-					end = PUMP_RETRY;
-				else
-					end = rc < 0 ? PUMP_READ_ERR :
-					    PUMP_EMPTY;
+		if ((rc = spool_cursor_run(s->cur, &run, e)) <= 0) {
+			if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM)
+				end = PUMP_RETRY;
+			else
+				end = rc < 0 ? PUMP_READ_ERR : PUMP_EMPTY;
+			break;
+		}
+		len = run.len;
+		if (len > REPLAY_QUANTUM - *sent)
+			len = REPLAY_QUANTUM - *sent;
+		if (len == 0) {
+			/* Only empty records: passed without a send. */
+			if (spool_cursor_ack_run(s->cur, 0, false, e) < 0) {
+				end = PUMP_READ_ERR;
 				break;
 			}
-			/* An error after some records: they go first, and
-			 * the next fill meets it again. */
+			continue;
 		}
-		if ((r = batch_send(s, &n, err, e)) < 0) {
+		if ((r = run_send(s, &run, len, &n, err, e)) < 0) {
 			end = r == -1 ? PUMP_SEND_ERR : PUMP_READ_ERR;
 			break;
 		}
@@ -524,8 +358,8 @@ pump_unlocked(struct stream *s, int64_t now, size_t *sent, int *err,
 			end = PUMP_FULL;
 			break;
 		}
-		/* r == 1: a part is left (held, or to be read again); the next
-		 * send sees EAGAIN, which arms the next EPOLLOUT. */
+		/* A part may be left (the socket took less); the next send
+		 * sees EAGAIN, which arms the next EPOLLOUT. */
 		if ((*sent += n) >= REPLAY_QUANTUM) {
 			end = PUMP_QUANTUM;
 			break;
@@ -547,7 +381,7 @@ pump_unlocked(struct stream *s, int64_t now, size_t *sent, int *err,
  * to look at what the spool says: the writer's objects (staging, flush,
  * counts) are touched only under mu. While released, s->pumping tells the
  * application's abortive close (linger.c) to leave the spool to us
- * (abort_pending); nothing else frees the cursor, the batch or dup
+ * (abort_pending); nothing else frees the cursor or dup
  * meanwhile: fail, drained and the exit's orphaning run on this thread.
  *
  * "Empty" from the cursor is decided under mu: records appended while we

@@ -74,6 +74,10 @@ struct spool_cursor {
 
 	uint64_t ack_seq, ack_off;
 	bool rewind;
+	/* A run spool_cursor_run returned is out, run_left of its bytes not
+	 * acknowledged yet; any call but the acknowledgements ends it. */
+	bool run_out;
+	size_t run_left;
 	struct out_rec *out;
 	size_t out_n, out_cap;
 
@@ -555,6 +559,7 @@ spool_cursor_park(struct spool_cursor *c)
 	segread_fini(&c->r);
 	start_over(c);
 	c->rewind = false;
+	c->run_out = false;
 	c->out_n = 0;
 	free(c->out);
 	c->out = NULL;
@@ -593,6 +598,7 @@ spool_cursor_next(struct spool_cursor *c, struct spool_record *rec,
 	uint64_t seq;
 	int rc;
 
+	c->run_out = false;
 	if (c->rewind)
 		do_rewind(c);
 	for (;;) {
@@ -633,6 +639,7 @@ int
 spool_cursor_rewind(struct spool_cursor *c)
 {
 	c->rewind = true;
+	c->run_out = false;
 	return 0;
 }
 
@@ -767,6 +774,139 @@ spool_cursor_ack(struct spool_cursor *c, uint64_t seq, size_t off,
 	memmove(c->out, c->out + i, (c->out_n - i) * sizeof(*c->out));
 	c->out_n -= i;
 	pending_sub(c, recs, bytes);
+	if (c->done_n > 0)
+		delete_done(c);
+	return persist_it ? persist(c, err) : 0;
+}
+
+/*
+ * Runs (spool_cursor_run): the iterator c->r.it stands at the first record
+ * not fully acknowledged, frame_seq is that record, and nothing is in
+ * out[]: what a run returned and what is unacknowledged are the same
+ * bytes, from ack_off of that record to the end of the frame's data
+ * column, so no record is noted as it goes out, and an acknowledgement
+ * moves the iterator, never rewinds it.
+ */
+
+/* Consumes records of the current frame that are acknowledged already or
+ * were returned from an earlier frame (frame_min); false at its end. */
+static bool
+run_skip(struct spool_cursor *c)
+{
+	struct payload_iter peek;
+	struct rec_ref r;
+
+	while (c->r.it.left > 0 &&
+	    (c->frame_seq < c->ack_seq || c->frame_seq < c->frame_min)) {
+		(void)payload_next(&c->r.it, &r);
+		c->frame_seq++;
+	}
+	if (c->r.it.left == 0)
+		return false;
+	if (c->frame_seq != c->ack_seq || c->ack_off == 0)
+		return true;
+	peek = c->r.it;
+	(void)payload_next(&peek, &r);
+	if (c->ack_off >= r.len) {
+		/* As spool_cursor_next: an offset at or past the end of its
+		 * record is impossible; counted, the record sent whole. */
+		c->losses.frames++;
+		c->ack_off = 0;
+	}
+	return true;
+}
+
+int
+spool_cursor_run(struct spool_cursor *c, struct spool_run *run,
+    struct spool_err *err)
+{
+	size_t off;
+	int rc;
+
+	if ((rc = cursor_unpark(c, err)) < 0)
+		return rc;
+	c->run_out = false;
+	if (c->rewind || c->out_n > 0)
+		do_rewind(c);	/* records of spool_cursor_next in flight */
+	for (;;) {
+		if (c->in_frame && run_skip(c))
+			break;
+		c->in_frame = false;
+		if ((rc = load_frame(c, err)) == 0) {
+			progress_check(c);
+			/* Segments read to their end while everything was
+			 * acknowledged: no acknowledgement comes for them. */
+			if (c->done_n > 0)
+				delete_done(c);
+		}
+		if (rc <= 0)
+			return rc;
+	}
+	off = c->frame_seq == c->ack_seq ? c->ack_off : 0;
+	run->seq = c->frame_seq;
+	run->count = c->r.it.left;
+	run->off = off;
+	run->data = c->r.it.data + off;
+	run->len = (size_t)(c->r.it.end - c->r.it.data) - off;
+	c->run_out = true;
+	c->run_left = run->len;
+	return 1;
+}
+
+int
+spool_cursor_ack_run(struct spool_cursor *c, size_t n, bool persist_it,
+    struct spool_err *err)
+{
+	const struct payload_iter *start = &c->frame_start;
+	struct payload_iter it, peek;
+	uint64_t seq, recs = 0;
+	size_t off, rest, left = n;
+	struct rec_ref r;
+	int rc;
+
+	if ((rc = cursor_unpark(c, err)) < 0)
+		return rc;
+	if (!c->run_out || n > c->run_left) {
+		spool_seterr(err, "%s: ack of %zu bytes: %s", c->name, n,
+		    c->run_out ? "more than the run holds" : "no run out");
+		return -EINVAL;
+	}
+	seq = c->frame_seq;
+	off = seq == c->ack_seq ? c->ack_off : 0;
+	it = c->r.it;
+	if (n == c->run_left) {
+		/* The whole run: the iterator to the frame's end at once
+		 * (the columns end where the next one starts). */
+		recs = it.left;
+		it.lens = start->tss;
+		it.tss = start->data;
+		it.data = it.end;
+		it.left = 0;
+		seq += recs;
+		off = 0;
+	} else {
+		/* Stops at the record the n-th byte falls short of, or after
+		 * the empty records that follow the last one it completes. */
+		while (it.left > 0) {
+			peek = it;
+			(void)payload_next(&peek, &r);
+			rest = r.len - off;
+			if (left < rest)
+				break;
+			left -= rest;
+			it = peek;
+			recs++;
+			seq++;
+			off = 0;
+		}
+		off += left;
+	}
+	c->r.it = it;
+	c->frame_seq = seq;
+	c->ack_seq = seq;
+	c->ack_off = off;
+	c->run_left -= n;
+	pending_sub(c, recs, n);
 	if (c->done_n > 0)
 		delete_done(c);
 	return persist_it ? persist(c, err) : 0;

@@ -356,6 +356,44 @@ int spool_cursor_ack(struct spool_cursor *c, uint64_t seq, size_t off,
 int spool_cursor_rewind(struct spool_cursor *c);
 
 /*
+ * A run of records: the rest of the frame the cursor is in, as it lies in
+ * the decoded frame, back to back: from the first byte not acknowledged to
+ * the end of the frame's last record. For a sender that sends many records
+ * per system call without a copy or a call per record.
+ */
+struct spool_run {
+	uint64_t seq;		/* its first record */
+	uint64_t count;		/* records in it, the first one included */
+	size_t off;		/* bytes of the first one already delivered */
+	const uint8_t *data;	/* its first byte not delivered */
+	size_t len;		/* bytes from data to the end of the run */
+};
+
+/*
+ * The run that starts at the first byte not acknowledged: 1 with *run
+ * filled, 0 when nothing more is written yet, or a negative errno, as
+ * spool_cursor_next (the two may be mixed: records spool_cursor_next
+ * returned and not acknowledged are returned again in the run). A run
+ * may hold only empty records (len 0): acknowledge 0 bytes to pass them.
+ * Calling it again before acknowledging all of it returns what is left of
+ * the same run, from the same buffer. run->data stays valid until the next
+ * call on the cursor other than the acknowledgements.
+ */
+int spool_cursor_run(struct spool_cursor *c, struct spool_run *run,
+    struct spool_err *err);
+
+/*
+ * Acknowledges the next n bytes of the run out (from its first byte not
+ * acknowledged yet; successive calls go on from where the last stopped),
+ * to the byte: a record cut by n is acknowledged up to its offset, the
+ * records it completes whole, with the empty records that follow them.
+ * Persists, deletes segments and counts as spool_cursor_ack. -EINVAL if
+ * no run is out or n is more than is left of it.
+ */
+int spool_cursor_ack_run(struct spool_cursor *c, size_t n, bool persist,
+    struct spool_err *err);
+
+/*
  * Records lost to corruption so far: count and [first, last] sequence.
  * frames counts corrupt regions, and also impossible structures whose
  * records were not lost (FORMAT.md §5 rule 8, §6): a segment base_seq

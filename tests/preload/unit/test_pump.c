@@ -30,11 +30,13 @@
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 
 #include "ops.h"
+#include "real.h"
 #include "stream.h"
 #include "sysio.h"
 #include "unit.h"
@@ -272,8 +274,8 @@ wait_parked(struct stream *s)
 	return parked;
 }
 
-/* Writes [from, to) of the pattern in writes of varied sizes: small
- * records copied into batches, large ones sent from the cursor's frame. */
+/* Writes [from, to) of the pattern in writes of varied sizes: many small
+ * records in one frame, records larger than a frame. */
 static void
 write_varied(int fd, const unsigned char *b, size_t from, size_t to)
 {
@@ -675,5 +677,171 @@ Test(pump, the_librarys_last_close_of_a_lingering_socket_never_waits)
 	close(u[1]);
 	stream_unref(s);
 	close(tcp[1]);
+	free(b);
+}
+
+/*
+ * Runs (issue 14): the replay thread sends the rest of a decoded frame
+ * with one sendmsg and acknowledges what the socket took to the byte. Here
+ * its sends are cut wherever the test says: inside records of every size,
+ * at their ends, inside the frame's first and last ones; every byte must
+ * still arrive once, in order. The cut is the seam real.sendmsg (the table
+ * the library calls the system through), replaced before the replay
+ * thread starts; the application's own sends pass through whole.
+ */
+static ssize_t (*next_sendmsg)(int, const struct msghdr *, int);
+static _Atomic unsigned cut_calls, cut_short;
+
+static bool
+on_replay_thread(void)
+{
+	char name[16];
+
+	return pthread_getname_np(pthread_self(), name, sizeof(name)) == 0 &&
+	    strcmp(name, "tcpspool-replay") == 0;
+}
+
+static ssize_t
+cut_sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	static const size_t caps[] = { 1, 27, 29, 3, 56, 1000, 2813, 28,
+		4096, 70001 };
+	struct iovec iov[8];
+	struct msghdr c = *m;
+	size_t cap, want = 0, total = 0, i;
+
+	if (!on_replay_thread())
+		return next_sendmsg(fd, m, flags);
+	cap = caps[atomic_fetch_add(&cut_calls, 1) %
+	    (sizeof(caps) / sizeof(caps[0]))];
+	c.msg_iov = iov;
+	c.msg_iovlen = 0;
+	for (i = 0; i < m->msg_iovlen; i++) {
+		want += m->msg_iov[i].iov_len;
+		if (i >= 8 || total == cap)
+			continue;
+		iov[i] = m->msg_iov[i];
+		if (iov[i].iov_len > cap - total)
+			iov[i].iov_len = cap - total;
+		total += iov[i].iov_len;
+		c.msg_iovlen++;
+	}
+	if (want > total)
+		atomic_fetch_add(&cut_short, 1);
+	return next_sendmsg(fd, &c, flags);
+}
+
+/* After unit_env, before the first stream: the replay thread starts with
+ * the first registration, so it only ever sees the cut. */
+static void
+cut_replay_sends(void)
+{
+	next_sendmsg = real.sendmsg;
+	real.sendmsg = cut_sendmsg;
+}
+
+/* Writes [from, to) of the pattern in writes of n bytes. */
+static void
+write_records(int fd, const unsigned char *b, size_t from, size_t to,
+    size_t n)
+{
+	size_t off;
+
+	for (off = from; off < to; off += n) {
+		size_t k = n < to - off ? n : to - off;
+
+		cr_assert_eq(op_write(fd, b + off, k), (ssize_t)k);
+	}
+}
+
+static void
+cut_sends_deliver_every_byte(size_t total, bool varied)
+{
+	unsigned char *b = pattern_bytes(total);
+	struct stream *s;
+	int fds[2];
+
+	unit_env("TCPSPOOL_SEGMENT_SIZE=64K", "TCPSPOOL_FLUSH=1ms", NULL);
+	cut_replay_sends();
+	unit_tcp_pair(fds);
+	if (varied)
+		write_varied(fds[0], b, 0, total);
+	else
+		write_records(fds[0], b, 0, total, 28);
+	cr_assert_not_null(s = unit_stream(fds[0]));
+	cr_assert(read_pattern(fds[1], 0, total),
+	    "the reader did not get every byte once, in order");
+	cr_assert(wait_state(s, STREAM_DIRECT), "the spool never drained");
+	cr_assert_gt(atomic_load(&cut_short), 50, "only %u sends were cut",
+	    atomic_load(&cut_short));
+	stream_unref(s);
+	op_close(fds[0]);
+	close(fds[1]);
+	free(b);
+}
+
+Test(pump, sends_cut_inside_28_byte_records_deliver_every_byte_once)
+{
+	cut_sends_deliver_every_byte(1u << 20, false);
+}
+
+Test(pump, sends_cut_inside_large_records_deliver_every_byte_once)
+{
+	cut_sends_deliver_every_byte(6u << 20, true);
+}
+
+/* What the spool still has to deliver. */
+static uint64_t
+pending_bytes(struct stream *s)
+{
+	struct spool_counts c = { 0 };
+
+	pthread_mutex_lock(&s->mu);
+	if (s->spool != NULL)
+		spool_stream_counts(s->spool, &c);
+	pthread_mutex_unlock(&s->mu);
+	return c.pending_bytes;
+}
+
+/*
+ * The socket stops taking bytes in the middle of a 28-byte record (the
+ * pending bytes are then not a multiple of 28), the stream is parked with
+ * the rest of its run unsent; once the peer reads again, the record goes
+ * on from the byte after the cut, read again from the files. A park on a
+ * record's boundary (1 in 28) is let through and the peer reads a little
+ * more, until one cuts a record.
+ */
+Test(pump, a_stream_parked_in_the_middle_of_a_run_goes_on_at_the_byte)
+{
+	size_t total = 2u << 20, got = 100000 + 13;
+	unsigned char *b = pattern_bytes(total);
+	struct stream *s;
+	int fds[2], round;
+	uint64_t left;
+
+	unit_env("TCPSPOOL_SEGMENT_SIZE=64K", "TCPSPOOL_FLUSH=1ms", NULL);
+	unit_tcp_pair(fds);
+	write_records(fds[0], b, 0, total, 28);
+	cr_assert_not_null(s = unit_stream(fds[0]));
+	cr_assert(read_pattern(fds[1], 0, got));
+	for (round = 0; round < 20; round++) {
+		cr_assert(read_pattern(fds[1], got, 1000 + 13 * round));
+		got += 1000 + 13 * round;
+		cr_assert(wait_parked(s), "a stalled stream was never parked");
+		left = pending_bytes(s);
+		cr_assert_gt(left, 0);
+		if (left % 28 != 0)
+			break;
+	}
+	cr_assert_lt(round, 20, "every park fell on a record's boundary");
+	pthread_mutex_lock(&s->mu);
+	cr_expect_eq(s->batch.cap, 0, "a parked stream keeps a batch");
+	pthread_mutex_unlock(&s->mu);
+	cr_assert(read_pattern(fds[1], got, total - got),
+	    "after the park the reader did not get every byte once");
+	cr_assert(wait_state(s, STREAM_DIRECT));
+	stream_unref(s);
+	op_close(fds[0]);
+	close(fds[1]);
 	free(b);
 }
