@@ -60,7 +60,13 @@ orphan_release(struct stream *s, int err, const char *reason,
 		    "discarded (TCPSPOOL_ORPHANS=discard)", s->name, s->fd,
 		    s->id.peer, reason, detail ? ": " : "", detail ? detail : "",
 		    c.pending_bytes);
-		spool_release(s, SPOOL_CLOSE_REMOVE, reason);
+		/* Its files go once mu is released (stream_service), which
+		 * then wakes the writers waiting for room: no other stream's
+		 * replay waits for the unlinks. */
+		if (s->gone.spool == NULL && s->gone.cur == NULL)
+			spool_detach(s, &s->gone);
+		else
+			spool_release(s, SPOOL_CLOSE_REMOVE, reason);
 		return;
 	case ORPHANS_EXPIRE:
 		ttl = (int64_t)cfg->orphan_ttl_ms * NS_PER_MS;

@@ -8,10 +8,11 @@
 struct stream;
 
 /*
- * Under s's mu, s holding a spool: lets it go after a failure err (an
- * errno; reason and detail, which may be NULL, say it in words), kept,
- * kept until it expires, or removed, as TCPSPOOL_ORPHANS says; one log
- * line.
+ * Under s's mu, on the replay thread's turn (stream_service), s holding a
+ * spool: lets it go after a failure err (an errno; reason and detail,
+ * which may be NULL, say it in words), kept, kept until it expires, or
+ * removed (detached into s->gone, which stream_service closes with mu
+ * released), as TCPSPOOL_ORPHANS says; one log line.
  */
 void orphan_release(struct stream *s, int err, const char *reason,
     const char *detail);
