@@ -10,7 +10,15 @@
  * wrong. The lookup reads frame headers only, and inflates the one frame
  * that holds the byte asked for.
  */
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,4 +330,37 @@ out:
 	free(f);
 	sysio_close(sfd);
 	return rc;
+}
+
+/*
+ * The bytes a TCP socket accepted so far (FORMAT.md §10): acked, outq,
+ * acked again until the two agree, so the pair is of one moment.
+ */
+int
+spool_socket_count(int fd, uint64_t *count)
+{
+	struct tcp_info ti;
+	socklen_t len;
+	uint64_t a1;
+	int outq, i;
+
+	for (i = 0; i < 100; i++) {
+		len = sizeof(ti);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1)
+			return -errno;
+		if (len < offsetof(struct tcp_info, tcpi_bytes_acked) +
+		    sizeof(ti.tcpi_bytes_acked))
+			return -ENOTSUP;
+		a1 = ti.tcpi_bytes_acked;
+		if (ioctl(fd, SIOCOUTQ, &outq) == -1)
+			return -errno;
+		len = sizeof(ti);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1)
+			return -errno;
+		if (ti.tcpi_bytes_acked == a1) {
+			*count = a1 + (uint64_t)outq;
+			return 0;
+		}
+	}
+	return -EAGAIN;
 }

@@ -571,4 +571,29 @@ int spool_locate(struct spool_dir *d, const char *name,
     const struct spool_origin *o, uint64_t want, struct spool_place *p,
     struct spool_err *err);
 
+/*
+ * The bytes TCP socket fd has accepted so far (tcpi_bytes_acked +
+ * SIOCOUTQ, one moment): 0, or a negative errno (-ENOPROTOOPT and the
+ * like for a socket that is not TCP). The one socket call of spool/: it
+ * defines the count the origin file holds.
+ */
+int spool_socket_count(int fd, uint64_t *count);
+
+/*
+ * A message to `tcpspool daemon` on <spool dir>/daemon.sock (FORMAT.md
+ * §10), 64 bytes, fields in host order (same machine).
+ */
+#define SPOOL_DAEMON_SOCK	"daemon.sock"
+#define SPOOL_HO_MAGIC		0x4f485354u	/* "TSHO" */
+enum { SPOOL_HO_TAKE = 1, SPOOL_HO_RELEASE = 2 };
+struct spool_ho_msg {
+	uint32_t magic;
+	uint32_t kind;
+	int32_t pid;
+	uint32_t reserved0;
+	char name[SPOOL_NAME_MAX];
+	uint64_t reserved1;
+	uint64_t reserved2;
+};
+
 #endif
