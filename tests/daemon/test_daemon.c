@@ -1,0 +1,559 @@
+/*
+ * test_daemon.c — tcpspool daemon with real processes (issue 15): the
+ * server stand-in (server_a under LD_PRELOAD) spools tens of MiB for a
+ * slow client on loopback; the daemon holds the connection; the server
+ * dies (kill -9) or exits; the client must receive every message exactly
+ * once, in order, then EOF.
+ *
+ * Every wait is on a condition (a status line, a pidfd, a file, the
+ * spool's own figures, a process's fd count), each with a deadline; no
+ * Criterion .timeout.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rel.h"
+#include "spool.h"
+
+TestSuite(daemon, .init = h_setup, .fini = h_teardown);
+
+#define DEADLINE_MS	120000
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A bounded retry's pause: the condition is a file or /proc, which tell
+ * nobody when they change. */
+static void
+tick(void)
+{
+	struct timespec ts = { 0, 2 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static void
+sock_path(char *out, size_t len)
+{
+	h_fmt(out, len, "%s/%s", h_spool_dir(), SPOOL_DAEMON_SOCK);
+}
+
+/* The daemon, answering on its socket. */
+static struct h_proc *
+daemon_start(void)
+{
+	struct h_spawn o = { .preload = false };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct h_argv a = { 0 };
+	struct h_proc *p;
+	int64_t until = now_ms() + DEADLINE_MS;
+	int fd;
+
+	h_args(&a, "daemon", "--dir", h_spool_dir(), "--linger", "20s",
+	    NULL);
+	p = h_spawn("daemon", getenv("TCPSPOOL_TEST_CLI"), &a, &o);
+	sock_path(sa.sun_path, sizeof(sa.sun_path));
+	for (;;) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		cr_assert_geq(fd, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(fd);
+			return p;
+		}
+		close(fd);
+		cr_assert(h_exit_code(p) == -1, "daemon ended: %s",
+		    h_describe(p));
+		cr_assert(now_ms() < until, "daemon never answered");
+		tick();
+	}
+}
+
+/* What `tcpspool daemon --status` prints, asked on the socket directly
+ * (the harness spawns a bounded number of processes per test). */
+static const char *
+daemon_status(void)
+{
+	static char out[65536];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct spool_ho_msg m = { .magic = SPOOL_HO_MAGIC, .kind = 3,
+	    .pid = (int32_t)getpid() };
+	size_t have = 0;
+	ssize_t n;
+	int fd;
+
+	sock_path(sa.sun_path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert(fd >= 0 && connect(fd, (struct sockaddr *)&sa,
+	    sizeof(sa)) == 0, "daemon socket: %s", strerror(errno));
+	cr_assert_eq(send(fd, &m, sizeof(m), MSG_NOSIGNAL), (ssize_t)sizeof(m));
+	while (have < sizeof(out) - 1 &&
+	    (n = read(fd, out + have, sizeof(out) - 1 - have)) > 0)
+		have += (size_t)n;
+	out[have] = '\0';
+	close(fd);
+	cr_assert(strncmp(out, "daemon pid ", 11) == 0, "status: %s", out);
+	return out;
+}
+
+static void
+wait_no_streams(void)
+{
+	int64_t until = now_ms() + DEADLINE_MS;
+	char names[4][32];
+
+	while (rel_streams(h_spool_dir(), names, 4) != 0) {
+		cr_assert(now_ms() < until, "a stream is never delivered");
+		tick();
+	}
+}
+
+/*
+ * Once its deliveries are over (no stream dir left), SIGTERM: the daemon
+ * exits 0 and removes its socket (which the harness would count as a
+ * file left in the spool dir).
+ */
+static void
+daemon_stop(struct h_proc *p)
+{
+	char path[PATH_MAX];
+
+	wait_no_streams();
+	kill(h_pid(p), SIGTERM);
+	cr_assert(h_wait(p, DEADLINE_MS), "daemon ignores SIGTERM");
+	cr_expect_eq(h_exit_code(p), 0, "%s", h_describe(p));
+	sock_path(path, sizeof(path));
+	cr_expect(access(path, F_OK) == -1, "socket left behind");
+}
+
+static int
+count_lines(const char *text, const char *prefix)
+{
+	int n = 0;
+
+	for (const char *s = text; s != NULL && *s != '\0';) {
+		if (strncmp(s, prefix, strlen(prefix)) == 0)
+			n++;
+		s = strchr(s, '\n');
+		s = s != NULL ? s + 1 : NULL;
+	}
+	return n;
+}
+
+/* Waits until the daemon holds n streams (its hand-overs arrive
+ * asynchronously). */
+static void
+wait_held(int n)
+{
+	int64_t until = now_ms() + DEADLINE_MS;
+	const char *st;
+
+	while (count_lines(st = daemon_status(), "held ") != n) {
+		cr_assert(now_ms() < until, "daemon never held %d: %s", n, st);
+		tick();
+	}
+}
+
+/* Waits until process pid has n fds open. */
+static void
+wait_fds(pid_t pid, int n)
+{
+	int64_t until = now_ms() + DEADLINE_MS;
+	int have;
+
+	while ((have = rel_fd_count(pid)) != n) {
+		cr_assert(now_ms() < until, "pid %d keeps %d fds, %d expected",
+		    (int)pid, have, n);
+		tick();
+	}
+}
+
+/*
+ * Waits until the stream handed to the daemon (the one with an origin
+ * file) holds on disk every byte
+ * server_a was told it sent (told): the socket's count at its origin plus
+ * the bytes of its records. Staged bytes not yet framed die with kill -9
+ * (README: TCPSPOOL_FLUSH); this makes the test about the daemon only.
+ */
+static void
+wait_on_disk(long long told)
+{
+	int64_t until = now_ms() + DEADLINE_MS;
+	struct spool_origin o;
+	struct spool_place pl;
+	struct spool_dir *d;
+	struct spool_err e;
+	char names[4][32];
+	long long have = -1;
+
+	cr_assert_eq(spool_dir_inspect(h_spool_dir(), false, &d, &e), 0, "%s",
+	    e.msg);
+	for (;;) {
+		int n = rel_streams(h_spool_dir(), names, 4), i, with = -1;
+
+		for (i = 0; i < n; i++)
+			if (spool_origin_read(d, names[i], &o, &e) == 0) {
+				cr_assert_eq(with, -1, "two streams with an "
+				    "origin");
+				with = i;
+			}
+		if (with >= 0 && spool_origin_read(d, names[with], &o,
+		    &e) == 0 && spool_locate(d, names[with], &o, 0, &pl,
+		    &e) == 0) {
+			have = (long long)(o.count + pl.end_abs);
+			if (have == told)
+				break;
+		}
+		cr_assert(now_ms() < until, "the spool holds %lld of %lld "
+		    "bytes", have, told);
+		tick();
+	}
+	spool_dir_close(d);
+}
+
+/* The child of server_a serving connection 0. */
+static pid_t
+server_child(struct h_proc *server)
+{
+	pid_t kids[8];
+
+	cr_assert_eq(rel_children(h_pid(server), kids, 8), 1, "server_a has "
+	    "no single child");
+	return kids[0];
+}
+
+/*
+ * The story of issue 15: 1.8 M messages (50 MiB) spooled for a client
+ * that reads nothing; the client starts reading; once the process has
+ * delivered some (the stream's progress moved), server_a's child is
+ * killed with SIGKILL. The daemon continues on the same connection.
+ */
+static void
+kill_9_run(const char *const *env)
+{
+	enum { MSGS = 1800000 };
+	struct h_spawn o = { .preload = true, .env = env, .nfds = 1 };
+	struct h_gate resume;
+	struct h_story st;
+	struct h_proc *dmn;
+	char names[4][32], sdir[PATH_MAX], count[64];
+	uint64_t seq = 0, off = 0;
+	int64_t until;
+	long long told;
+
+	dmn = daemon_start();
+	h_gate_init(&resume);
+	o.fds[0].child = 5;
+	o.fds[0].parent = resume.rfd;
+	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ "--count=0", "--pause-at=1800000",
+	        "--resume-fd=5", NULL },
+	    (const char *[]){ count, "--read-size=4096", "--pause-us=200",
+	        NULL });
+	h_story_wait_status(&st, "paused ", 1);
+	told = h_field(h_status_line(st.server, "paused ", 0, 0), "bytes");
+	cr_assert_eq(told, (long long)MSGS * REL_MSG);
+	wait_on_disk(told);
+	wait_held(1);
+	/* The client reads; the process delivers part of the spool. */
+	h_gate_open(&st.gate);
+	cr_assert_eq(rel_streams(h_spool_dir(), names, 4), 1);
+	h_fmt(sdir, sizeof(sdir), "%s/%s", h_spool_dir(), names[0]);
+	until = now_ms() + DEADLINE_MS;
+	while (!rel_progress(sdir, &seq, &off) || seq == 0) {
+		cr_assert(now_ms() < until, "the process never delivered");
+		tick();
+	}
+	cr_assert_eq(kill(server_child(st.server), SIGKILL), 0);
+	h_story_finish_readers(&st);
+	cr_expect(st.result[0].complete == 1 && st.result[0].bytes == told &&
+	    st.result[0].mismatch == -1 && strcmp(st.result[0].end, "EOF") ==
+	    0, "client: bytes=%lld of %lld mismatch=%lld end=%s; daemon: %s",
+	    st.result[0].bytes, told, st.result[0].mismatch, st.result[0].end,
+	    h_stderr(dmn));
+	h_kill_group(st.server, SIGKILL);
+	h_story_wait_server(&st);
+	cr_expect_eq(count_lines(daemon_status(), "held "), 0);
+	daemon_stop(dmn);	/* the delivered stream was removed */
+}
+
+Test(daemon, kill_9_mid_stream_client_gets_every_message_once_then_eof)
+{
+	kill_9_run((const char *const[]){ "TCPSPOOL_LINGER=60s", NULL });
+}
+
+/*
+ * Clean exit with 100 MiB spooled and a daemon: the process is gone at
+ * once, not after the linger time; the client, reading only afterwards,
+ * gets everything, then EOF.
+ */
+Test(daemon, clean_exit_with_100_mib_spooled_is_immediate)
+{
+	enum { MSGS = 3750000 };
+	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
+	struct h_spawn o = { .preload = true, .env = env };
+	struct h_story st;
+	struct h_proc *dmn;
+	char count[64];
+	int64_t t0, took;
+
+	dmn = daemon_start();
+	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ count, "--no-fork", "--end=exit", NULL },
+	    (const char *[]){ count, "--read-size=65536", NULL });
+	h_story_wait_status(&st, "done ", 1);
+	t0 = now_ms();
+	cr_assert(h_wait(st.server, DEADLINE_MS), "server_a never exited");
+	took = now_ms() - t0;
+	cr_log_info("exit with %d MiB spooled took %lld ms after its last "
+	    "write", MSGS * REL_MSG >> 20, (long long)took);
+	/* 50 ms is the goal (README); a loaded 2-core runner gets slack, the
+	 * linger time it replaces is 60 s. */
+	cr_expect_lt(took, 1000, "exit took %lld ms", (long long)took);
+	h_story_finish_readers(&st);
+	daemon_stop(dmn);
+	h_story_assert_delivered(&st, (long long)MSGS * REL_MSG);
+}
+
+/* Without a daemon nothing changes: no origin file, no hand-over. */
+Test(daemon, no_daemon_no_handover)
+{
+	enum { MSGS = 200000 };
+	static const char *const env[] = { "TCPSPOOL_LOG_LEVEL=info", NULL };
+	struct h_spawn o = { .preload = true, .env = env };
+	struct h_story st;
+	char count[64];
+
+	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_story_start(&st, &o, 1, (const char *[]){ count, NULL },
+	    (const char *[]){ count, NULL });
+	h_story_wait_status(&st, "done ", 1);
+	{
+		char files[8192];
+
+		h_spool_files(files, sizeof(files));
+		cr_expect(strstr(files, "origin") == NULL, "an origin file "
+		    "without a daemon: %s", files);
+	}
+	h_story_finish(&st);
+	h_story_assert_delivered(&st, (long long)MSGS * REL_MSG);
+	cr_expect_eq(h_stderr_lines_with(st.server, "daemon"), 0, "%s",
+	    h_stderr(st.server));
+}
+
+/*
+ * A daemon started late is used from the next stream on: a first server
+ * spools before it exists (no origin, not handed over), a second after.
+ */
+Test(daemon, daemon_started_late_takes_the_next_stream)
+{
+	enum { MSGS = 2000000, PAUSE = 1000000 };
+	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
+	struct h_spawn o = { .preload = true, .env = env, .nfds = 1 };
+	struct h_gate resume;
+	struct h_story early, late;
+	struct h_proc *dmn;
+	char count[64], files[16384];
+
+	h_gate_init(&resume);
+	o.fds[0].child = 5;
+	o.fds[0].parent = resume.rfd;
+	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_story_start(&early, &o, 1,
+	    (const char *[]){ count, "--pause-at=1000000", "--resume-fd=5",
+	        NULL },
+	    (const char *[]){ count, NULL });
+	h_story_wait_status(&early, "paused ", 1);
+	{
+		char names[4][32];
+
+		cr_assert_eq(rel_streams(h_spool_dir(), names, 4), 1, "the "
+		    "first server did not spool");
+	}
+	h_spool_files(files, sizeof(files));
+	cr_expect(strstr(files, "origin") == NULL, "%s", files);
+	dmn = daemon_start();
+	h_story_start(&late, &o, 1,
+	    (const char *[]){ count, "--pause-at=1000000", "--resume-fd=5",
+	        NULL },
+	    (const char *[]){ count, NULL });
+	h_story_wait_status(&late, "paused ", 1);
+	wait_held(1);
+	wait_on_disk((long long)PAUSE * REL_MSG);
+	/* Both die: the late one's client still gets every byte written. */
+	h_kill_group(early.server, SIGKILL);
+	h_kill_group(late.server, SIGKILL);
+	h_story_wait_server(&early);
+	h_story_wait_server(&late);
+	h_story_finish_readers(&late);
+	cr_expect(late.result[0].bytes == (long long)PAUSE * REL_MSG &&
+	    late.result[0].mismatch == -1 && strcmp(late.result[0].end,
+	    "EOF") == 0, "the daemon's connection: bytes=%lld end=%s; "
+	    "daemon: %s", late.result[0].bytes, late.result[0].end,
+	    h_stderr(dmn));
+	h_story_finish_readers(&early);
+	cr_expect_lt(early.result[0].bytes, (long long)PAUSE * REL_MSG,
+	    "without the daemon kill -9 cuts the stream");
+	cr_expect_eq(count_lines(daemon_status(), "held "), 0);
+}
+
+/* Connects to the daemon's socket as uid; what connect gave (0 or errno)
+ * and whether the daemon then closed the connection on us. */
+static void
+connect_as(uid_t uid, int *connect_err, bool *dropped)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int pfd[2], res[2];
+	pid_t pid;
+	int status;
+
+	sock_path(sa.sun_path, sizeof(sa.sun_path));
+	cr_assert_eq(pipe(pfd), 0);
+	if ((pid = fork()) == 0) {
+		int fd, e = 0, gone = 0;
+		char b;
+
+		if (setuid(uid) != 0)
+			_exit(1);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1)
+			e = errno;
+		else {
+			struct spool_ho_msg m = { .magic = SPOOL_HO_MAGIC,
+			    .kind = SPOOL_HO_TAKE, .pid = (int32_t)getpid() };
+
+			strlcpy(m.name, "0000000000000001", sizeof(m.name));
+			(void)send(fd, &m, sizeof(m), MSG_NOSIGNAL);
+			gone = recv(fd, &b, 1, 0) <= 0;
+		}
+		res[0] = e;
+		res[1] = gone;
+		(void)write(pfd[1], res, sizeof(res));
+		_exit(0);
+	}
+	close(pfd[1]);
+	cr_assert_eq(read(pfd[0], res, sizeof(res)), (ssize_t)sizeof(res));
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	*connect_err = res[0];
+	*dropped = res[1];
+}
+
+Test(daemon, another_uid_is_refused)
+{
+	char path[PATH_MAX];
+	struct h_proc *dmn;
+	bool dropped;
+	int e;
+
+	if (!rel_root())
+		cr_skip_test("needs root (setuid in a child)");
+	dmn = daemon_start();
+	/* As things are made: the dir (0700) and the socket (0600) keep
+	 * another uid out before the daemon is asked. */
+	connect_as(65534, &e, &dropped);
+	cr_expect_eq(e, EACCES, "connect as uid 65534: %s", strerror(e));
+	/* Opened up by a careless operator: SO_PEERCRED still refuses. */
+	sock_path(path, sizeof(path));
+	cr_assert_eq(chmod(h_dir(), 0711), 0);
+	cr_assert_eq(chmod(h_spool_dir(), 0711), 0);
+	cr_assert_eq(chmod(path, 0666), 0);
+	connect_as(65534, &e, &dropped);
+	cr_expect_eq(e, 0, "connect: %s", strerror(e));
+	cr_expect(dropped, "the daemon kept a peer of another uid");
+	cr_expect_geq(h_stderr_lines_with(dmn, "uid 65534 refused"), 1, "%s",
+	    h_stderr(dmn));
+	chmod(h_spool_dir(), 0700);
+	chmod(h_dir(), 0700);
+	/* Our own uid, naming a stream that is not the sender's: refused. */
+	connect_as(getuid(), &e, &dropped);
+	cr_expect_eq(e, 0);
+	cr_expect(dropped, "a take without a descriptor was accepted");
+	cr_expect_eq(count_lines(daemon_status(), "held "), 0);
+}
+
+/*
+ * 1,000 connections, each spooled once and drained, in one process: the
+ * daemon closes every copy it was given (0 fds left beyond its own).
+ */
+Test(daemon, thousand_drained_streams_leave_no_fd_in_the_daemon)
+{
+	struct h_spawn o = { .preload = false };
+	struct h_argv a = { 0 };
+	struct h_proc *dmn, *scale;
+	char prog[PATH_MAX];
+	int base;
+
+	dmn = daemon_start();
+	base = rel_fd_count(h_pid(dmn));
+	h_fixture(prog, sizeof(prog), "../reliability/scale_host");
+	h_args(&a, "--lib", getenv("TCPSPOOL_TEST_PRELOAD"), "--connections",
+	    "1000", "--kib", "64", "--cpu-ms", "0", "--spool-dir",
+	    h_spool_dir(), "--deadline", "200", NULL);
+	scale = h_spawn("scale", prog, &a, &o);
+	cr_assert(h_wait(scale, 240000), "scale_host did not end");
+	cr_assert_eq(h_exit_code(scale), 0, "%s\ndaemon: %s", h_describe(scale),
+	    h_stderr(dmn));
+	wait_fds(h_pid(dmn), base);
+	cr_expect_eq(count_lines(daemon_status(), "held "), 0);
+}
+
+/*
+ * A stream that drained returned to the direct path: the daemon closed its
+ * copy before the application writes or closes again, so the
+ * application's close is the socket's last (the peer gets FIN at once).
+ */
+Test(daemon, drained_stream_is_released_before_the_close)
+{
+	enum { MSGS = 200001 };
+	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
+	struct h_spawn o = { .preload = true, .env = env, .nfds = 1 };
+	struct h_gate resume;
+	struct h_story st;
+	struct h_proc *dmn;
+	char count[64];
+	int base;
+
+	dmn = daemon_start();
+	base = rel_fd_count(h_pid(dmn));
+	h_gate_init(&resume);
+	o.fds[0].child = 5;
+	o.fds[0].parent = resume.rfd;
+	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ count, "--pause-at=200000", "--resume-fd=5",
+	        "--end=close-hold", NULL },
+	    (const char *[]){ count, NULL });
+	h_story_wait_status(&st, "paused ", 1);
+	wait_held(1);
+	h_gate_open(&st.gate);
+	/* Drained: the stream is direct again, its files gone, the daemon's
+	 * copy closed. */
+	wait_no_streams();
+	/* Left: the process's connection and its pidfd, no socket copy. */
+	wait_fds(h_pid(dmn), base + 2);
+	cr_expect_eq(count_lines(daemon_status(), "held "), 0);
+	h_gate_open(&resume);	/* the last message, direct, then close */
+	h_story_finish_readers(&st);
+	h_story_wait_server(&st);
+	daemon_stop(dmn);
+	h_story_assert_delivered(&st, (long long)MSGS * REL_MSG);
+}
