@@ -245,14 +245,14 @@ server_child(struct h_proc *server)
  * killed with SIGKILL. The daemon continues on the same connection.
  */
 static void
-kill_9_run(const char *const *env)
+kill_9_run(const char *const *env, int msgs, bool small_buffers,
+    bool first_segment_gone)
 {
-	enum { MSGS = 1800000 };
 	struct h_spawn o = { .preload = true, .env = env, .nfds = 1 };
 	struct h_gate resume;
 	struct h_story st;
 	struct h_proc *dmn;
-	char names[4][32], sdir[PATH_MAX], count[64];
+	char names[4][32], sdir[PATH_MAX], count[64], pause[64], seg0[PATH_MAX];
 	uint64_t seq = 0, off = 0;
 	int64_t until;
 	long long told;
@@ -261,23 +261,26 @@ kill_9_run(const char *const *env)
 	h_gate_init(&resume);
 	o.fds[0].child = 5;
 	o.fds[0].parent = resume.rfd;
-	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_fmt(count, sizeof(count), "--count=%d", msgs);
+	h_fmt(pause, sizeof(pause), "--pause-at=%d", msgs);
 	h_story_start(&st, &o, 1,
-	    (const char *[]){ "--count=0", "--pause-at=1800000",
-	        "--resume-fd=5", NULL },
+	    (const char *[]){ "--count=0", pause, "--resume-fd=5",
+	        small_buffers ? "--sndbuf=4096" : "--batch=8", NULL },
 	    (const char *[]){ count, "--read-size=4096", "--pause-us=200",
-	        NULL });
+	        small_buffers ? "--rcvbuf=4096" : "--read-size=4096", NULL });
 	h_story_wait_status(&st, "paused ", 1);
 	told = h_field(h_status_line(st.server, "paused ", 0, 0), "bytes");
-	cr_assert_eq(told, (long long)MSGS * REL_MSG);
+	cr_assert_eq(told, (long long)msgs * REL_MSG);
 	wait_on_disk(told);
 	wait_held(1);
 	/* The client reads; the process delivers part of the spool. */
 	h_gate_open(&st.gate);
 	cr_assert_eq(rel_streams(h_spool_dir(), names, 4), 1);
 	h_fmt(sdir, sizeof(sdir), "%s/%s", h_spool_dir(), names[0]);
+	h_fmt(seg0, sizeof(seg0), "%s/0000000000000000.seg", sdir);
 	until = now_ms() + DEADLINE_MS;
-	while (!rel_progress(sdir, &seq, &off) || seq == 0) {
+	while (!rel_progress(sdir, &seq, &off) || seq == 0 ||
+	    (first_segment_gone && access(seg0, F_OK) == 0)) {
 		cr_assert(now_ms() < until, "the process never delivered");
 		tick();
 	}
@@ -288,15 +291,43 @@ kill_9_run(const char *const *env)
 	    0, "client: bytes=%lld of %lld mismatch=%lld end=%s; daemon: %s",
 	    st.result[0].bytes, told, st.result[0].mismatch, st.result[0].end,
 	    h_stderr(dmn));
+	/* The exact path: resumed at the kernel's count, past byte 0 (the
+	 * process had delivered some), never from the progress. */
+	cr_expect_eq(h_stderr_lines_with(dmn, "continuing at byte"), 1, "%s",
+	    h_stderr(dmn));
+	cr_expect_eq(h_stderr_lines_with(dmn, "continuing at byte 0 "), 0,
+	    "%s", h_stderr(dmn));
+	cr_expect_eq(h_stderr_lines_with(dmn, "may repeat"), 0, "%s",
+	    h_stderr(dmn));
 	h_kill_group(st.server, SIGKILL);
 	h_story_wait_server(&st);
 	cr_expect_eq(count_lines(daemon_status(), "held "), 0);
 	daemon_stop(dmn);	/* the delivered stream was removed */
 }
 
+/* 1.8 M messages: 50 MiB spooled. */
 Test(daemon, kill_9_mid_stream_client_gets_every_message_once_then_eof)
 {
-	kill_9_run((const char *const[]){ "TCPSPOOL_LINGER=60s", NULL });
+	kill_9_run((const char *const[]){ "TCPSPOOL_LINGER=60s", NULL },
+	    1800000, false, false);
+}
+
+/* Small segments, delivered and deleted while the process lives: the
+ * daemon counts from an anchor, the origin's records long gone. Stored
+ * frames (level 0): other frame sizes, the same arithmetic. */
+Test(daemon, kill_9_with_small_segments_resumes_from_an_anchor)
+{
+	kill_9_run((const char *const[]){ "TCPSPOOL_LINGER=60s",
+	    "TCPSPOOL_SEGMENT_SIZE=256k", "TCPSPOOL_LEVEL=0", NULL },
+	    1800000, false, true);
+}
+
+/* fsync=always: every write is a frame on disk when it returns (fewer
+ * messages, small buffers: one fdatasync per message). */
+Test(daemon, kill_9_under_fsync_always_loses_nothing)
+{
+	kill_9_run((const char *const[]){ "TCPSPOOL_LINGER=60s",
+	    "TCPSPOOL_FSYNC=always", NULL }, 5000, true, false);
 }
 
 /*
