@@ -293,6 +293,23 @@ resume_point(struct delivery *dv, struct spool_place *pl)
 	return true;
 }
 
+/* `tcpspool ls` shows the stream as "daemon" while this file names a
+ * running daemon (FORMAT.md §10); it goes with the stream's dir. */
+static void
+mark(const char *name)
+{
+	char path[SPOOL_NAME_MAX + 16], buf[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/daemon", name);
+	if ((fd = openat(spool_dir_fd(dm.dir), path, O_WRONLY | O_CREAT |
+	    O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+		return;
+	n = snprintf(buf, sizeof(buf), "pid=%d\n", (int)getpid());
+	(void)write(fd, buf, (size_t)n);
+	close(fd);
+}
+
 static void *
 deliver_main(void *arg)
 {
@@ -318,6 +335,7 @@ deliver_main(void *arg)
 		delivery_done(dv);
 		return NULL;
 	}
+	mark(dv->name);
 	if ((cut = spool_repair(dm.dir, dv->name, &e)) < 0)
 		dlog("warn", "spool %s: repair: %s", dv->name, e.msg);
 	else if (cut > 0)
