@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -45,7 +46,9 @@ static struct {
 	struct ho_node *head, *tail;
 	bool thread;		/* started (in this process) */
 	bool atfork;
-	int conn;		/* the thread's; closed by it or by a child */
+	/* The thread's; closed by it or by a child. Read without lock at
+	 * process end (handover_covers_all). */
+	_Atomic int conn;
 	struct stream **held;	/* the daemon has them, a reference each */
 	size_t nheld, capheld;
 } ho = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
@@ -427,10 +430,23 @@ handover_leave_to_daemon(struct stream *s)
 	s->ho_exit = true;
 }
 
+/*
+ * Process end: true only if the daemon still answers. It never writes to
+ * us, so anything to read is its end (EOF, reset): a daemon that died
+ * holds nothing, and this process delivers (lingers) as without one.
+ * One poll, no lock: callable from a signal handler.
+ */
 bool
 handover_covers_all(void)
 {
 	int h = atomic_load(&held_n), l = atomic_load(&live_n);
+	struct pollfd p = { .fd = atomic_load(&ho.conn),
+	    .events = POLLIN | POLLRDHUP };
+	int saved = errno, n;
 
-	return h > 0 && h >= l;
+	if (h <= 0 || h < l || p.fd < 0)
+		return false;
+	n = poll(&p, 1, 0);
+	errno = saved;
+	return n == 0;
 }

@@ -192,39 +192,44 @@ wait_fds(pid_t pid, int n)
  * (README: TCPSPOOL_FLUSH); this makes the test about the daemon only.
  */
 static void
-wait_on_disk(long long told)
+wait_on_disk_n(long long told, int want)
 {
 	int64_t until = now_ms() + DEADLINE_MS;
+	static char names[128][32];
 	struct spool_origin o;
 	struct spool_place pl;
 	struct spool_dir *d;
 	struct spool_err e;
-	char names[4][32];
-	long long have = -1;
+	int ok = 0;
 
 	cr_assert_eq(spool_dir_inspect(h_spool_dir(), false, &d, &e), 0, "%s",
 	    e.msg);
 	for (;;) {
-		int n = rel_streams(h_spool_dir(), names, 4), i, with = -1;
+		int n = rel_streams(h_spool_dir(), names, 128), i, with = 0;
 
-		for (i = 0; i < n; i++)
-			if (spool_origin_read(d, names[i], &o, &e) == 0) {
-				cr_assert_eq(with, -1, "two streams with an "
-				    "origin");
-				with = i;
-			}
-		if (with >= 0 && spool_origin_read(d, names[with], &o,
-		    &e) == 0 && spool_locate(d, names[with], &o, 0, &pl,
-		    &e) == 0) {
-			have = (long long)(o.count + pl.end_abs);
-			if (have == told)
-				break;
+		ok = 0;
+		for (i = 0; i < n; i++) {
+			if (spool_origin_read(d, names[i], &o, &e) != 0)
+				continue;
+			with++;
+			if (spool_locate(d, names[i], &o, 0, &pl, &e) == 0 &&
+			    (long long)(o.count + pl.end_abs) == told)
+				ok++;
 		}
-		cr_assert(now_ms() < until, "the spool holds %lld of %lld "
-		    "bytes", have, told);
+		cr_assert_leq(with, want, "more streams with an origin");
+		if (ok == want)
+			break;
+		cr_assert(now_ms() < until, "%d of %d streams hold their %lld "
+		    "bytes", ok, want, told);
 		tick();
 	}
 	spool_dir_close(d);
+}
+
+static void
+wait_on_disk(long long told)
+{
+	wait_on_disk_n(told, 1);
 }
 
 /* The child of server_a serving connection 0. */
@@ -367,7 +372,7 @@ Test(daemon, clean_exit_with_100_mib_spooled_is_immediate)
 /* Without a daemon nothing changes: no origin file, no hand-over. */
 Test(daemon, no_daemon_no_handover)
 {
-	enum { MSGS = 200000 };
+	enum { MSGS = 1000000 };
 	static const char *const env[] = { "TCPSPOOL_LOG_LEVEL=info", NULL };
 	struct h_spawn o = { .preload = true, .env = env };
 	struct h_story st;
@@ -378,8 +383,10 @@ Test(daemon, no_daemon_no_handover)
 	    (const char *[]){ count, NULL });
 	h_story_wait_status(&st, "done ", 1);
 	{
-		char files[8192];
+		char files[8192], names[4][32];
 
+		cr_assert_eq(rel_streams(h_spool_dir(), names, 4), 1, "it did "
+		    "not spool");
 		h_spool_files(files, sizeof(files));
 		cr_expect(strstr(files, "origin") == NULL, "an origin file "
 		    "without a daemon: %s", files);
@@ -586,5 +593,89 @@ Test(daemon, drained_stream_is_released_before_the_close)
 	h_story_finish_readers(&st);
 	h_story_wait_server(&st);
 	daemon_stop(dmn);
+	h_story_assert_delivered(&st, (long long)MSGS * REL_MSG);
+}
+
+/*
+ * Fork per connection, 50 clients: 50 processes hand over at once, all
+ * are killed; every client gets its whole stream from the daemon.
+ */
+Test(daemon, fifty_forked_servers_hand_over_and_die_at_once)
+{
+	enum { N = 50, MSGS = 20000 };
+	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
+	struct h_spawn o = { .preload = true, .env = env, .nfds = 1 };
+	struct h_gate resume;
+	struct h_story st;
+	struct h_proc *dmn;
+	pid_t kids[N + 4];
+	char count[64], pause[64], conns[64];
+	int i, n;
+
+	dmn = daemon_start();
+	h_gate_init(&resume);
+	o.fds[0].child = 5;
+	o.fds[0].parent = resume.rfd;
+	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_fmt(pause, sizeof(pause), "--pause-at=%d", MSGS);
+	h_fmt(conns, sizeof(conns), "--connections=%d", N);
+	h_story_start(&st, &o, N,
+	    (const char *[]){ "--count=0", pause, conns, "--resume-fd=5",
+	        "--sndbuf=4096", NULL },
+	    (const char *[]){ count, "--rcvbuf=4096", NULL });
+	h_story_wait_status(&st, "paused ", N);
+	wait_on_disk_n((long long)MSGS * REL_MSG, N);
+	wait_held(N);
+	n = rel_children(h_pid(st.server), kids, N + 4);
+	cr_assert_eq(n, N);
+	for (i = 0; i < n; i++)
+		kill(kids[i], SIGKILL);
+	h_story_finish_readers(&st);
+	for (i = 0; i < N; i++)
+		cr_expect(st.result[i].bytes == (long long)MSGS * REL_MSG &&
+		    st.result[i].mismatch == -1 && strcmp(st.result[i].end,
+		    "EOF") == 0, "client %d: bytes=%lld end=%s", i,
+		    st.result[i].bytes, st.result[i].end);
+	h_kill_group(st.server, SIGKILL);
+	h_story_wait_server(&st);
+	cr_expect_eq(h_stderr_lines_with(dmn, "may repeat"), 0, "%s",
+	    h_stderr(dmn));
+	daemon_stop(dmn);
+}
+
+/*
+ * The daemon dies (kill -9) holding a live process's connection: the
+ * process still delivers everything, and at its exit lingers as without
+ * a daemon rather than leaving the stream to a daemon that is gone.
+ */
+Test(daemon, daemon_killed_while_holding_a_live_process_loses_nothing)
+{
+	enum { MSGS = 1000000 };
+	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
+	struct h_spawn o = { .preload = true, .env = env, .nfds = 1 };
+	struct h_gate resume;
+	struct h_story st;
+	struct h_proc *dmn;
+	char count[64], path[PATH_MAX];
+
+	dmn = daemon_start();
+	h_gate_init(&resume);
+	o.fds[0].child = 5;
+	o.fds[0].parent = resume.rfd;
+	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ count, "--no-fork", "--pause-at=1000000",
+	        "--resume-fd=5", "--end=exit", NULL },
+	    (const char *[]){ count, NULL });
+	h_story_wait_status(&st, "paused ", 1);
+	wait_held(1);
+	kill(h_pid(dmn), SIGKILL);
+	cr_assert(h_wait(dmn, DEADLINE_MS));
+	sock_path(path, sizeof(path));
+	unlink(path);	/* what the killed daemon left */
+	/* Now the process exits: no daemon holds its stream any more. */
+	h_gate_open(&resume);
+	h_story_finish_readers(&st);
+	h_story_wait_server(&st);
 	h_story_assert_delivered(&st, (long long)MSGS * REL_MSG);
 }
