@@ -51,8 +51,7 @@ static struct {
 	_Atomic int conn;
 	struct stream **held;	/* the daemon has them, a reference each */
 	size_t nheld, capheld;
-} ho = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
-	.conn = -1 };
+} ho = { .mu = PTHREAD_MUTEX_INITIALIZER, .conn = -1 };
 
 static _Atomic int live_n, held_n;
 static _Atomic bool said_absent;
@@ -102,7 +101,6 @@ fork_child(void)
 	atomic_store(&live_n, 0);
 	atomic_store(&held_n, 0);
 	pthread_mutex_init(&ho.mu, NULL);
-	pthread_cond_init(&ho.cv, NULL);
 }
 
 /* Is a daemon's socket in the spool dir? One stat, no connect. */
@@ -211,12 +209,16 @@ held_remove(struct stream *s)
 		stream_unref(found);
 }
 
+static void readopt(void);
+
 /* One message sent (or not: no daemon); the node is used up. */
 static void
 deliver(struct ho_node *n)
 {
 	int expect = HO_QUEUED, conn;
 
+	if (n->m.kind == SPOOL_HO_TAKE)
+		readopt();	/* a daemon gone is noticed first */
 	pthread_mutex_lock(&ho.mu);
 	conn = ho.conn;
 	pthread_mutex_unlock(&ho.mu);
@@ -255,22 +257,126 @@ deliver(struct ho_node *n)
 	free(n);
 }
 
+/* The daemon's end of conn is gone (it never writes to us). */
+static bool
+conn_dead(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+
+	return poll(&p, 1, 0) != 0;
+}
+
+/*
+ * The daemon went away: the streams it held are ours alone again (the
+ * process lingers for them at exit). A daemon that answers later gets
+ * them again: a take each, with a new duplicate of the socket, for those
+ * still spooling (their origin file is the one written at the first
+ * take).
+ */
+static void
+readopt(void)
+{
+	static bool said;
+	struct stream **v = NULL;
+	struct spool_ho_msg m;
+	size_t n = 0, i;
+	int conn, fd, expect;
+
+	pthread_mutex_lock(&ho.mu);
+	conn = ho.conn;
+	pthread_mutex_unlock(&ho.mu);
+	if (conn >= 0 && !conn_dead(conn))
+		return;		/* the usual case: it answers */
+	pthread_mutex_lock(&ho.mu);
+	if (ho.nheld > 0 && (v = malloc(ho.nheld * sizeof(*v))) != NULL) {
+		n = ho.nheld;
+		for (i = 0; i < n; i++) {
+			v[i] = ho.held[i];
+			stream_ref(v[i]);
+		}
+	}
+	pthread_mutex_unlock(&ho.mu);
+	if (conn >= 0) {
+		for (i = 0; i < n; i++) {
+			expect = HO_HELD;
+			if (atomic_compare_exchange_strong(&v[i]->ho, &expect,
+			    HO_QUEUED))
+				atomic_fetch_sub(&held_n, 1);
+		}
+		if (n > 0)
+			log_warn("tcpspool daemon went away: %zu streams "
+			    "delivered by this process alone until one "
+			    "answers again", n);
+		pthread_mutex_lock(&ho.mu);
+		ho.conn = -1;
+		pthread_mutex_unlock(&ho.mu);
+		sysio_close(conn);
+		said = false;
+	}
+	if (n == 0 || (conn = connect_daemon()) < 0)
+		goto out;
+	pthread_mutex_lock(&ho.mu);
+	ho.conn = conn;
+	pthread_mutex_unlock(&ho.mu);
+	for (i = 0; i < n; i++) {
+		struct stream *s = v[i];
+
+		fd = -1;
+		pthread_mutex_lock(&s->mu);
+		if (s->registered && s->dup >= 0 &&
+		    atomic_load(&s->ho) == HO_QUEUED)
+			fd = sysio_dup(s->dup);
+		memset(&m, 0, sizeof(m));
+		m.magic = SPOOL_HO_MAGIC;
+		m.kind = SPOOL_HO_TAKE;
+		m.pid = (int32_t)runtime_pid();
+		strlcpy(m.name, s->name, sizeof(m.name));
+		pthread_mutex_unlock(&s->mu);
+		if (fd < 0)
+			continue;
+		expect = HO_QUEUED;
+		if (send_msg(conn, &m, fd) == 0 &&
+		    atomic_compare_exchange_strong(&s->ho, &expect, HO_HELD))
+			atomic_fetch_add(&held_n, 1);
+		sysio_close(fd);
+	}
+	if (!said)
+		log_info("tcpspool daemon answers again: %zu streams handed "
+		    "over anew", n);
+	said = true;
+out:
+	for (i = 0; i < n; i++)
+		stream_unref(v[i]);
+	free(v);
+}
+
 static void *
 ho_main(void *arg)
 {
+	struct timespec ts;
 	struct ho_node *n;
 
 	(void)arg;
 	(void)pthread_setname_np(pthread_self(), "tcpspool-handover");
 	for (;;) {
 		pthread_mutex_lock(&ho.mu);
-		while (ho.head == NULL)
+		while (ho.head == NULL && ho.nheld == 0)
 			pthread_cond_wait(&ho.cv, &ho.mu);
+		if (ho.head == NULL) {
+			/* Streams are held: look at the daemon every second
+			 * (gone? back?). */
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += 1;
+			(void)pthread_cond_timedwait(&ho.cv, &ho.mu, &ts);
+		}
 		n = ho.head;
-		if ((ho.head = n->next) == NULL)
+		if (n != NULL && (ho.head = n->next) == NULL)
 			ho.tail = NULL;
 		pthread_mutex_unlock(&ho.mu);
-		deliver(n);
+		if (n != NULL)
+			deliver(n);
+		else
+			readopt();
 	}
 	return NULL;
 }
@@ -286,6 +392,14 @@ start_locked(void)
 
 	if (ho.thread)
 		return true;
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&ho.cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	if (!ho.atfork) {
 		if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0)
 			return false;
