@@ -462,6 +462,13 @@ handle(struct conn *c, const struct spool_ho_msg *m, int fd)
 		    m->kind);
 		goto refuse;
 	}
+	if (faccessat(spool_dir_fd(dm.dir), m->name, F_OK,
+	    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT &&
+	    strspn(m->name, "0123456789abcdef") == 16 && m->name[16] == '\0') {
+		/* Delivered and removed before its take was read. */
+		close(fd);
+		return true;
+	}
 	if (!stream_of(m->name, c->pid)) {
 		dlog("warn", "pid %d: stream %.16s is not its own; refused",
 		    (int)c->pid, m->name);
@@ -472,6 +479,13 @@ handle(struct conn *c, const struct spool_ho_msg *m, int fd)
 		close(fd);
 		return true;
 	}
+	/* Handed over again (the process reconnected): one copy, the new. */
+	for (i = 0; i < p->nh; i++)
+		if (strcmp(p->h[i].name, m->name) == 0) {
+			close(p->h[i].fd);
+			p->h[i].fd = fd;
+			return true;
+		}
 	if ((h = grow(p->h, p->nh, &p->caph, sizeof(*h))) == NULL) {
 		close(fd);
 		return true;
