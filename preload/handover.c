@@ -229,15 +229,14 @@ deliver(struct ho_node *n)
 		pthread_mutex_unlock(&ho.mu);
 	}
 	if (conn >= 0 && send_msg(conn, &n->m, n->fd) < 0) {
-		log_warn("tcpspool daemon: %s of %s not sent: %s; streams "
-		    "spool without it until it answers again",
+		log_warn("tcpspool daemon: %s of %s not sent: %s",
 		    n->m.kind == SPOOL_HO_TAKE ? "hand-over" : "release",
 		    n->m.name, strerror(errno));
-		pthread_mutex_lock(&ho.mu);
-		ho.conn = -1;
-		pthread_mutex_unlock(&ho.mu);
-		sysio_close(conn);
 		conn = -1;
+		/* A daemon gone: the streams it held come back to us (and
+		 * go to a new one if it answers). One that does not read
+		 * (the send timed out) keeps its connection. */
+		readopt();
 	}
 	if (n->fd >= 0)
 		sysio_close(n->fd);
