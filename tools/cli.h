@@ -47,6 +47,12 @@ int cmd_daemon(int argc, char **argv);
 int replay_connection(struct spool_dir *d, const char *name, int fd,
     bool is_unix, const struct spool_place *from, uint32_t linger_ms);
 
+/* ------------------------------------------------------- cmd_daemon.c */
+
+/* A daemon answers on dir's socket: one already there, or one started
+ * now (detached) and waited for. Returns an exit code, message printed. */
+int daemon_ensure(const char *dir);
+
 /* ------------------------------------------------------------ common.c */
 
 /*

@@ -34,12 +34,14 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -686,6 +688,69 @@ ask_status(const char *path)
 		fwrite(buf, 1, (size_t)n, stdout);
 	close(fd);
 	return EXIT_OK;
+}
+
+/* Does a daemon answer on path? */
+static bool
+answers(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	bool yes;
+	int fd;
+
+	strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return false;
+	yes = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return yes;
+}
+
+int
+daemon_ensure(const char *dir)
+{
+	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)], self[PATH_MAX];
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	ssize_t n;
+	pid_t pid;
+	int i, st;
+
+	if ((size_t)snprintf(sock, sizeof(sock), "%s/%s", dir,
+	    SPOOL_DAEMON_SOCK) >= sizeof(sock)) {
+		warnx("%s: path too long for a unix socket", dir);
+		return EXIT_ERR;
+	}
+	if (answers(sock))
+		return EXIT_OK;
+	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0) {
+		warn("/proc/self/exe");
+		return EXIT_ERR;
+	}
+	self[n] = '\0';
+	/* Twice forked: the daemon is nobody's child (the program exec'd
+	 * next must not reap it), in a session of its own. */
+	if ((pid = fork()) == -1) {
+		warn("fork");
+		return EXIT_ERR;
+	}
+	if (pid == 0) {
+		if (setsid() == -1 || fork() != 0)
+			_exit(0);
+		if ((i = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
+			(void)dup2(i, STDIN_FILENO);
+			(void)dup2(i, STDOUT_FILENO);
+		}
+		execl(self, "tcpspool", "daemon", "--dir", dir, (char *)NULL);
+		_exit(127);
+	}
+	(void)waitpid(pid, &st, 0);
+	for (i = 0; i < 500; i++) {
+		if (answers(sock))
+			return EXIT_OK;
+		nanosleep(&ts, NULL);
+	}
+	warnx("tcpspool daemon did not answer on %s within 5 s", sock);
+	return EXIT_ERR;
 }
 
 static int

@@ -723,3 +723,32 @@ Test(daemon, restarted_daemon_adopts_the_streams_of_live_processes)
 	h_story_wait_server(&st);
 	daemon_stop(dmn);
 }
+
+/* `tcpspool run --daemon` starts a daemon for the spool dir once, and
+ * leaves one that answers alone. */
+Test(daemon, run_with_daemon_starts_one_and_reuses_it)
+{
+	static char out[4096];
+	struct h_proc *cli;
+	long long pid1, pid2;
+	char path[PATH_MAX];
+	int64_t until;
+
+	cli = h_cli(out, sizeof(out), "run", "--daemon", "--dir",
+	    h_spool_dir(), "--", "/bin/true", NULL);
+	cr_assert_eq(h_exit_code(cli), 0, "%s", h_describe(cli));
+	pid1 = strtoll(daemon_status() + 11, NULL, 10);
+	cli = h_cli(out, sizeof(out), "run", "--daemon", "--dir",
+	    h_spool_dir(), "--", "/bin/true", NULL);
+	cr_assert_eq(h_exit_code(cli), 0, "%s", h_describe(cli));
+	pid2 = strtoll(daemon_status() + 11, NULL, 10);
+	cr_expect(pid1 > 0 && pid1 == pid2, "daemons %lld, %lld", pid1, pid2);
+	/* Detached (its own session): the harness does not end it. */
+	cr_assert_eq(kill((pid_t)pid1, SIGTERM), 0);
+	sock_path(path, sizeof(path));
+	until = now_ms() + DEADLINE_MS;
+	while (access(path, F_OK) == 0) {
+		cr_assert(now_ms() < until, "the daemon ignores SIGTERM");
+		tick();
+	}
+}
