@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdbool.h>
 
+#include "handover.h"
 #include "log.h"
 #include "real.h"
 #include "replay.h"
@@ -144,7 +145,20 @@ stream_orphan_at_exit(struct stream *s, int64_t deadline_ns)
 		log_warn("spool %s: busy at exit, left as it is", s->name);
 		return;
 	}
-	if (s->state == STREAM_SPOOLING) {
+	if (s->state == STREAM_SPOOLING &&
+	    atomic_load(&s->ho) == HO_HELD) {
+		/* tcpspool daemon holds the connection: what is in memory is
+		 * written out and the files stay for it; it continues from
+		 * the kernel's count once this process is gone. */
+		spool_stream_counts(s->spool, &c);
+		log_info("spool %s (fd %d, peer %s): %" PRIu64 " bytes left "
+		    "to tcpspool daemon", s->name, s->fd, s->id.peer,
+		    c.pending_bytes);
+		handover_leave_to_daemon(s);
+		spool_release(s, SPOOL_CLOSE_KEEP, "daemon");
+		replay_unregister(s);
+		set_state(s, STREAM_DONE);
+	} else if (s->state == STREAM_SPOOLING) {
 		spool_stream_counts(s->spool, &c);
 		log_warn("spool %s (fd %d, peer %s): %" PRIu64 " bytes not "
 		    "delivered within the linger time; kept as orphan spool "
@@ -153,7 +167,11 @@ stream_orphan_at_exit(struct stream *s, int64_t deadline_ns)
 		spool_release(s, SPOOL_CLOSE_KEEP, "exit");
 		replay_unregister(s);
 		set_state(s, STREAM_DONE);
-	} else if (s->state == STREAM_LINGER)
+	} else if (s->state == STREAM_LINGER) {
+		/* Delivered; the daemon's copy lingers in our place. */
+		if (atomic_load(&s->ho) == HO_HELD)
+			handover_leave_to_daemon(s);
 		finish(s);
+	}
 	pthread_mutex_unlock(&s->mu);
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fdtab.h"
+#include "handover.h"
 #include "log.h"
 #include "replay.h"
 #include "runtime.h"
@@ -257,8 +258,10 @@ runtime_exit(bool immediate)
 	/* A vfork child shares our memory: the streams are its parent's. */
 	if (!runtime_own_process())
 		return;
-	replay_drain(mono_ns() + (int64_t)rt.cfg.linger_ms * 1000000LL,
-	    rt_nested(), immediate);
+	/* Every stream left is held by tcpspool daemon: no lingering, it
+	 * takes over when we are gone (linger.c, stream_orphan_at_exit). */
+	replay_drain(mono_ns() + (handover_covers_all() ? 0 :
+	    (int64_t)rt.cfg.linger_ms * 1000000LL), rt_nested(), immediate);
 	errno = saved;
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fdtab.h"
+#include "handover.h"
 #include "log.h"
 #include "orphans.h"
 #include "replay.h"
@@ -30,7 +31,10 @@
 void
 set_state(struct stream *s, enum stream_state st)
 {
+	enum stream_state from = s->state;
+
 	__atomic_store_n(&s->state, st, __ATOMIC_RELEASE);
+	handover_transition(s, from, st);
 }
 
 enum stream_state
@@ -282,6 +286,7 @@ publish(struct stream *s, int64_t now)
 	st.idle = s->parked;
 	if (spool_status_publish(s->spool, &st, &e) < 0 && s->errors++ == 0)
 		log_warn("spool %s: status: %s", s->name, e.msg);
+	handover_note(s);
 }
 
 /*
@@ -320,7 +325,9 @@ stream_after_direct(struct stream *s, struct wreq *w, ssize_t r, int err)
 		goto kernel;
 	if (s->state != STREAM_DIRECT && s->state != STREAM_SPOOLING)
 		goto kernel;
-	return spool_rest(s, w, done);
+	r = spool_rest(s, w, done);
+	handover_note(s);
+	return r;
 kernel:
 	errno = err;
 	return r;
@@ -409,8 +416,10 @@ again:
 			out = refused(s, w, 0, true);
 		} else if (w->len == 0)
 			out = 0;
-		else
+		else {
 			out = spool_rest(s, w, 0);
+			handover_note(s);
+		}
 		break;
 	case STREAM_FAILED:
 		errno = s->err;

@@ -193,6 +193,12 @@ struct stream {
 	/* The application got an EAGAIN the kernel did not give: the replay
 	 * thread owes it an EPOLLOUT edge (replay_poke). */
 	_Atomic bool owe_edge;
+	/* tcpspool daemon (handover.h): enum handover_state, changed under
+	 * mu and by the hand-over thread (QUEUED -> HELD); ho_exit and
+	 * ho_seg under mu. */
+	_Atomic int ho;
+	bool ho_exit;		/* process end left it to the daemon */
+	uint64_t ho_seg;	/* the writer's segment of the last anchor */
 	/* A child of fork's list of its parent's streams (fdtab.c); the
 	 * last one points to itself. */
 	struct stream *forgotten_next;

@@ -604,4 +604,82 @@ struct spool_ledger {
 int spool_ledger_read(struct spool_dir *d, struct spool_ledger *l,
     struct spool_err *err);
 
+/* ------------------------------------------------------------ origin */
+
+/*
+ * Where a stream stands in its socket's byte count (FORMAT.md §10), for
+ * `tcpspool daemon`, which continues a dead process's delivery at the
+ * first byte the kernel never accepted. The interposer writes the origin
+ * when it hands a stream over; an anchor ties a record to its byte
+ * offset in the stream, so the lookup still works once the records
+ * before it were delivered and their segments deleted.
+ */
+#define SPOOL_ANCHORS_MAX 16
+
+struct spool_origin {
+	bool have;		/* an origin entry was read */
+	bool known;		/* count is the socket's (TCP); else unknown */
+	uint64_t count;		/* bytes the socket had accepted at byte 0 */
+	size_t nanchors;	/* the newest SPOOL_ANCHORS_MAX, oldest first */
+	struct {
+		uint64_t seq;	/* record seq begins at stream byte abs */
+		uint64_t abs;
+	} anchors[SPOOL_ANCHORS_MAX];
+};
+
+/* Writes the stream's origin file (creates it: once per stream). */
+int spool_origin_begin(struct spool_stream *s, bool known, uint64_t count,
+    struct spool_err *err);
+/* Appends an anchor if the writer moved to another segment since
+ * *seg_seen (updated); cheap otherwise. Under the writer's serialisation. */
+int spool_origin_anchor(struct spool_stream *s, uint64_t *seg_seen,
+    struct spool_err *err);
+/* Reads it; -ENOENT without a file, -ENODATA without an origin entry. */
+int spool_origin_read(struct spool_dir *d, const char *name,
+    struct spool_origin *o, struct spool_err *err);
+
+/* Where stream byte `want` is among the records on disk. */
+struct spool_place {
+	uint64_t seq, off;	/* the record holding it, and the offset */
+	bool at_end;		/* want is at or past the last record's end */
+	uint64_t beyond;	/* at_end: bytes past that end */
+	uint64_t first_seq;	/* the first record on disk ... */
+	uint64_t first_abs;	/* ... starts at this stream byte */
+	uint64_t end_abs;	/* the stream byte after the last record */
+};
+/*
+ * Finds stream byte want (0 = the first byte ever spooled). -ERANGE when
+ * it lies before the records on disk (they were deleted: a contradiction
+ * the caller reports), -ENOENT when no anchor ties the records on disk to
+ * stream bytes.
+ */
+int spool_locate(struct spool_dir *d, const char *name,
+    const struct spool_origin *o, uint64_t want, struct spool_place *p,
+    struct spool_err *err);
+
+/*
+ * The bytes TCP socket fd has accepted so far (tcpi_bytes_acked +
+ * SIOCOUTQ, one moment): 0, or a negative errno (-ENOPROTOOPT and the
+ * like for a socket that is not TCP). The one socket call of spool/: it
+ * defines the count the origin file holds.
+ */
+int spool_socket_count(int fd, uint64_t *count);
+
+/*
+ * A message to `tcpspool daemon` on <spool dir>/daemon.sock (FORMAT.md
+ * §10), 64 bytes, fields in host order (same machine).
+ */
+#define SPOOL_DAEMON_SOCK	"daemon.sock"
+#define SPOOL_HO_MAGIC		0x4f485354u	/* "TSHO" */
+enum { SPOOL_HO_TAKE = 1, SPOOL_HO_RELEASE = 2 };
+struct spool_ho_msg {
+	uint32_t magic;
+	uint32_t kind;
+	int32_t pid;
+	uint32_t reserved0;
+	char name[SPOOL_NAME_MAX];
+	uint64_t reserved1;
+	uint64_t reserved2;
+};
+
 #endif

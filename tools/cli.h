@@ -34,6 +34,24 @@ int cmd_replay(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 int cmd_top(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
+
+/* ------------------------------------------------------- cmd_replay.c */
+
+/*
+ * tcpspool daemon's delivery: the records of stream name to the
+ * connection fd (closed here), from byte `from` (NULL: the cursor's
+ * position), then shutdown, linger and removal as `tcpspool replay`.
+ * Returns an exit code.
+ */
+int replay_connection(struct spool_dir *d, const char *name, int fd,
+    bool is_unix, const struct spool_place *from, uint32_t linger_ms);
+
+/* ------------------------------------------------------- cmd_daemon.c */
+
+/* A daemon answers on dir's socket: one already there, or one started
+ * now (detached) and waited for. Returns an exit code, message printed. */
+int daemon_ensure(const char *dir);
 
 /* ------------------------------------------------------------ common.c */
 

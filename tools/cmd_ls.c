@@ -3,11 +3,15 @@
  * columns for a person or one JSON object per line for a script.
  */
 #include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -179,6 +183,41 @@ print_json(const struct stream_view *v, const struct stream_check *chk)
 	printf("}\n");
 }
 
+/*
+ * tcpspool daemon marks a stream it delivers for a dead writer with a
+ * file "daemon" in its dir holding "pid=N" (FORMAT.md §10): the pid of a
+ * running daemon makes the stream's state "daemon" (not an orphan: the
+ * CLI keeps off it).
+ */
+static void
+daemon_view(struct spool_dir *d, const char *name, struct stream_view *v)
+{
+	char path[SPOOL_NAME_MAX + 16], buf[64];
+	const char *e;
+	ssize_t n;
+	long long pid;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/daemon", name);
+	if ((fd = openat(spool_dir_fd(d), path, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC | O_NONBLOCK)) < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 4 || strncmp(buf, "pid=", 4) != 0)
+		return;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	pid = strtonum(buf + 4, 1, INT32_MAX, &e);
+	if (e != NULL || (kill((pid_t)pid, 0) == -1 && errno == ESRCH))
+		return;
+	strlcpy(v->word, "daemon", sizeof(v->word));
+	snprintf(v->why, sizeof(v->why), "tcpspool daemon (pid %lld) "
+	    "delivers it", pid);
+	snprintf(v->state, sizeof(v->state), "daemon (pid %lld)", pid);
+	v->held = true;
+}
+
 static int
 each_stream(void *arg, const char *name)
 {
@@ -190,6 +229,7 @@ each_stream(void *arg, const char *name)
 	stream_view_load(c->d, name, &v);
 	if (v.gone)
 		return 0;	/* delivered and removed since the listing */
+	daemon_view(c->d, name, &v);
 	/* A stream its writer holds is read by that writer as it delivers
 	 * (a damaged frame makes it an orphan, checked here then), and its
 	 * files change while we read: ls checks every frame of the others

@@ -493,9 +493,16 @@ dial(const char *to, bool *is_unix)
 	return fd;
 }
 
+/*
+ * The records of stream name, from the cursor's position or from `from`
+ * (tcpspool daemon: the first byte the kernel never accepted), to fd, or
+ * to a connection dialled to `to` once the stream is judged readable.
+ * fd is closed.
+ */
 static int
-replay_stream(struct spool_dir *d, const char *name, const char *to,
-    bool keep, bool accept_loss, uint32_t linger_ms)
+replay_stream_on(struct spool_dir *d, const char *name, const char *to,
+    int fd, bool is_unix, const struct spool_place *from, bool keep,
+    bool accept_loss, uint32_t linger_ms)
 {
 	struct replay r = { .fd = -1, .name = name };
 	struct spool_err e = { "" };
@@ -509,35 +516,40 @@ replay_stream(struct spool_dir *d, const char *name, const char *to,
 	char a[16];
 
 	stream_view_load(d, name, &v);
-	if (v.held) {
-		warnx("%s: its writer (pid %d) is running; replay refused "
-		    "(only an orphan stream can be replayed)", name, (int)v.pid);
+	if (cli_dir_writable(d) != EXIT_OK || (lock = stream_lock(d, name)) < 0) {
+		if (fd >= 0)
+			close(fd);
 		return EXIT_ERR;
 	}
-	if (cli_dir_writable(d) != EXIT_OK || (lock = stream_lock(d, name)) < 0)
-		return EXIT_ERR;
 	/* Judged before a byte moves: the cursor deletes what it delivers. */
 	stream_check(d, name, false, stderr, &chk);
 	if (chk.failed) {
+		if (fd >= 0)
+			close(fd);
 		close(lock);
 		return EXIT_ERR;
 	}
 	if ((n = spool_cursor_open(d, name, &r.cur, &e)) < 0) {
 		warnx("%s", e.msg[0] ? e.msg : strerror(-n));
+		if (fd >= 0)
+			close(fd);
 		close(lock);
 		return EXIT_ERR;
 	}
-	if ((r.fd = dial(to, &r.is_unix)) < 0) {
+	r.is_unix = is_unix;
+	if ((r.fd = fd >= 0 ? fd : dial(to, &r.is_unix)) < 0) {
 		spool_cursor_close(r.cur);
 		close(lock);
 		return EXIT_ERR;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;	/* no SA_RESTART: wake poll up */
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	r.tty = isatty(STDERR_FILENO);
+	if (from == NULL) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_signal;	/* no SA_RESTART: wake poll */
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+		r.tty = isatty(STDERR_FILENO);
+	}
 	r.total = v.info_ok ? v.info.raw_bytes : 0;
 	r.last_save = mono_ns();
 
@@ -553,6 +565,20 @@ replay_stream(struct spool_dir *d, const char *name, const char *to,
 		}
 		if (n == 0)
 			break;
+		if (from != NULL && !from->at_end && (rec.seq < from->seq ||
+		    (rec.seq == from->seq && rec.off < from->off))) {
+			/* The kernel accepted these before the writer died. */
+			if (rec.seq < from->seq) {
+				(void)spool_cursor_ack(r.cur, rec.seq, rec.len,
+				    false, &e);
+				continue;
+			}
+			rec.off = (size_t)from->off;
+		} else if (from != NULL && from->at_end) {
+			(void)spool_cursor_ack(r.cur, rec.seq, rec.len, false,
+			    &e);
+			continue;
+		}
 		if (r.sent == 0 && rec.off > 0 && r.tty)
 			fprintf(stderr, "resuming %s at record %" PRIu64
 			    ", byte %zu\n", name, rec.seq, rec.off);
@@ -604,6 +630,30 @@ replay_stream(struct spool_dir *d, const char *name, const char *to,
 	}
 	close(lock);
 	return rc;
+}
+
+static int
+replay_stream(struct spool_dir *d, const char *name, const char *to,
+    bool keep, bool accept_loss, uint32_t linger_ms)
+{
+	struct stream_view v;
+
+	stream_view_load(d, name, &v);
+	if (v.held) {
+		warnx("%s: its writer (pid %d) is running; replay refused "
+		    "(only an orphan stream can be replayed)", name, (int)v.pid);
+		return EXIT_ERR;
+	}
+	return replay_stream_on(d, name, to, -1, false, NULL, keep,
+	    accept_loss, linger_ms);
+}
+
+int
+replay_connection(struct spool_dir *d, const char *name, int fd,
+    bool is_unix, const struct spool_place *from, uint32_t linger_ms)
+{
+	return replay_stream_on(d, name, NULL, fd, is_unix, from, false,
+	    false, linger_ms);
 }
 
 int

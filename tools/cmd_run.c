@@ -54,6 +54,8 @@ static const char run_usage[] =
     "  --orphan-ttl DURATION  TCPSPOOL_ORPHAN_TTL    for expire (default 10m)\n"
     "  --lib PATH             the library to preload (default: $TCPSPOOL_LIB,\n"
     "                         the build tree, then " TCPSPOOL_LIBDIR ")\n"
+    "  --daemon               start tcpspool daemon for the spool dir unless\n"
+    "                         one answers, and wait until it does\n"
     "  -n, --dry-run          print the environment and command, do not run\n"
     "  -h, --help             this text\n"
     "\n"
@@ -323,11 +325,12 @@ dry_run(char **cmd)
 int
 cmd_run(int argc, char **argv)
 {
-	struct option longopts[NVARS + 4];
+	struct option longopts[NVARS + 5];
 	bool given[NVARS] = { false };
 	const char *lib_opt = NULL;
 	char lib[PATH_MAX];
-	bool dry = false;
+	bool dry = false, with_daemon = false;
+	char dir[PATH_MAX];
 	size_t i, n = 0;
 	int c, idx, rc;
 
@@ -336,6 +339,7 @@ cmd_run(int argc, char **argv)
 		    required_argument, NULL, 1000 + (int)i };
 	longopts[n++] = (struct option){ "lib", required_argument, NULL, 'L' };
 	longopts[n++] = (struct option){ "dry-run", no_argument, NULL, 'n' };
+	longopts[n++] = (struct option){ "daemon", no_argument, NULL, 'D' };
 	longopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
 	longopts[n] = (struct option){ NULL, 0, NULL, 0 };
 
@@ -348,6 +352,10 @@ cmd_run(int argc, char **argv)
 		}
 		if (c == 'L') {
 			lib_opt = optarg;
+			continue;
+		}
+		if (c == 'D') {
+			with_daemon = true;
 			continue;
 		}
 		if (c < 1000 || c >= 1000 + (int)NVARS)
@@ -377,6 +385,9 @@ cmd_run(int argc, char **argv)
 		dry_run(argv + optind);
 		return EXIT_OK;
 	}
+	if (with_daemon && (!spool_dir_default(dir, sizeof(dir)) ||
+	    daemon_ensure(dir) != EXIT_OK))
+		return EXIT_ERR;
 	fflush(NULL);
 	execvp(argv[optind], argv + optind);
 	c = errno;

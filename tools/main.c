@@ -21,6 +21,7 @@ static const struct command {
 	{ "rm", cmd_rm },
 	{ "metrics", cmd_metrics },
 	{ "top", cmd_top },
+	{ "daemon", cmd_daemon },
 };
 
 static void
@@ -42,6 +43,8 @@ usage(FILE *f)
 	    "  rm STREAM... | --orphans            delete streams\n"
 	    "  metrics [--textfile PATH]           figures for Prometheus\n"
 	    "  top [--interval DURATION]           live view of the streams\n"
+	    "  daemon [--status]                   hold spooled connections so their\n"
+	    "                                      delivery outlives the server\n"
 	    "\n"
 	    "Every command takes --dir DIR (default $TCPSPOOL_DIR, else\n"
 	    "/var/tmp/tcpspool-UID). A STREAM is its name, an unambiguous prefix\n"

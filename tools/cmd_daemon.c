@@ -1,0 +1,901 @@
+/*
+ * cmd_daemon.c — tcpspool daemon: holds the connections libtcpspool spools
+ * for, so that their delivery outlives the server process (issue 15).
+ *
+ * One daemon per spool dir, listening on <dir>/daemon.sock (0600; peers of
+ * another uid are refused, SO_PEERCRED). A process running the library
+ * connects when one of its streams starts spooling and sends a duplicate
+ * of the socket (SCM_RIGHTS) with the stream's name and its pid
+ * (FORMAT.md §10). The daemon keeps that duplicate untouched while the
+ * process lives, watching it through a pidfd; a release (the stream went
+ * back to direct, or finished) closes it at once. When the process is
+ * gone (exit, kill -9, crash), each stream it held is delivered from its
+ * spool files to the same connection, starting at the first byte the
+ * kernel never accepted (TCP: tcpi_bytes_acked + SIOCOUTQ against the
+ * stream's origin), then shut down, lingered and closed as the library
+ * would (tcpspool replay's machinery, cmd_replay.c), one thread per
+ * stream.
+ *
+ * States of a held connection:
+ *   HELD        the process lives; the duplicate is not touched
+ *   (closed)    released by the process: closed at once
+ *   DELIVERING  the process died: a thread sends the rest, then FIN,
+ *               linger, close, and removes the stream
+ *
+ * SIGTERM/SIGINT: the socket is removed and the daemon exits at once;
+ * connections of live processes stay up (they hold them too), those
+ * being delivered for dead processes are lost at that moment (their
+ * spools stay on disk as orphans for tcpspool replay).
+ */
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+#define STATUS_KIND	3	/* --status asks; the daemon answers in text */
+
+static const char daemon_usage[] =
+    "usage: tcpspool daemon [--dir DIR] [--linger DURATION] [--status]\n"
+    "\n"
+    "Holds the connections libtcpspool spools for, so that their delivery\n"
+    "outlives the server process: after its exit or death (kill -9), each\n"
+    "spooled stream is delivered to the same connection from the first byte\n"
+    "the kernel never accepted, then closed as the library would.\n"
+    "\n"
+    "  --dir DIR          the spool dir (default $TCPSPOOL_DIR, else\n"
+    "                     /var/tmp/tcpspool-UID); its socket is\n"
+    "                     DIR/daemon.sock\n"
+    "  --linger DURATION  how long to wait for a peer to take the last\n"
+    "                     bytes and close (default $TCPSPOOL_LINGER, 30s)\n"
+    "  --status           print what the running daemon holds\n"
+    "\n"
+    "exit: 0 ok (SIGTERM), 1 error, 64 usage.\n";
+
+/* ----------------------------------------------------------------- log */
+
+/* The library's style (preload/log.c): "tcpspool[PID]: LEVEL: message". */
+static void
+dlog(const char *level, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "tcpspool[%d]: %s: ", (int)getpid(),
+	    level);
+	va_start(ap, fmt);
+	vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	strlcat(buf, "\n", sizeof(buf));
+	(void)write(STDERR_FILENO, buf, strlen(buf));
+}
+
+/* --------------------------------------------------------------- state */
+
+struct held {
+	char name[SPOOL_NAME_MAX];
+	int fd;
+};
+
+struct proc {
+	pid_t pid;
+	int pidfd;
+	struct held *h;
+	size_t nh, caph;
+};
+
+struct conn {
+	int fd;
+	pid_t pid;		/* SO_PEERCRED at accept */
+	uint8_t buf[sizeof(struct spool_ho_msg)];
+	size_t have;
+	int pending_fd;		/* passed with the message being read */
+};
+
+struct delivery {
+	struct delivery *next;
+	char name[SPOOL_NAME_MAX];
+	pid_t pid;
+	int fd;
+};
+
+static struct {
+	struct spool_dir *dir;
+	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	uint32_t linger_ms;
+	struct proc *procs;
+	size_t nprocs, capprocs;
+	struct conn *conns;
+	size_t nconns, capconns;
+	pthread_mutex_t mu;	/* deliveries */
+	struct delivery *deliveries;
+} dm = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void *
+grow(void *v, size_t n, size_t *cap, size_t size)
+{
+	void *nv;
+
+	if (n < *cap)
+		return v;
+	if ((nv = reallocarray(v, *cap ? *cap * 2 : 16, size)) == NULL)
+		return NULL;
+	*cap = *cap ? *cap * 2 : 16;
+	return nv;
+}
+
+static struct proc *
+proc_find(pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < dm.nprocs; i++)
+		if (dm.procs[i].pid == pid)
+			return &dm.procs[i];
+	return NULL;
+}
+
+static int
+pidfd_of(int conn, pid_t pid)
+{
+	socklen_t len = sizeof(int);
+	int fd = -1;
+
+	if (getsockopt(conn, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0 &&
+	    fd >= 0)
+		return fd;
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static struct proc *
+proc_add(int conn, pid_t pid)
+{
+	struct proc *p, *v;
+	int pfd;
+
+	if ((p = proc_find(pid)) != NULL)
+		return p;
+	if ((pfd = pidfd_of(conn, pid)) < 0) {
+		dlog("warn", "pid %d: pidfd: %s", (int)pid, strerror(errno));
+		return NULL;
+	}
+	(void)fcntl(pfd, F_SETFD, FD_CLOEXEC);
+	if ((v = grow(dm.procs, dm.nprocs, &dm.capprocs, sizeof(*v))) ==
+	    NULL) {
+		close(pfd);
+		return NULL;
+	}
+	dm.procs = v;
+	p = &dm.procs[dm.nprocs++];
+	memset(p, 0, sizeof(*p));
+	p->pid = pid;
+	p->pidfd = pfd;
+	return p;
+}
+
+/* ---------------------------------------------------------- delivery */
+
+/* Nothing left to send: FIN, read until the peer closes, close. */
+static void
+close_like_library(int fd, uint32_t linger_ms)
+{
+	int64_t deadline;
+	struct timespec ts;
+	struct pollfd p;
+	char buf[16384];
+	ssize_t n;
+
+	(void)shutdown(fd, SHUT_WR);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	deadline = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 + linger_ms;
+	for (;;) {
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0)
+			continue;
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		if (ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 >= deadline)
+			break;
+		p = (struct pollfd){ .fd = fd, .events = POLLIN | POLLRDHUP };
+		(void)poll(&p, 1, 100);
+	}
+	close(fd);
+}
+
+static void
+delivery_done(struct delivery *dv)
+{
+	struct delivery **pp;
+
+	pthread_mutex_lock(&dm.mu);
+	for (pp = &dm.deliveries; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == dv) {
+			*pp = dv->next;
+			break;
+		}
+	pthread_mutex_unlock(&dm.mu);
+	free(dv);
+}
+
+/*
+ * Where delivery continues: the first stream byte the kernel never
+ * accepted. false when it cannot be known (AF_UNIX, no origin, no
+ * anchor): then from the spool's progress, at-least-once.
+ */
+static bool
+resume_point(struct delivery *dv, struct spool_place *pl)
+{
+	struct spool_origin o;
+	struct spool_err e = { "" };
+	uint64_t now;
+	int rc;
+
+	if ((rc = spool_origin_read(dm.dir, dv->name, &o, &e)) < 0) {
+		dlog("warn", "spool %s (pid %d): %s; delivering from its "
+		    "progress (bytes may repeat)", dv->name, (int)dv->pid,
+		    e.msg);
+		return false;
+	}
+	if (!o.known || spool_socket_count(dv->fd, &now) < 0) {
+		dlog("info", "spool %s (pid %d): no byte count (not TCP); "
+		    "delivering from its progress (bytes may repeat)",
+		    dv->name, (int)dv->pid);
+		return false;
+	}
+	if (now < o.count) {
+		dlog("warn", "spool %s (pid %d): the socket's count went "
+		    "back (%" PRIu64 " < %" PRIu64 "); delivering from its "
+		    "progress", dv->name, (int)dv->pid, now, o.count);
+		return false;
+	}
+	if ((rc = spool_locate(dm.dir, dv->name, &o, now - o.count, pl,
+	    &e)) < 0) {
+		dlog("warn", "spool %s (pid %d): %s; delivering from its "
+		    "progress (bytes may repeat)", dv->name, (int)dv->pid,
+		    e.msg);
+		return false;
+	}
+	if (pl->at_end)
+		dlog("info", "spool %s (pid %d): the kernel accepted every "
+		    "spooled byte (%" PRIu64 "); closing", dv->name,
+		    (int)dv->pid, pl->end_abs);
+	else
+		dlog("info", "spool %s (pid %d): continuing at byte %" PRIu64
+		    " (record %" PRIu64 " + %" PRIu64 "), %" PRIu64
+		    " bytes left", dv->name, (int)dv->pid, now - o.count,
+		    pl->seq, pl->off, pl->end_abs - (now - o.count));
+	return true;
+}
+
+/* `tcpspool ls` shows the stream as "daemon" while this file names a
+ * running daemon (FORMAT.md §10); it goes with the stream's dir. */
+static void
+mark(const char *name)
+{
+	char path[SPOOL_NAME_MAX + 16], buf[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/daemon", name);
+	if ((fd = openat(spool_dir_fd(dm.dir), path, O_WRONLY | O_CREAT |
+	    O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+		return;
+	n = snprintf(buf, sizeof(buf), "pid=%d\n", (int)getpid());
+	(void)write(fd, buf, (size_t)n);
+	close(fd);
+}
+
+static void *
+deliver_main(void *arg)
+{
+	struct delivery *dv = arg;
+	struct spool_err e = { "" };
+	struct spool_place pl;
+	struct stat st;
+	int64_t cut;
+	int rc, type = 0, fam = 0;
+	socklen_t len = sizeof(type);
+	struct sockaddr_storage ss;
+	socklen_t slen = sizeof(ss);
+
+	(void)getsockopt(dv->fd, SOL_SOCKET, SO_TYPE, &type, &len);
+	if (getsockname(dv->fd, (struct sockaddr *)&ss, &slen) == 0)
+		fam = ss.ss_family;
+	if (fstatat(spool_dir_fd(dm.dir), dv->name, &st,
+	    AT_SYMLINK_NOFOLLOW) == -1) {
+		/* Delivered and removed before the process went. */
+		dlog("info", "spool %s (pid %d): nothing left to deliver; "
+		    "closing", dv->name, (int)dv->pid);
+		close_like_library(dv->fd, dm.linger_ms);
+		delivery_done(dv);
+		return NULL;
+	}
+	mark(dv->name);
+	if ((cut = spool_repair(dm.dir, dv->name, &e)) < 0)
+		dlog("warn", "spool %s: repair: %s", dv->name, e.msg);
+	else if (cut > 0)
+		dlog("warn", "spool %s: %" PRId64 " bytes of a torn frame cut "
+		    "(the process died while writing it)", dv->name, cut);
+	rc = replay_connection(dm.dir, dv->name, dv->fd, fam == AF_UNIX,
+	    resume_point(dv, &pl) ? &pl : NULL, dm.linger_ms);
+	if (rc == EXIT_OK)
+		dlog("info", "spool %s (pid %d): delivered, connection "
+		    "closed", dv->name, (int)dv->pid);
+	else
+		dlog("warn", "spool %s (pid %d): delivery ended early; the "
+		    "spool stays (tcpspool replay)", dv->name, (int)dv->pid);
+	delivery_done(dv);
+	return NULL;
+}
+
+static void
+deliver(pid_t pid, struct held *h)
+{
+	struct delivery *dv;
+	pthread_attr_t attr;
+	pthread_t tid;
+
+	if ((dv = calloc(1, sizeof(*dv))) == NULL) {
+		close(h->fd);
+		return;
+	}
+	strlcpy(dv->name, h->name, sizeof(dv->name));
+	dv->pid = pid;
+	dv->fd = h->fd;
+	pthread_mutex_lock(&dm.mu);
+	dv->next = dm.deliveries;
+	dm.deliveries = dv;
+	pthread_mutex_unlock(&dm.mu);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&tid, &attr, deliver_main, dv) != 0) {
+		dlog("error", "spool %s: no thread to deliver it", h->name);
+		close(dv->fd);
+		delivery_done(dv);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* ---------------------------------------------------------- messages */
+
+static void
+status_reply(int fd)
+{
+	struct delivery *dv;
+	char line[256];
+	size_t i, j;
+	FILE *f;
+
+	if ((f = fdopen(dup(fd), "w")) == NULL)
+		return;
+	fprintf(f, "daemon pid %d, spool dir %s\n", (int)getpid(),
+	    spool_dir_path(dm.dir));
+	for (i = 0; i < dm.nprocs; i++)
+		for (j = 0; j < dm.procs[i].nh; j++)
+			fprintf(f, "held %s pid %d\n", dm.procs[i].h[j].name,
+			    (int)dm.procs[i].pid);
+	pthread_mutex_lock(&dm.mu);
+	for (dv = dm.deliveries; dv != NULL; dv = dv->next) {
+		snprintf(line, sizeof(line), "delivering %s pid %d\n",
+		    dv->name, (int)dv->pid);
+		fputs(line, f);
+	}
+	pthread_mutex_unlock(&dm.mu);
+	fclose(f);
+}
+
+/* Does stream name belong to pid (its segment header says so)? */
+static bool
+stream_of(const char *name, pid_t pid)
+{
+	struct spool_stream_info si;
+	struct spool_err e;
+
+	if (spool_stream_info_flags(dm.dir, name, SPOOL_INFO_QUICK, &si,
+	    &e) < 0 || !si.id_known)
+		return false;
+	return si.id.pid == pid;
+}
+
+/* One whole message from c; false: drop the connection. */
+static bool
+handle(struct conn *c, const struct spool_ho_msg *m, int fd)
+{
+	struct proc *p;
+	struct held *h;
+	size_t i;
+
+	if (m->magic != SPOOL_HO_MAGIC) {
+		dlog("warn", "pid %d: not a tcpspool message; disconnected",
+		    (int)c->pid);
+		goto refuse;
+	}
+	if (m->kind == STATUS_KIND) {
+		status_reply(c->fd);
+		goto refuse;	/* answered: the connection ends */
+	}
+	if (m->pid != c->pid || memchr(m->name, '\0', sizeof(m->name)) ==
+	    NULL) {
+		dlog("warn", "pid %d: a message for pid %d refused",
+		    (int)c->pid, (int)m->pid);
+		goto refuse;
+	}
+	p = proc_find(c->pid);
+	if (m->kind == SPOOL_HO_RELEASE) {
+		for (i = 0; p != NULL && i < p->nh; i++)
+			if (strcmp(p->h[i].name, m->name) == 0) {
+				close(p->h[i].fd);
+				p->h[i] = p->h[--p->nh];
+				break;
+			}
+		if (fd >= 0)
+			close(fd);
+		return true;
+	}
+	if (m->kind != SPOOL_HO_TAKE || fd < 0) {
+		dlog("warn", "pid %d: message kind %u refused", (int)c->pid,
+		    m->kind);
+		goto refuse;
+	}
+	if (faccessat(spool_dir_fd(dm.dir), m->name, F_OK,
+	    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT &&
+	    strspn(m->name, "0123456789abcdef") == 16 && m->name[16] == '\0') {
+		/* Delivered and removed before its take was read. */
+		close(fd);
+		return true;
+	}
+	if (!stream_of(m->name, c->pid)) {
+		dlog("warn", "pid %d: stream %.16s is not its own; refused",
+		    (int)c->pid, m->name);
+		close(fd);
+		return true;
+	}
+	if (p == NULL && (p = proc_add(c->fd, c->pid)) == NULL) {
+		close(fd);
+		return true;
+	}
+	/* Handed over again (the process reconnected): one copy, the new. */
+	for (i = 0; i < p->nh; i++)
+		if (strcmp(p->h[i].name, m->name) == 0) {
+			close(p->h[i].fd);
+			p->h[i].fd = fd;
+			return true;
+		}
+	if ((h = grow(p->h, p->nh, &p->caph, sizeof(*h))) == NULL) {
+		close(fd);
+		return true;
+	}
+	p->h = h;
+	h = &p->h[p->nh++];
+	strlcpy(h->name, m->name, sizeof(h->name));
+	h->fd = fd;
+	return true;
+refuse:
+	if (fd >= 0)
+		close(fd);
+	return false;
+}
+
+/* Reads what c has; false when it is closed (or to be dropped). */
+static bool
+conn_read(struct conn *c)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov;
+	struct msghdr mh;
+	struct cmsghdr *cm;
+	int fds[4], fd;
+	size_t k, nf;
+	ssize_t n;
+
+	for (;;) {
+		iov = (struct iovec){ c->buf + c->have,
+		    sizeof(c->buf) - c->have };
+		mh = (struct msghdr){ .msg_iov = &iov, .msg_iovlen = 1,
+		    .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+		n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return true;
+		for (cm = CMSG_FIRSTHDR(&mh); n > 0 && cm != NULL;
+		    cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET ||
+			    cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			nf = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			if (nf > 4)
+				nf = 4;
+			memcpy(fds, CMSG_DATA(cm), nf * sizeof(int));
+			for (k = 0; k < nf; k++) {
+				if (c->pending_fd < 0)
+					c->pending_fd = fds[k];
+				else
+					close(fds[k]);
+			}
+		}
+		if (n <= 0)
+			return false;
+		c->have += (size_t)n;
+		if (c->have < sizeof(c->buf))
+			continue;
+		c->have = 0;
+		fd = c->pending_fd;
+		c->pending_fd = -1;
+		if (!handle(c, (const struct spool_ho_msg *)(void *)c->buf,
+		    fd))
+			return false;
+	}
+}
+
+static void
+conn_drop(size_t i)
+{
+	if (dm.conns[i].pending_fd >= 0)
+		close(dm.conns[i].pending_fd);
+	close(dm.conns[i].fd);
+	dm.conns[i] = dm.conns[--dm.nconns];
+}
+
+static void
+accept_one(int ls)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	struct conn *v;
+	int fd;
+
+	if ((fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == -1 ||
+	    cr.uid != getuid()) {
+		dlog("warn", "a peer of uid %d refused (the daemon's uid is "
+		    "%d)", (int)cr.uid, (int)getuid());
+		close(fd);
+		return;
+	}
+	if ((v = grow(dm.conns, dm.nconns, &dm.capconns, sizeof(*v))) ==
+	    NULL) {
+		close(fd);
+		return;
+	}
+	dm.conns = v;
+	dm.conns[dm.nconns++] = (struct conn){ .fd = fd, .pid = cr.pid,
+	    .pending_fd = -1 };
+}
+
+/* The process is gone: what it held is delivered. */
+static void
+proc_died(size_t i)
+{
+	struct proc *p = &dm.procs[i];
+	size_t j;
+
+	/* Its last messages first: a release sent before it died. */
+	for (j = 0; j < dm.nconns;) {
+		if (dm.conns[j].pid == p->pid) {
+			(void)conn_read(&dm.conns[j]);
+			p = &dm.procs[i];	/* handle may grow procs */
+			conn_drop(j);
+			continue;
+		}
+		j++;
+	}
+	p = &dm.procs[i];
+	for (j = 0; j < p->nh; j++) {
+		dlog("info", "spool %s: pid %d is gone; delivering its spool "
+		    "to the same connection", p->h[j].name, (int)p->pid);
+		deliver(p->pid, &p->h[j]);
+	}
+	free(p->h);
+	close(p->pidfd);
+	dm.procs[i] = dm.procs[--dm.nprocs];
+}
+
+/* ---------------------------------------------------------------- main */
+
+static int
+listen_on(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old;
+	int fd, probe;
+
+	strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+	if ((probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
+		if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			warnx("a daemon already listens on %s", path);
+			close(probe);
+			return -1;
+		}
+		close(probe);
+	}
+	(void)unlink(path);	/* a dead daemon's */
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) < 0) {
+		warn("socket");
+		return -1;
+	}
+	old = umask(077);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		umask(old);
+		warn("bind %s", path);
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	(void)chmod(path, 0600);
+	if (listen(fd, 512) == -1) {
+		warn("listen %s", path);
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+ask_status(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct spool_ho_msg m = { .magic = SPOOL_HO_MAGIC,
+	    .kind = STATUS_KIND, .pid = (int32_t)getpid() };
+	char buf[4096];
+	ssize_t n;
+	int fd;
+
+	strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		warnx("no daemon answers on %s", path);
+		return EXIT_ERR;
+	}
+	if (write(fd, &m, sizeof(m)) != (ssize_t)sizeof(m)) {
+		warn("%s", path);
+		return EXIT_ERR;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, (size_t)n, stdout);
+	close(fd);
+	return EXIT_OK;
+}
+
+/* Does a daemon answer on path? */
+static bool
+answers(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	bool yes;
+	int fd;
+
+	strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return false;
+	yes = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return yes;
+}
+
+int
+daemon_ensure(const char *dir)
+{
+	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)], self[PATH_MAX];
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	ssize_t n;
+	pid_t pid;
+	int i, st;
+
+	if ((size_t)snprintf(sock, sizeof(sock), "%s/%s", dir,
+	    SPOOL_DAEMON_SOCK) >= sizeof(sock)) {
+		warnx("%s: path too long for a unix socket", dir);
+		return EXIT_ERR;
+	}
+	if (answers(sock))
+		return EXIT_OK;
+	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0) {
+		warn("/proc/self/exe");
+		return EXIT_ERR;
+	}
+	self[n] = '\0';
+	/* Twice forked: the daemon is nobody's child (the program exec'd
+	 * next must not reap it), in a session of its own. */
+	if ((pid = fork()) == -1) {
+		warn("fork");
+		return EXIT_ERR;
+	}
+	if (pid == 0) {
+		if (setsid() == -1 || fork() != 0)
+			_exit(0);
+		if ((i = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
+			(void)dup2(i, STDIN_FILENO);
+			(void)dup2(i, STDOUT_FILENO);
+		}
+		execl(self, "tcpspool", "daemon", "--dir", dir, (char *)NULL);
+		_exit(127);
+	}
+	(void)waitpid(pid, &st, 0);
+	for (i = 0; i < 500; i++) {
+		if (answers(sock))
+			return EXIT_OK;
+		nanosleep(&ts, NULL);
+	}
+	warnx("tcpspool daemon did not answer on %s within 5 s", sock);
+	return EXIT_ERR;
+}
+
+static int
+serve(int ls, int sfd)
+{
+	struct pollfd *pf = NULL;
+	size_t cap = 0, n, i, base, nconns, nprocs;
+
+	for (;;) {
+		n = 2 + dm.nconns + dm.nprocs;
+		if (n > cap) {
+			cap = n * 2;
+			if ((pf = reallocarray(pf, cap, sizeof(*pf))) == NULL)
+				err(EXIT_ERR, "daemon");
+		}
+		pf[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+		pf[1] = (struct pollfd){ .fd = ls, .events = POLLIN };
+		for (i = 0; i < dm.nconns; i++)
+			pf[2 + i] = (struct pollfd){ .fd = dm.conns[i].fd,
+			    .events = POLLIN };
+		base = 2 + dm.nconns;
+		/* Only these were polled: handling a message may add a
+		 * process, and its slot in pf is a stale one. */
+		nconns = dm.nconns;
+		nprocs = dm.nprocs;
+		for (i = 0; i < dm.nprocs; i++)
+			pf[base + i] = (struct pollfd){ .fd = dm.procs[i].pidfd,
+			    .events = POLLIN };
+		if (poll(pf, n, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			err(EXIT_ERR, "poll");
+		}
+		if (pf[0].revents) {
+			free(pf);
+			return EXIT_OK;
+		}
+		/* Messages before deaths: a release read late must still
+		 * close a copy rather than deliver. Walked backwards, as a
+		 * drop moves the last one into i. */
+		for (i = nconns; i-- > 0;)
+			if (pf[2 + i].revents && !conn_read(&dm.conns[i]))
+				conn_drop(i);
+		for (i = nprocs; i-- > 0;)
+			if (pf[base + i].revents)
+				proc_died(i);
+		if (pf[1].revents)
+			for (i = 0; i < 64; i++)
+				accept_one(ls);
+	}
+}
+
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int
+cmd_daemon(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "dir", required_argument, NULL, 'd' },
+		{ "linger", required_argument, NULL, 'l' },
+		{ "status", no_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct spool_limits lim = { 0 };
+	struct spool_err e = { "" };
+	const char *dir = NULL, *env;
+	char path[4096];
+	bool status = false;
+	sigset_t sigs;
+	int ch, ls, sfd, rc;
+
+	dm.linger_ms = 30000;
+	if ((env = getenv("TCPSPOOL_LINGER")) != NULL &&
+	    config_parse_duration_ms(env, &dm.linger_ms) == -1)
+		dm.linger_ms = 30000;
+	while ((ch = getopt_long(argc, argv, "hd:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'd':
+			dir = optarg;
+			break;
+		case 'l':
+			if (config_parse_duration_ms(optarg, &dm.linger_ms) ==
+			    -1) {
+				warnx("--linger \"%s\": expected a duration "
+				    "like 30s", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 's':
+			status = true;
+			break;
+		case 'h':
+			return usage_exit(daemon_usage, true);
+		default:
+			return usage_exit(daemon_usage, false);
+		}
+	}
+	if (argc != optind)
+		return usage_exit(daemon_usage, false);
+	if (dir == NULL) {
+		if (!spool_dir_default(path, sizeof(path)))
+			return EXIT_ERR;
+		dir = path;
+	}
+	if ((rc = spool_dir_open(dir, &lim, &dm.dir, &e)) < 0) {
+		warnx("%s", e.msg[0] ? e.msg : strerror(-rc));
+		return EXIT_ERR;
+	}
+	if ((size_t)snprintf(dm.sock, sizeof(dm.sock), "%s/%s",
+	    spool_dir_path(dm.dir), SPOOL_DAEMON_SOCK) >= sizeof(dm.sock)) {
+		warnx("%s: path too long for a unix socket",
+		    spool_dir_path(dm.dir));
+		return EXIT_ERR;
+	}
+	if (status)
+		return ask_status(dm.sock);
+	raise_fd_limit();
+	/* SIGPIPE never kills a delivery; SIGTERM and SIGINT end the loop. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if ((sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
+		warn("signalfd");
+		return EXIT_ERR;
+	}
+	if ((ls = listen_on(dm.sock)) < 0)
+		return EXIT_ERR;
+	dlog("info", "daemon listening on %s", dm.sock);
+	rc = serve(ls, sfd);
+	unlink(dm.sock);
+	dlog("info", "daemon stopped (SIGTERM); %zu processes' connections "
+	    "left to them", dm.nprocs);
+	/* Deliveries in progress end with the process (see above). */
+	fflush(stdout);
+	_exit(rc);
+}
