@@ -96,28 +96,6 @@ stream_ref(struct stream *s)
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
-/* Forgets what the batch holds (its memory stays). */
-void
-batch_reset(struct replay_batch *b)
-{
-	b->n = b->first = b->used = b->pos = b->tail_len = 0;
-	b->tail = NULL;
-	b->switched = false;
-}
-
-/* Empties the batch and gives its memory back (leaving SPOOLING). */
-void
-batch_free(struct replay_batch *b)
-{
-	if (b->p != &b->one)
-		free(b->p);
-	free(b->buf);
-	b->p = NULL;
-	b->buf = NULL;
-	b->ncap = b->cap = 0;
-	batch_reset(b);
-}
-
 /* Closes the reader and the writer; the files go (how) or stay. */
 void
 spool_release(struct stream *s, enum spool_close_how how, const char *reason)
@@ -125,7 +103,6 @@ spool_release(struct stream *s, enum spool_close_how how, const char *reason)
 	struct spool_err e;
 	int saved = errno;
 
-	batch_free(&s->batch);	/* its tail may point into the cursor */
 	s->parked = false;
 	atomic_store(&s->park_due, 0);
 	if (s->cur != NULL)
@@ -147,7 +124,6 @@ spool_release(struct stream *s, enum spool_close_how how, const char *reason)
 void
 spool_detach(struct stream *s, struct spool_detached *d)
 {
-	batch_free(&s->batch);	/* its tail may point into the cursor */
 	s->parked = false;
 	atomic_store(&s->park_due, 0);
 	/* The ledger takes the counts of the last status: make it now. */

@@ -88,35 +88,6 @@ enum stream_state {
 	STREAM_DONE,
 };
 
-/*
- * What one sendmsg of the replay thread carries: the rest of successive
- * records, as one byte sequence. A record's data from the cursor is valid
- * only until the cursor's next call (spool.h), so every record but the
- * last is copied into buf; the last (tail) may be the cursor's own bytes,
- * and then the cursor is not called again until the batch has gone.
- * Pieces before pos were sent; they are acknowledged when pos passes them
- * (see stream.c, batch_sent).
- */
-struct batch_piece {
-	uint64_t seq;
-	size_t off;		/* of the record, where this piece starts */
-	size_t len;		/* the record's length */
-	size_t end;		/* offset in the batch just past this piece */
-};
-
-struct replay_batch {
-	struct batch_piece *p;	/* ncap of them; one inline without memory */
-	size_t n, ncap;
-	size_t first;		/* pieces before it are sent and acknowledged */
-	uint8_t *buf;		/* cap bytes; NULL without memory */
-	size_t used, cap;
-	const uint8_t *tail;	/* the last piece's bytes when not in buf */
-	size_t tail_len;
-	size_t pos;		/* bytes of the batch sent */
-	bool switched;		/* the last piece opened a new frame */
-	struct batch_piece one;
-};
-
 /* A spool taken from its stream, to be closed without the stream's lock
  * (stream_impl.h, spool_detach). */
 struct spool_detached {
@@ -148,11 +119,7 @@ struct stream {
 	struct spool_stream *spool;
 	uint64_t spool_gen;	/* spools made so far (a sync job's spool) */
 	struct spool_cursor *cur;
-	/* Records the cursor returned and the socket has not taken yet
-	 * (replay thread): sent first on the next turn, the cursor having
-	 * moved past them. */
-	struct replay_batch batch;
-	/* The replay thread works on cur, batch and dup without mu (pump.c,
+	/* The replay thread works on cur and dup without mu (pump.c,
 	 * pump_turn); an abortive close meanwhile leaves the spool to it. */
 	bool pumping;
 	bool abort_pending;
@@ -160,7 +127,7 @@ struct stream {
 	 * (pump.c, drained; stream_service). */
 	struct spool_detached gone;
 	/* The peer has read nothing for a while: the cursor and the writer
-	 * gave back their fds and buffers, the batch is gone, and the status
+	 * gave back their fds and buffers, and the status
 	 * says "stalled" without being rewritten (pump.c, park). */
 	bool parked;
 	struct spool_identity id;

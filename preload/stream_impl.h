@@ -15,8 +15,6 @@
 
 /* stream.c */
 void set_state(struct stream *s, enum stream_state st);
-void batch_reset(struct replay_batch *b);
-void batch_free(struct replay_batch *b);
 /* Closes the reader and the writer; the files go (how) or stay. */
 void spool_release(struct stream *s, enum spool_close_how how,
     const char *reason);

@@ -57,6 +57,11 @@ tcpspool run -n --dir "$work/spool" -- /bin/true | grep -q '/usr/lib/.*/libtcpsp
 	fail "tcpspool run does not find the installed library"
 man -w tcpspool >/dev/null 2>&1 || [ -f /usr/share/man/man1/tcpspool.1.gz ] ||
 	fail "tcpspool(1) not installed"
+# The daemon's unit (one instance per spool dir) and the example drop-in.
+dpkg -L tcpspool | grep -qx '/usr/lib/systemd/system/tcpspool@.service' ||
+	fail "tcpspool@.service not in the package"
+dpkg -L tcpspool | grep -q '/usr/share/doc/tcpspool/tcpspool-preload.conf.example' ||
+	fail "the example drop-in is not in the package"
 
 # The story: server A writes 300000 messages in a tight loop; the client
 # waits a second, then reads slowly. Under the installed library every
