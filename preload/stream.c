@@ -103,6 +103,12 @@ spool_release(struct stream *s, enum spool_close_how how, const char *reason)
 	struct spool_err e;
 	int saved = errno;
 
+	/* A spool kept (an orphan) is replayed from its progress file:
+	 * what the socket took since the last save (up to 200 ms of it) is
+	 * saved now, or it would be sent again. A parked cursor saved it. */
+	if (how == SPOOL_CLOSE_KEEP && s->cur != NULL && !s->parked &&
+	    spool_cursor_ack(s->cur, 0, 0, true, &e) < 0 && s->errors++ == 0)
+		log_warn("spool %s: progress: %s", s->name, e.msg);
 	s->parked = false;
 	atomic_store(&s->park_due, 0);
 	if (s->cur != NULL)

@@ -712,9 +712,9 @@ persist(struct spool_cursor *c, struct spool_err *err)
 	 * disk (yet): the progress file never passes what is (FORMAT.md §6),
 	 * so it says at most "everything written". */
 	pub_read(c, &p);
-	if (p.live && seq > p.written) {
-		seq = p.written;
-		off = 0;
+	if (p.live && (seq > p.written || (seq == p.written && off > 0))) {
+		seq = p.written;	/* a cut inside the first staged record */
+		off = 0;	/* too: that record is not in the files */
 	}
 	if (c->prog.generation > 0 && c->prog.next_seq == seq &&
 	    c->prog.next_off == off)

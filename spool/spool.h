@@ -328,7 +328,8 @@ int spool_stream_cursor(struct spool_stream *s, struct spool_cursor **out,
  * inside a record (off < len), or after spool_cursor_rewind, the next call
  * returns that record again with rec->off = the acknowledged offset.
  * rec->data stays valid until the next spool_cursor_next,
- * spool_cursor_rewind or spool_cursor_close (spool_cursor_ack keeps it).
+ * spool_cursor_run, spool_cursor_rewind, spool_cursor_park or
+ * spool_cursor_close (spool_cursor_ack keeps it).
  * Each record returned and not yet acknowledged costs 16 bytes of memory
  * (its sequence number and length, for exact pending counts).
  */

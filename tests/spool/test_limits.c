@@ -594,3 +594,66 @@ Test(spool, min_free_counts_other_streams_credits)
 	spool_stream_close(b, SPOOL_CLOSE_REMOVE, NULL, &err);
 	spool_dir_close(d);
 }
+
+/*
+ * A cut inside the first record that only the stalled writer's memory
+ * holds: the progress file must not name an offset inside a record that
+ * is not in the files (FORMAT.md §6), or a reader after a crash finds a
+ * position past the end of what is written and reports a lost frame.
+ */
+Test(spool, a_cut_inside_a_staged_record_is_persisted_as_everything_written)
+{
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_stream *s = stall_stream(d, 1 << 20);
+	struct spool_err err = { "" };
+	struct spool_stream_info si;
+	struct spool_cursor *c;
+	char name[SPOOL_NAME_MAX];
+	uint8_t b[3000];
+	int i;
+
+	strcpy(name, spool_stream_name(s));
+	cr_assert_eq(spool_stream_cursor(s, &c, &err), 0);
+	for (i = 0; i < 2; i++) {	/* two on disk */
+		rec_of(b, sizeof(b), i);
+		append1(s, b, sizeof(b), i);
+	}
+	cr_assert_eq(spool_stream_flush(s, &err), 0);
+	for (; i < 5; i++) {	/* three staged, the disk "full" */
+		rec_of(b, sizeof(b), i);
+		append1(s, b, sizeof(b), i);
+	}
+	fsize_limit(8192);
+	cr_assert_eq(spool_stream_flush(s, &err), -EFBIG);
+	for (i = 0; i < 2; i++) {
+		next_is(c, (uint64_t)i, sizeof(b));
+		ack(c, (uint64_t)i, sizeof(b), false);
+	}
+	next_is(c, 2, sizeof(b));
+	ack(c, 2, 100, true);	/* the socket took 100 bytes of record 2 */
+	cr_assert_eq(spool_stream_info(d, name, &si, &err), 0, "%s", err.msg);
+	cr_assert_eq(si.acked_seq, 2, "progress at record %llu",
+	    (unsigned long long)si.acked_seq);
+	/* A reader of the files alone (the writer crashed here) finds
+	 * everything delivered and nothing lost. */
+	{
+		struct spool_cursor *c2;
+		struct spool_losses l;
+		struct spool_record r;
+
+		cr_assert_eq(spool_cursor_open(d, name, &c2, &err), 0, "%s",
+		    err.msg);
+		cr_assert_eq(spool_cursor_next(c2, &r, &err), 0,
+		    "record %llu offset %zu after the progress",
+		    (unsigned long long)r.seq, r.off);
+		spool_cursor_losses(c2, &l);
+		cr_assert_eq(l.frames, 0, "the progress named a byte of a "
+		    "record not in the files: %llu frame(s) reported lost",
+		    (unsigned long long)l.frames);
+		spool_cursor_close(c2);
+	}
+	fsize_limit(RLIM_INFINITY);
+	spool_cursor_close(c);
+	spool_stream_close(s, SPOOL_CLOSE_REMOVE, NULL, &err);
+	spool_dir_close(d);
+}
