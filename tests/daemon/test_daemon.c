@@ -635,7 +635,10 @@ Test(daemon, thousand_drained_streams_leave_no_fd_in_the_daemon)
 /*
  * A stream that drained returned to the direct path: the daemon closed its
  * copy before the application writes or closes again, so the
- * application's close is the socket's last (the peer gets FIN at once).
+ * application's close is the socket's last. (server_a's close-hold waits
+ * on the gate that resumed it, so it exits right after its close: that
+ * the peer gets FIN from the close itself, the process still alive, is
+ * close_after_the_return_to_direct_sends_fin_at_once's to show.)
  */
 Test(daemon, drained_stream_is_released_before_the_close)
 {
@@ -670,6 +673,84 @@ Test(daemon, drained_stream_is_released_before_the_close)
 	h_story_wait_server(&st);
 	daemon_stop(dmn);
 	h_story_assert_delivered(&st, (long long)MSGS * REL_MSG);
+}
+
+/*
+ * The application closes a connection whose stream spooled, was handed
+ * to the daemon, drained and went back to the direct path, and lives on
+ * (close_then_hold, blocked on a gate of ours): its peer gets EOF at
+ * once, while the process and the daemon both still run. Had the daemon
+ * kept its copy, the connection would stay open until one of them ended.
+ * The daemon holds no TCP socket afterwards.
+ */
+Test(daemon, close_after_the_return_to_direct_sends_fin_at_once)
+{
+	enum { MSGS = 200000, EOF_MS = 20000 };
+	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
+	struct h_spawn o = { .preload = true, .env = env, .nfds = 2 };
+	struct h_gate close_gate, exit_gate, read_gate;
+	struct h_argv args = { 0 };
+	struct h_proc *dmn, *app, *reader;
+	struct h_result r;
+	char prog[PATH_MAX], count[64];
+	const char *line;
+	long long told;
+	int64_t t0;
+
+	dmn = daemon_start();
+	h_gate_init(&close_gate);
+	h_gate_init(&exit_gate);
+	h_gate_init(&read_gate);
+	o.fds[0].child = 5;
+	o.fds[0].parent = close_gate.rfd;
+	o.fds[1].child = 6;
+	o.fds[1].parent = exit_gate.rfd;
+	h_fixture(prog, sizeof(prog), "../daemon/close_then_hold");
+	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_args(&args, count, "--sndbuf=4096", "--status-fd=3", "--close-fd=5",
+	    "--exit-fd=6", NULL);
+	app = h_spawn("close_then_hold", prog, &args, &o);
+	line = h_status_line(app, "port ", 0, DEADLINE_MS);
+	cr_assert(line != NULL, "no port: %s", h_describe(app));
+	reader = h_reader(0, (unsigned short)strtol(line + 5, NULL, 10),
+	    &read_gate, count, "--rcvbuf=4096", NULL);
+	line = h_status_line(app, "done ", 0, DEADLINE_MS);
+	cr_assert(line != NULL, "never wrote it all: %s", h_describe(app));
+	told = h_field(line, "bytes");
+	cr_assert_eq(told, (long long)MSGS * REL_MSG);
+	/* Spooled and handed over: the daemon has a copy of the socket. */
+	wait_held(1);
+	cr_assert_eq(tcp_fds(h_pid(dmn)), 1, "the daemon holds no copy");
+	/* The client reads everything: the stream drains back to the direct
+	 * path (its spool released, its files gone). The daemon's copy is
+	 * not waited for: that it goes at once is the point. */
+	h_gate_open(&read_gate);
+	wait_no_streams();
+	h_gate_open(&close_gate);
+	cr_assert(h_status_line(app, "closed", 0, DEADLINE_MS) != NULL, "%s",
+	    h_describe(app));
+	t0 = now_ms();
+	cr_assert(h_wait(reader, EOF_MS), "no EOF within %d ms of the "
+	    "close (daemon: %d TCP sockets; %s): %s", EOF_MS,
+	    tcp_fds(h_pid(dmn)), daemon_status(), h_describe(reader));
+	fprintf(stderr, "# EOF %lld ms after the close\n",
+	    (long long)(now_ms() - t0));
+	cr_expect(!h_wait(app, 0), "the application ended before its peer "
+	    "saw EOF: %s", h_describe(app));
+	cr_expect(!h_wait(dmn, 0), "the daemon ended before the peer saw "
+	    "EOF: %s", h_describe(dmn));
+	cr_assert(h_reader_result(reader, &r), "%s", h_describe(reader));
+	cr_expect(r.bytes == told && r.mismatch == -1 && strcmp(r.end, "EOF")
+	    == 0, "client: bytes=%lld of %lld mismatch=%lld end=%s", r.bytes,
+	    told, r.mismatch, r.end);
+	/* What ss would show: no TCP socket in the daemon's fds. */
+	cr_expect_eq(tcp_fds(h_pid(dmn)), 0, "the daemon keeps a connection");
+	cr_expect_eq(count_lines(daemon_status(), "held "), 0);
+	h_gate_open(&exit_gate);
+	cr_assert(h_wait(app, DEADLINE_MS), "%s", h_describe(app));
+	cr_expect_eq(h_exit_code(app), 0, "%s", h_describe(app));
+	daemon_stop(dmn);
+	cr_expect(h_spool_wait_empty(10000), "files left in the spool dir");
 }
 
 /*
