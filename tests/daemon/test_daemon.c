@@ -259,6 +259,28 @@ wait_fds(pid_t pid, int n)
 }
 
 /*
+ * The socket's count at the end of stream name's records on disk: its
+ * origin plus the records' end (what the process was told it sent, once
+ * every byte is framed); -1 without an origin, -2 when not located.
+ * *origin: the count at the origin.
+ */
+static long long
+origin_end(struct spool_dir *d, const char *name, long long *origin)
+{
+	struct spool_origin o;
+	struct spool_place pl;
+	struct spool_err e;
+
+	if (spool_origin_read(d, name, &o, &e) != 0)
+		return -1;
+	if (origin != NULL)
+		*origin = (long long)o.count;
+	if (spool_locate(d, name, &o, 0, &pl, &e) != 0)
+		return -2;
+	return (long long)(o.count + pl.end_abs);
+}
+
+/*
  * Waits until the stream handed to the daemon (the one with an origin
  * file) holds on disk every byte
  * server_a was told it sent (told): the socket's count at its origin plus
@@ -270,8 +292,6 @@ wait_on_disk_n(long long told, int want)
 {
 	int64_t until = now_ms() + DEADLINE_MS;
 	static char names[128][32];
-	struct spool_origin o;
-	struct spool_place pl;
 	struct spool_dir *d;
 	struct spool_err e;
 	int ok = 0;
@@ -283,11 +303,12 @@ wait_on_disk_n(long long told, int want)
 
 		ok = 0;
 		for (i = 0; i < n; i++) {
-			if (spool_origin_read(d, names[i], &o, &e) != 0)
+			long long end = origin_end(d, names[i], NULL);
+
+			if (end == -1)
 				continue;
 			with++;
-			if (spool_locate(d, names[i], &o, 0, &pl, &e) == 0 &&
-			    (long long)(o.count + pl.end_abs) == told)
+			if (end == told)
 				ok++;
 		}
 		cr_assert_leq(with, want, "more streams with an origin");
@@ -304,6 +325,65 @@ static void
 wait_on_disk(long long told)
 {
 	wait_on_disk_n(told, 1);
+}
+
+/* wait_on_disk for stream name alone (other streams may spool too); the
+ * socket's count at its origin. */
+static long long
+wait_stream_on_disk(const char *name, long long told)
+{
+	int64_t until = now_ms() + DEADLINE_MS;
+	long long origin = -1, end;
+	struct spool_dir *d;
+	struct spool_err e;
+
+	cr_assert_eq(spool_dir_inspect(h_spool_dir(), false, &d, &e), 0, "%s",
+	    e.msg);
+	while ((end = origin_end(d, name, &origin)) != told) {
+		cr_assert(now_ms() < until, "stream %s holds %lld of its %lld "
+		    "bytes", name, end, told);
+		tick();
+	}
+	spool_dir_close(d);
+	return origin;
+}
+
+/* The stream byte the daemon said it continues stream name at ("spool
+ * NAME (pid P): continuing at byte X"), or -1. */
+static long long
+daemon_resumed_at(struct h_proc *dmn, const char *name)
+{
+	char head[64];
+	const char *s = h_stderr(dmn), *at;
+
+	h_fmt(head, sizeof(head), "spool %s (pid ", name);
+	for (; (s = strstr(s, head)) != NULL; s += strlen(head)) {
+		at = strstr(s, "): continuing at byte ");
+		if (at != NULL && at < strchrnul(s, '\n'))
+			return strtoll(at + 21, NULL, 10);
+	}
+	return -1;
+}
+
+/* The line `tcpspool ls --json` prints for stream name ("" if none). */
+static const char *
+ls_json(const char *name, int *code)
+{
+	static char out[65536], line[4096];
+	char key[64];
+	const char *s, *nl;
+	struct h_proc *cli;
+
+	cli = h_cli(out, sizeof(out), "ls", "--dir", h_spool_dir(), "--json",
+	    NULL);
+	*code = h_exit_code(cli);
+	h_fmt(key, sizeof(key), "{\"stream\":\"%s\"", name);
+	line[0] = '\0';
+	if ((s = strstr(out, key)) != NULL) {
+		nl = strchrnul(s, '\n');
+		snprintf(line, sizeof(line), "%.*s", (int)(nl - s), s);
+	}
+	return line;
 }
 
 /* The child of server_a serving connection 0. */
@@ -635,7 +715,10 @@ Test(daemon, thousand_drained_streams_leave_no_fd_in_the_daemon)
 /*
  * A stream that drained returned to the direct path: the daemon closed its
  * copy before the application writes or closes again, so the
- * application's close is the socket's last (the peer gets FIN at once).
+ * application's close is the socket's last. (server_a's close-hold waits
+ * on the gate that resumed it, so it exits right after its close: that
+ * the peer gets FIN from the close itself, the process still alive, is
+ * close_after_the_return_to_direct_sends_fin_at_once's to show.)
  */
 Test(daemon, drained_stream_is_released_before_the_close)
 {
@@ -670,6 +753,84 @@ Test(daemon, drained_stream_is_released_before_the_close)
 	h_story_wait_server(&st);
 	daemon_stop(dmn);
 	h_story_assert_delivered(&st, (long long)MSGS * REL_MSG);
+}
+
+/*
+ * The application closes a connection whose stream spooled, was handed
+ * to the daemon, drained and went back to the direct path, and lives on
+ * (close_then_hold, blocked on a gate of ours): its peer gets EOF at
+ * once, while the process and the daemon both still run. Had the daemon
+ * kept its copy, the connection would stay open until one of them ended.
+ * The daemon holds no TCP socket afterwards.
+ */
+Test(daemon, close_after_the_return_to_direct_sends_fin_at_once)
+{
+	enum { MSGS = 200000, EOF_MS = 20000 };
+	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
+	struct h_spawn o = { .preload = true, .env = env, .nfds = 2 };
+	struct h_gate close_gate, exit_gate, read_gate;
+	struct h_argv args = { 0 };
+	struct h_proc *dmn, *app, *reader;
+	struct h_result r;
+	char prog[PATH_MAX], count[64];
+	const char *line;
+	long long told;
+	int64_t t0;
+
+	dmn = daemon_start();
+	h_gate_init(&close_gate);
+	h_gate_init(&exit_gate);
+	h_gate_init(&read_gate);
+	o.fds[0].child = 5;
+	o.fds[0].parent = close_gate.rfd;
+	o.fds[1].child = 6;
+	o.fds[1].parent = exit_gate.rfd;
+	h_fixture(prog, sizeof(prog), "../daemon/close_then_hold");
+	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_args(&args, count, "--sndbuf=4096", "--status-fd=3", "--close-fd=5",
+	    "--exit-fd=6", NULL);
+	app = h_spawn("close_then_hold", prog, &args, &o);
+	line = h_status_line(app, "port ", 0, DEADLINE_MS);
+	cr_assert(line != NULL, "no port: %s", h_describe(app));
+	reader = h_reader(0, (unsigned short)strtol(line + 5, NULL, 10),
+	    &read_gate, count, "--rcvbuf=4096", NULL);
+	line = h_status_line(app, "done ", 0, DEADLINE_MS);
+	cr_assert(line != NULL, "never wrote it all: %s", h_describe(app));
+	told = h_field(line, "bytes");
+	cr_assert_eq(told, (long long)MSGS * REL_MSG);
+	/* Spooled and handed over: the daemon has a copy of the socket. */
+	wait_held(1);
+	cr_assert_eq(tcp_fds(h_pid(dmn)), 1, "the daemon holds no copy");
+	/* The client reads everything: the stream drains back to the direct
+	 * path (its spool released, its files gone). The daemon's copy is
+	 * not waited for: that it goes at once is the point. */
+	h_gate_open(&read_gate);
+	wait_no_streams();
+	h_gate_open(&close_gate);
+	cr_assert(h_status_line(app, "closed", 0, DEADLINE_MS) != NULL, "%s",
+	    h_describe(app));
+	t0 = now_ms();
+	cr_assert(h_wait(reader, EOF_MS), "no EOF within %d ms of the "
+	    "close (daemon: %d TCP sockets; %s): %s", EOF_MS,
+	    tcp_fds(h_pid(dmn)), daemon_status(), h_describe(reader));
+	fprintf(stderr, "# EOF %lld ms after the close\n",
+	    (long long)(now_ms() - t0));
+	cr_expect(!h_wait(app, 0), "the application ended before its peer "
+	    "saw EOF: %s", h_describe(app));
+	cr_expect(!h_wait(dmn, 0), "the daemon ended before the peer saw "
+	    "EOF: %s", h_describe(dmn));
+	cr_assert(h_reader_result(reader, &r), "%s", h_describe(reader));
+	cr_expect(r.bytes == told && r.mismatch == -1 && strcmp(r.end, "EOF")
+	    == 0, "client: bytes=%lld of %lld mismatch=%lld end=%s", r.bytes,
+	    told, r.mismatch, r.end);
+	/* What ss would show: no TCP socket in the daemon's fds. */
+	cr_expect_eq(tcp_fds(h_pid(dmn)), 0, "the daemon keeps a connection");
+	cr_expect_eq(count_lines(daemon_status(), "held "), 0);
+	h_gate_open(&exit_gate);
+	cr_assert(h_wait(app, DEADLINE_MS), "%s", h_describe(app));
+	cr_expect_eq(h_exit_code(app), 0, "%s", h_describe(app));
+	daemon_stop(dmn);
+	cr_expect(h_spool_wait_empty(10000), "files left in the spool dir");
 }
 
 /*
@@ -754,6 +915,168 @@ Test(daemon, daemon_killed_while_holding_a_live_process_loses_nothing)
 	h_story_finish_readers(&st);
 	h_story_wait_server(&st);
 	h_story_assert_delivered(&st, (long long)MSGS * REL_MSG);
+}
+
+/*
+ * The daemon dies (kill -9) while it holds a live process's connection
+ * and delivers a dead process's (README, "Surviving the server's death":
+ * the row "outlives the daemon"). A, alive, spools for a client that
+ * reads nothing yet; B, killed while spooled, is being delivered by the
+ * daemon to a client that reads slowly. Then the daemon is killed:
+ *   - A's library takes its stream back (it notices within a second) and
+ *     delivers it alone: A's client gets every byte A wrote, once, in
+ *     order, then EOF; A lingers for it at exit as without a daemon.
+ *   - B's client gets a prefix of B's stream (no byte twice, none
+ *     skipped; more than the kernel had taken before B died, less than
+ *     all), then the end; B's spool stays on disk as an orphan.
+ */
+Test(daemon, daemon_killed_holding_a_live_and_delivering_a_dead_process)
+{
+	enum { MSGS_A = 1000000, PAUSE_A = 500000, MSGS_B = 400000 };
+	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
+	struct h_spawn oa = { .preload = true, .env = env, .nfds = 1 };
+	struct h_spawn ob = { .preload = true, .env = env, .nfds = 1 };
+	struct h_gate resume_a, resume_b, gate_b;
+	struct h_story a;
+	struct h_proc *dmn, *server_b, *reader_b;
+	struct h_result rb;
+	char names[4][32], name_a[32], name_b[32], sdir_b[PATH_MAX];
+	char count_a[64], pause_a[64], count_b[64], pause_b[64];
+	const char *line, *st;
+	uint64_t seq0 = 0, off0 = 0, seq, off;
+	unsigned short port_b;
+	long long told_a, told_b, origin_b, resumed_b;
+	int64_t until;
+	int n, code;
+
+	dmn = daemon_start();
+
+	/* A: spools, held by the daemon; its client reads nothing yet. */
+	h_gate_init(&resume_a);
+	oa.fds[0].child = 5;
+	oa.fds[0].parent = resume_a.rfd;
+	h_fmt(count_a, sizeof(count_a), "--count=%d", MSGS_A);
+	h_fmt(pause_a, sizeof(pause_a), "--pause-at=%d", PAUSE_A);
+	h_story_start(&a, &oa, 1,
+	    (const char *[]){ count_a, "--no-fork", pause_a, "--resume-fd=5",
+	        NULL },
+	    (const char *[]){ count_a, NULL });
+	h_story_wait_status(&a, "paused ", 1);
+	wait_held(1);
+	cr_assert_eq(rel_streams(h_spool_dir(), names, 4), 1, "A did not "
+	    "spool");
+	strlcpy(name_a, names[0], sizeof(name_a));
+
+	/* B: spools MSGS_B messages, held too, then is killed. Small
+	 * buffers: the kernel keeps little of the stream in flight. */
+	h_gate_init(&resume_b);
+	h_gate_init(&gate_b);
+	ob.fds[0].child = 5;
+	ob.fds[0].parent = resume_b.rfd;
+	h_fmt(count_b, sizeof(count_b), "--count=%d", MSGS_B);
+	h_fmt(pause_b, sizeof(pause_b), "--pause-at=%d", MSGS_B);
+	server_b = h_server_a(&ob, &port_b, "--no-fork", "--count=0", pause_b,
+	    "--resume-fd=5", "--sndbuf=4096", NULL);
+	/* Slow: at most 1 KiB per 2 ms, so the daemon's delivery of B's
+	 * 11 MiB takes longer than 20 s; any prefix is the reader's
+	 * success, the checks on it are below. */
+	reader_b = h_reader(1, port_b, &gate_b, count_b, "--expect-prefix",
+	    "--rcvbuf=4096", "--read-size=1024", "--pause-us=2000", NULL);
+	line = h_status_line(server_b, "paused ", 0, DEADLINE_MS);
+	cr_assert(line != NULL, "B never paused: %s", h_describe(server_b));
+	told_b = h_field(line, "bytes");
+	cr_assert_eq(told_b, (long long)MSGS_B * REL_MSG);
+	wait_held(2);
+	cr_assert_eq(rel_streams(h_spool_dir(), names, 4), 2, "B did not "
+	    "spool");
+	strlcpy(name_b, strcmp(names[0], name_a) != 0 ? names[0] : names[1],
+	    sizeof(name_b));
+	h_fmt(sdir_b, sizeof(sdir_b), "%s/%s", h_spool_dir(), name_b);
+	origin_b = wait_stream_on_disk(name_b, told_b);
+	cr_assert_eq(kill(h_pid(server_b), SIGKILL), 0);
+	cr_assert(h_wait(server_b, DEADLINE_MS));
+	(void)rel_progress(sdir_b, &seq0, &off0);
+
+	/* The daemon delivers B's spool: wait until B's client has taken
+	 * some of it (the daemon saves its progress as the peer takes
+	 * records), with the daemon still at it. */
+	h_gate_open(&gate_b);
+	until = now_ms() + DEADLINE_MS;
+	while (!rel_progress(sdir_b, &seq, &off) ||
+	    (seq == seq0 && off <= off0) || seq < seq0) {
+		cr_assert(now_ms() < until, "the daemon never delivered B's "
+		    "spool: %s", h_describe(dmn));
+		cr_assert(!h_wait(reader_b, 0), "B's client ended first: %s",
+		    h_describe(reader_b));
+		tick();
+	}
+	st = daemon_status();
+	cr_assert(count_lines(st, "delivering ") == 1 && count_lines(st,
+	    "held ") == 1, "not holding A and delivering B: %s", st);
+
+	kill(h_pid(dmn), SIGKILL);
+	cr_assert(h_wait(dmn, DEADLINE_MS));
+
+	/* B: a prefix, cut where the daemon died. */
+	cr_assert(h_wait(reader_b, DEADLINE_MS), "B's client never saw the "
+	    "end: %s", h_describe(reader_b));
+	cr_assert(h_reader_result(reader_b, &rb), "%s", h_describe(reader_b));
+	resumed_b = daemon_resumed_at(dmn, name_b);
+	fprintf(stderr, "# B's client got %lld of %lld bytes, the daemon "
+	    "%lld of them (from byte %lld), end %s\n", rb.bytes, told_b,
+	    rb.bytes - origin_b - resumed_b, origin_b + resumed_b, rb.end);
+	cr_expect_geq(resumed_b, 0, "the daemon did not continue at the "
+	    "kernel's count: %s", h_stderr(dmn));
+	cr_expect_eq(rb.mismatch, -1, "B's client: the stream differs at "
+	    "byte %lld (of %lld received)", rb.mismatch, rb.bytes);
+	cr_expect(rb.bytes > origin_b + resumed_b && rb.bytes < told_b,
+	    "B's client got %lld bytes: not past the daemon's start (%lld) "
+	    "or not cut short of %lld", rb.bytes, origin_b + resumed_b,
+	    told_b);
+	cr_expect(strcmp(rb.end, "EOF") == 0 ||
+	    strcmp(rb.end, "ECONNRESET") == 0, "B's client: end %s", rb.end);
+	cr_expect_eq(h_exit_code(reader_b), 0, "%s", h_describe(reader_b));
+
+	/* B's spool is an orphan on disk; A's stream is still its
+	 * process's. */
+	cr_expect_gt(rel_dir_bytes(sdir_b), 0, "B's spool is gone");
+	line = ls_json(name_b, &code);
+	cr_expect(strstr(line, "\"state\":\"orphan\"") != NULL &&
+	    strstr(line, "\"alive\":false") != NULL, "B's stream: %s", line);
+	cr_expect_eq(code, 0, "tcpspool ls exit %d", code);
+	line = ls_json(name_a, &code);
+	cr_expect(strstr(line, "\"alive\":true") != NULL &&
+	    strstr(line, "\"state\":\"orphan\"") == NULL &&
+	    strstr(line, "\"state\":\"daemon\"") == NULL, "A's stream: %s",
+	    line);
+
+	/* A: its library takes the stream back (README: within a second;
+	 * it says so in one line), then A writes the rest, closes and
+	 * exits, lingering as without a daemon; its client reads only now.
+	 * Had A left its stream to the dead daemon, the client would get
+	 * what the kernel held and no more. */
+	until = now_ms() + 20000;
+	while (h_stderr_lines_with(a.server, "daemon went away") == 0) {
+		cr_assert(now_ms() < until, "A never took its stream back: %s",
+		    h_describe(a.server));
+		tick();
+	}
+	h_gate_open(&resume_a);
+	h_story_wait_status(&a, "done ", 1);
+	told_a = h_field(h_status_line(a.server, "done ", 0, 0), "bytes");
+	cr_assert_eq(told_a, (long long)MSGS_A * REL_MSG);
+	h_story_finish_readers(&a);
+	h_story_wait_server(&a);
+	cr_expect(a.result[0].valid && a.result[0].bytes == told_a &&
+	    a.result[0].mismatch == -1 && strcmp(a.result[0].end, "EOF") == 0,
+	    "A's client: bytes=%lld of %lld mismatch=%lld end=%s; A: %s",
+	    a.result[0].bytes, told_a, a.result[0].mismatch, a.result[0].end,
+	    h_describe(a.server));
+	cr_expect_eq(h_exit_code(a.server), 0, "%s", h_describe(a.server));
+	/* A's stream was delivered and removed; B's orphan alone is left. */
+	n = rel_streams(h_spool_dir(), names, 4);
+	cr_expect(n == 1 && strcmp(names[0], name_b) == 0, "%d streams left, "
+	    "the first %s (B's is %s)", n, n > 0 ? names[0] : "-", name_b);
 }
 
 /*
