@@ -56,7 +56,7 @@ struct reader {
 static _Atomic(struct reader *) readers;
 /* This thread could get no record: it reads under the read lock. */
 static struct reader no_record;
-static pthread_key_t reader_key;	/* its destructor frees a record */
+static pthread_key_t reader_key;	/* its destructor gives a record back */
 static bool reader_key_made;		/* table lock */
 static _Atomic uint64_t grace_waits;	/* windows a writer waited out */
 static __thread struct reader *me __attribute__((tls_model("initial-exec")));
@@ -65,8 +65,14 @@ static void
 reader_gone(void *arg)
 {
 	struct reader *r = arg;
+	uint64_t v = atomic_load(&r->seq);
 
 	me = NULL;	/* a later lookup in a destructor registers again */
+	/* A window left open (a handler that longjmp'ed out of one) is
+	 * closed here: the record's next owner starts even, so a writer
+	 * never skips a window of its. */
+	if (v & 1)
+		atomic_store(&r->seq, v + 1);
 	atomic_store_explicit(&r->used, false, memory_order_release);
 }
 
@@ -111,9 +117,12 @@ fdtab_window_open(struct reader *r)
 {
 	uint64_t v = atomic_load_explicit(&r->seq, memory_order_relaxed);
 
-	/* Sequentially consistent: before this thread's slot load. */
-	atomic_store(&r->seq, v + 1);
-	return v + 1;
+	/* Odd whatever v was: a window a handler left open (siglongjmp)
+	 * is not closed by this one. Sequentially consistent: before this
+	 * thread's slot load. */
+	v += 1 + (v & 1);
+	atomic_store(&r->seq, v);
+	return v;
 }
 
 void
@@ -137,8 +146,11 @@ fdtab_grace_waits(void)
 }
 
 /*
- * Under the table lock, after a stream left a slot (sequentially
- * consistent store): waits until every window open now has closed.
+ * After a stream left a slot (sequentially consistent store), with the
+ * table lock released (a signal handler on a thread inside a window may
+ * need it, through the nested path's tryrdlock, to return at all): waits
+ * until every window open now has closed. The list is walked without the
+ * lock: records are never freed and are pushed with a release store.
  */
 static void
 wait_readers(void)
@@ -273,11 +285,11 @@ fdtab_install(int fd, struct stream *expect, struct stream *s,
 		s->app_fds++;
 	}
 	atomic_store(sl, s);	/* sequentially consistent: wait_readers */
-	if (*old != NULL)
-		wait_readers();
 	ok = true;
 out:
 	pthread_rwlock_unlock(&tab_lock);
+	if (ok && *old != NULL)
+		wait_readers();	/* before the caller drops old's reference */
 	return ok;
 }
 
@@ -294,13 +306,14 @@ fdtab_take(int fd, int *left)
 	if ((sl = slot_of(fd, false)) != NULL) {
 		cur = atomic_load_explicit(sl, memory_order_relaxed);
 		atomic_store(sl, NULL);	/* sequentially consistent */
-		if (FDTAB_IS_STREAM(cur)) {
+		if (FDTAB_IS_STREAM(cur))
 			*left = --cur->app_fds;
-			wait_readers();
-		} else
+		else
 			cur = NULL;
 	}
 	pthread_rwlock_unlock(&tab_lock);
+	if (cur != NULL)
+		wait_readers();	/* before the caller drops cur's reference */
 	return cur;
 }
 

@@ -132,6 +132,15 @@ spool_codec_load(void)
 
 	if (!atomic_compare_exchange_strong(&isal_load, &st, LOAD_BUSY))
 		return st == LOAD_READY;
+	/* A host built with a sanitizer: its runtime intercepts dlopen and
+	 * kills the process on RTLD_DEEPBIND. Every sanitizer runtime
+	 * exports this name. */
+	if (dlsym(RTLD_DEFAULT, "__sanitizer_set_report_path") != NULL) {
+		(void)snprintf(isal_why, sizeof(isal_why), "a sanitizer "
+		    "runtime is loaded (it refuses RTLD_DEEPBIND)");
+		atomic_store(&isal_load, LOAD_ABSENT);
+		return false;
+	}
 	h = dlopen("libisal.so.2", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
 	if (h != NULL) {
 		*(void **)&isal.deflate_init = dlsym(h, "isal_deflate_init");

@@ -13,9 +13,14 @@
 
 TestSuite(isal_names, .init = h_setup, .fini = h_teardown);
 
-Test(isal_names, isal_never_calls_nor_hides_the_hosts_same_named_functions)
+/* The host itself says whether libisal.so.2 is mapped (isal_host.c);
+ * the sync thread's log line may come after the host has exited. */
+static void
+run_host(const char *label, const char *host)
 {
-	static const char *const env[] = { "TCPSPOOL_LOG_LEVEL=debug", NULL };
+	static const char *const env[] = { "TCPSPOOL_LOG_LEVEL=debug",
+		"TCPSPOOL_LINGER=2s",
+		"ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0", NULL };
 	struct h_spawn o = { .preload = true, .env = env };
 	struct h_argv a = { .n = 0 };
 	struct h_proc *p;
@@ -24,12 +29,26 @@ Test(isal_names, isal_never_calls_nor_hides_the_hosts_same_named_functions)
 	    strcmp(getenv("TCPSPOOL_TEST_SANITIZE"), "none") != 0)
 		cr_skip_test("sanitized build: no ISA-L (RTLD_DEEPBIND)");
 	h_args(&a, ISAL_PLUGIN, NULL);
-	p = h_spawn("isal_host", ISAL_HOST, &a, &o);
-	cr_assert(h_wait(p, H_DEADLINE_MS), "isal_host hangs: %s",
+	p = h_spawn(label, host, &a, &o);
+	cr_assert(h_wait(p, H_DEADLINE_MS), "%s hangs: %s", label,
 	    h_describe(p));
 	cr_assert_eq(h_exit_code(p), 0, "%s", h_describe(p));
-	cr_assert_eq(h_stderr_lines_with(p, "deflated by ISA-L igzip"), 1,
-	    "ISA-L was not the deflater: %s", h_stderr(p));
 	cr_assert_eq(h_stdout_size(p), 0);
 	cr_assert(h_spool_wait_empty(H_DEADLINE_MS));
+}
+
+Test(isal_names, isal_never_calls_nor_hides_the_hosts_same_named_functions)
+{
+	run_host("isal_host", ISAL_HOST);
+}
+
+/*
+ * A host built with a sanitizer: its runtime kills a process that dlopens
+ * with RTLD_DEEPBIND ("incompatible with sanitizer runtime"), so the
+ * interposer must not load ISA-L there, and spool all the same
+ * (libdeflate). Without the check the host died at its first spool.
+ */
+Test(isal_names, a_sanitized_host_spools_without_isal)
+{
+	run_host("isal_host_asan", ISAL_HOST_ASAN);
 }
