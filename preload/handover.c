@@ -175,6 +175,39 @@ send_msg(int fd, const struct spool_ho_msg *m, int pass)
 	return r == (long)sizeof(*m) ? 0 : -1;
 }
 
+/*
+ * The daemon's answer to the take just sent (FORMAT.md §10): 1 held,
+ * 0 refused, -1 none within 2 s or the connection ended (then it is
+ * dropped: the daemon closes what it took on it, readopt hands over
+ * anew). Only this thread reads the connection, one answer per take, so
+ * nothing else is ever waiting in it.
+ */
+static int
+await_answer(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int64_t until = -1;
+	struct timespec ts;
+	char b;
+	long r;
+	int n;
+
+	for (;;) {
+		r = syscall(SYS_recvfrom, fd, &b, 1, MSG_DONTWAIT, NULL, NULL);
+		if (r == 1)
+			return b == SPOOL_HO_OK ? 1 : 0;
+		if (r == 0 || (errno != EAGAIN && errno != EINTR))
+			return -1;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		n = (int)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+		if (until < 0)
+			until = n + 2000;
+		else if (n >= until)
+			return -1;
+		(void)poll(&p, 1, (int)(until - n));
+	}
+}
+
 static void
 held_add(struct stream *s)
 {
@@ -209,7 +242,7 @@ held_remove(struct stream *s)
 		stream_unref(found);
 }
 
-static void readopt(void);
+static void readopt(bool drop);
 
 /* One message sent (or not: no daemon); the node is used up. */
 static void
@@ -218,7 +251,7 @@ deliver(struct ho_node *n)
 	int expect = HO_QUEUED, conn;
 
 	if (n->m.kind == SPOOL_HO_TAKE)
-		readopt();	/* a daemon gone is noticed first */
+		readopt(false);	/* a daemon gone is noticed first */
 	pthread_mutex_lock(&ho.mu);
 	conn = ho.conn;
 	pthread_mutex_unlock(&ho.mu);
@@ -236,11 +269,31 @@ deliver(struct ho_node *n)
 		/* A daemon gone: the streams it held come back to us (and
 		 * go to a new one if it answers). One that does not read
 		 * (the send timed out) keeps its connection. */
-		readopt();
+		readopt(false);
+	} else if (conn >= 0 && n->m.kind == SPOOL_HO_TAKE) {
+		switch (await_answer(conn)) {
+		case 1:
+			break;
+		case 0:
+			log_info("spool %s: tcpspool daemon refused it (its "
+			    "log says why); this process delivers it alone",
+			    n->m.name);
+			conn = -1;
+			break;
+		default:
+			log_warn("tcpspool daemon: no answer to the hand-over "
+			    "of %s; this process delivers it alone",
+			    n->m.name);
+			conn = -1;
+			readopt(true);
+			break;
+		}
 	}
 	if (n->fd >= 0)
 		sysio_close(n->fd);
 	if (n->m.kind == SPOOL_HO_TAKE) {
+		/* Held only on the daemon's yes: a stream never held is the
+		 * process's, which lingers for it at exit. */
 		if (conn >= 0 && atomic_compare_exchange_strong(&n->s->ho,
 		    &expect, HO_HELD)) {
 			atomic_fetch_add(&held_n, 1);
@@ -270,21 +323,22 @@ conn_dead(int fd)
  * process lingers for them at exit). A daemon that answers later gets
  * them again: a take each, with a new duplicate of the socket, for those
  * still spooling (their origin file is the one written at the first
- * take).
+ * take). drop: the connection is given up even if the daemon is there
+ * (it did not answer a take): it closes the copies it took on it.
  */
 static void
-readopt(void)
+readopt(bool drop)
 {
 	static bool said;
 	struct stream **v = NULL;
 	struct spool_ho_msg m;
 	size_t n = 0, i;
-	int conn, fd, expect;
+	int conn, fd, expect, rc;
 
 	pthread_mutex_lock(&ho.mu);
 	conn = ho.conn;
 	pthread_mutex_unlock(&ho.mu);
-	if (conn >= 0 && !conn_dead(conn))
+	if (conn >= 0 && !drop && !conn_dead(conn))
 		return;		/* the usual case: it answers */
 	pthread_mutex_lock(&ho.mu);
 	if (ho.nheld > 0 && (v = malloc(ho.nheld * sizeof(*v))) != NULL) {
@@ -334,10 +388,13 @@ readopt(void)
 		if (fd < 0)
 			continue;
 		expect = HO_QUEUED;
-		if (send_msg(conn, &m, fd) == 0 &&
-		    atomic_compare_exchange_strong(&s->ho, &expect, HO_HELD))
-			atomic_fetch_add(&held_n, 1);
+		rc = send_msg(conn, &m, fd) == 0 ? await_answer(conn) : -1;
 		sysio_close(fd);
+		if (rc == 1 && atomic_compare_exchange_strong(&s->ho, &expect,
+		    HO_HELD))
+			atomic_fetch_add(&held_n, 1);
+		if (rc < 0)
+			break;	/* seen again at the next look */
 	}
 	if (!said)
 		log_info("tcpspool daemon answers again: %zu streams handed "
@@ -375,7 +432,7 @@ ho_main(void *arg)
 		if (n != NULL)
 			deliver(n);
 		else
-			readopt();
+			readopt(false);
 	}
 	return NULL;
 }

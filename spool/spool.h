@@ -673,6 +673,8 @@ int spool_socket_count(int fd, uint64_t *count);
 #define SPOOL_DAEMON_SOCK	"daemon.sock"
 #define SPOOL_HO_MAGIC		0x4f485354u	/* "TSHO" */
 enum { SPOOL_HO_TAKE = 1, SPOOL_HO_RELEASE = 2 };
+/* The daemon's answer to every take: one byte. */
+enum { SPOOL_HO_OK = 'y', SPOOL_HO_REFUSED = 'n' };
 struct spool_ho_msg {
 	uint32_t magic;
 	uint32_t kind;

@@ -102,21 +102,32 @@ dlog(const char *level, const char *fmt, ...)
 struct held {
 	char name[SPOOL_NAME_MAX];
 	int fd;
+	uint64_t conn;		/* the connection that handed it over */
 };
 
+/*
+ * A process whose connection ended while it lives: dying (its files are
+ * closed just before its pidfd turns readable) or exec'd (the library's
+ * connection is close-on-exec) or closed on purpose. exiting_until > 0:
+ * it was exiting (PF_EXITING); its pidfd is awaited until then.
+ */
 struct proc {
 	pid_t pid;
 	int pidfd;
 	struct held *h;
 	size_t nh, caph;
+	uint64_t lost_conn;	/* its connection that ended, or 0 */
+	int64_t exiting_until;	/* ms, CLOCK_MONOTONIC; 0: not waiting */
 };
 
 struct conn {
 	int fd;
+	uint64_t id;		/* 1, 2, ...: names it in held.conn */
 	pid_t pid;		/* SO_PEERCRED at accept */
 	uint8_t buf[sizeof(struct spool_ho_msg)];
 	size_t have;
 	int pending_fd;		/* passed with the message being read */
+	bool ctrunc;		/* a descriptor passed with it was dropped */
 };
 
 struct delivery {
@@ -134,6 +145,9 @@ static struct {
 	size_t nprocs, capprocs;
 	struct conn *conns;
 	size_t nconns, capconns;
+	uint64_t next_conn;
+	int spare;		/* /dev/null, given up to accept at EMFILE */
+	int64_t listen_after;	/* ms: the listener is not polled before */
 	pthread_mutex_t mu;	/* deliveries */
 	struct delivery *deliveries;
 } dm = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -411,27 +425,66 @@ status_reply(int fd)
 	fclose(f);
 }
 
-/* Does stream name belong to pid (its segment header says so)? */
-static bool
-stream_of(const char *name, pid_t pid)
+/*
+ * Does stream name belong to pid (its segment header says so)? 0 yes,
+ * 1 no, -1 not known (why in e; errno set).
+ */
+static int
+stream_of(const char *name, pid_t pid, struct spool_err *e)
 {
 	struct spool_stream_info si;
-	struct spool_err e;
+	int rc;
 
-	if (spool_stream_info_flags(dm.dir, name, SPOOL_INFO_QUICK, &si,
-	    &e) < 0 || !si.id_known)
-		return false;
-	return si.id.pid == pid;
+	if ((rc = spool_stream_info_flags(dm.dir, name, SPOOL_INFO_QUICK, &si,
+	    e)) < 0) {
+		errno = -rc;
+		return -1;
+	}
+	if (!si.id_known)
+		return 1;
+	return si.id.pid == pid ? 0 : 1;
+}
+
+/*
+ * Every take is answered with one byte (FORMAT.md §10): SPOOL_HO_OK, the
+ * daemon holds the copy; SPOOL_HO_REFUSED, it does not (the stream stays
+ * the process's, which lingers for it at exit). The library reads the
+ * answer at once, so at most one byte is ever in flight: the send never
+ * waits (and a peer gone is its own end, found by poll).
+ */
+static void
+answer(struct conn *c, bool ok)
+{
+	char b = ok ? SPOOL_HO_OK : SPOOL_HO_REFUSED;
+
+	(void)send(c->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* The take of m is refused: said once with why, answered, fd closed. */
+static bool
+take_refused(struct conn *c, const struct spool_ho_msg *m, int fd,
+    const char *why)
+{
+	dlog("warn", "pid %d: hand-over of %.16s refused: %s; the process "
+	    "keeps it", (int)c->pid, m->name, why);
+	if (fd >= 0)
+		close(fd);
+	answer(c, false);
+	return true;
 }
 
 /* One whole message from c; false: drop the connection. */
 static bool
 handle(struct conn *c, const struct spool_ho_msg *m, int fd)
 {
+	struct spool_err e = { "" };
 	struct proc *p;
 	struct held *h;
+	bool ctrunc = c->ctrunc;
 	size_t i;
+	char why[160];
 
+	c->ctrunc = false;
 	if (m->magic != SPOOL_HO_MAGIC) {
 		dlog("warn", "pid %d: not a tcpspool message; disconnected",
 		    (int)c->pid);
@@ -459,6 +512,10 @@ handle(struct conn *c, const struct spool_ho_msg *m, int fd)
 			close(fd);
 		return true;
 	}
+	if (m->kind == SPOOL_HO_TAKE && fd < 0 && ctrunc)
+		/* The kernel dropped the descriptor (EMFILE here). */
+		return take_refused(c, m, fd, "its descriptor could not be "
+		    "received (too many open files)");
 	if (m->kind != SPOOL_HO_TAKE || fd < 0) {
 		dlog("warn", "pid %d: message kind %u refused", (int)c->pid,
 		    m->kind);
@@ -469,33 +526,40 @@ handle(struct conn *c, const struct spool_ho_msg *m, int fd)
 	    strspn(m->name, "0123456789abcdef") == 16 && m->name[16] == '\0') {
 		/* Delivered and removed before its take was read. */
 		close(fd);
+		answer(c, false);
 		return true;
 	}
-	if (!stream_of(m->name, c->pid)) {
-		dlog("warn", "pid %d: stream %.16s is not its own; refused",
-		    (int)c->pid, m->name);
-		close(fd);
-		return true;
+	switch (stream_of(m->name, c->pid, &e)) {
+	case 0:
+		break;
+	case 1:
+		return take_refused(c, m, fd, "not a stream of this pid");
+	default:
+		snprintf(why, sizeof(why), "its segment header: %s",
+		    e.msg[0] ? e.msg : strerror(errno));
+		return take_refused(c, m, fd, why);
 	}
 	if (p == NULL && (p = proc_add(c->fd, c->pid)) == NULL) {
-		close(fd);
-		return true;
+		snprintf(why, sizeof(why), "pidfd: %s", strerror(errno));
+		return take_refused(c, m, fd, why);
 	}
 	/* Handed over again (the process reconnected): one copy, the new. */
 	for (i = 0; i < p->nh; i++)
 		if (strcmp(p->h[i].name, m->name) == 0) {
 			close(p->h[i].fd);
 			p->h[i].fd = fd;
+			p->h[i].conn = c->id;
+			answer(c, true);
 			return true;
 		}
-	if ((h = grow(p->h, p->nh, &p->caph, sizeof(*h))) == NULL) {
-		close(fd);
-		return true;
-	}
+	if ((h = grow(p->h, p->nh, &p->caph, sizeof(*h))) == NULL)
+		return take_refused(c, m, fd, strerror(ENOMEM));
 	p->h = h;
 	h = &p->h[p->nh++];
 	strlcpy(h->name, m->name, sizeof(h->name));
 	h->fd = fd;
+	h->conn = c->id;
+	answer(c, true);
 	return true;
 refuse:
 	if (fd >= 0)
@@ -528,6 +592,8 @@ conn_read(struct conn *c)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			return true;
+		if (n > 0 && (mh.msg_flags & MSG_CTRUNC))
+			c->ctrunc = true;
 		for (cm = CMSG_FIRSTHDR(&mh); n > 0 && cm != NULL;
 		    cm = CMSG_NXTHDR(&mh, cm)) {
 			if (cm->cmsg_level != SOL_SOCKET ||
@@ -567,7 +633,44 @@ conn_drop(size_t i)
 	dm.conns[i] = dm.conns[--dm.nconns];
 }
 
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Out of fds with a peer waiting: the spare fd is given up to accept it
+ * and close it at once (its library sees the connection end and keeps
+ * its streams), so the listener does not stay readable for ever. Without
+ * a spare (it could not be made again) the listener rests 100 ms.
+ */
 static void
+shed_one(int ls)
+{
+	static int64_t said;
+	int fd, saved = errno;
+
+	if (mono_ms() - said >= 10000) {
+		dlog("warn", "accept: %s; a peer turned away (its process "
+		    "keeps its streams)", strerror(saved));
+		said = mono_ms();
+	}
+	if (dm.spare >= 0) {
+		close(dm.spare);
+		if ((fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+			close(fd);
+		dm.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	if (dm.spare < 0)
+		dm.listen_after = mono_ms() + 100;
+}
+
+/* false: nothing more to accept now. */
+static bool
 accept_one(int ls)
 {
 	struct ucred cr;
@@ -575,23 +678,29 @@ accept_one(int ls)
 	struct conn *v;
 	int fd;
 
-	if ((fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0)
-		return;
+	if ((fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
+		if (errno == EMFILE || errno == ENFILE)
+			shed_one(ls);
+		return false;
+	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == -1 ||
 	    cr.uid != getuid()) {
 		dlog("warn", "a peer of uid %d refused (the daemon's uid is "
 		    "%d)", (int)cr.uid, (int)getuid());
 		close(fd);
-		return;
+		return true;
 	}
 	if ((v = grow(dm.conns, dm.nconns, &dm.capconns, sizeof(*v))) ==
 	    NULL) {
+		dlog("warn", "pid %d: turned away: %s", (int)cr.pid,
+		    strerror(ENOMEM));
 		close(fd);
-		return;
+		return true;
 	}
 	dm.conns = v;
-	dm.conns[dm.nconns++] = (struct conn){ .fd = fd, .pid = cr.pid,
-	    .pending_fd = -1 };
+	dm.conns[dm.nconns++] = (struct conn){ .fd = fd, .id = ++dm.next_conn,
+	    .pid = cr.pid, .pending_fd = -1 };
+	return true;
 }
 
 /* The process is gone: what it held is delivered. */
@@ -620,6 +729,123 @@ proc_died(size_t i)
 	free(p->h);
 	close(p->pidfd);
 	dm.procs[i] = dm.procs[--dm.nprocs];
+}
+
+/* Closes the copies pid's connection cid handed over: nothing delivered. */
+static void
+forget_conn(struct proc *p, uint64_t cid, const char *why)
+{
+	size_t j, n = 0;
+
+	for (j = 0; j < p->nh;) {
+		if (p->h[j].conn == cid) {
+			close(p->h[j].fd);
+			p->h[j] = p->h[--p->nh];
+			n++;
+			continue;
+		}
+		j++;
+	}
+	if (n > 0)
+		dlog("warn", "pid %d %s: its %zu connection copies closed, "
+		    "nothing delivered (what it had spooled is lost, as "
+		    "without the daemon)", (int)p->pid, why, n);
+}
+
+/* Is pid exiting (PF_EXITING in /proc/PID/stat, or a zombie)? */
+static bool
+exiting(pid_t pid)
+{
+	char path[64], buf[1024], *q, st;
+	unsigned long flags = 0;
+	ssize_t n;
+	int fd, i;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return true;	/* gone */
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	if ((q = strrchr(buf, ')')) == NULL || sscanf(q + 1, " %c", &st) != 1)
+		return true;
+	if (st == 'Z' || st == 'X' || st == 'x')
+		return true;
+	/* fields after ')': state ppid pgrp session tty tpgid flags */
+	for (i = 0, q++; i < 6 && q != NULL; i++)
+		q = strchr(q + 1, ' ');
+	if (q == NULL || sscanf(q, " %lu", &flags) != 1)
+		return true;
+	return (flags & 0x4) != 0;	/* PF_EXITING */
+}
+
+/*
+ * Connection c ended while its process may live. A dying process closes
+ * its files just before its pidfd turns readable: it is given up to 5 s
+ * for that (proc_died delivers). One that lives on exec'd (the library's
+ * connection is close-on-exec) or closed it on purpose: the pid now runs
+ * a program that may write to those sockets itself, so every copy this
+ * connection handed over is closed, and nothing is delivered.
+ */
+static void
+conn_gone(const struct conn *c)
+{
+	struct pollfd pf;
+	struct proc *p;
+
+	if ((p = proc_find(c->pid)) == NULL)
+		return;
+	pf = (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
+	if (poll(&pf, 1, 0) > 0)
+		return;		/* dead: the pidfd is seen next */
+	if (exiting(p->pid)) {
+		p->lost_conn = c->id;
+		p->exiting_until = mono_ms() + 5000;
+		return;
+	}
+	forget_conn(p, c->id, "lives on without its connection (exec?)");
+}
+
+/* Processes that were exiting when their connection ended but whose
+ * pidfd never turned readable: treated as conn_gone's living ones. */
+static void
+exiting_expired(void)
+{
+	int64_t now = mono_ms();
+	size_t i;
+
+	for (i = 0; i < dm.nprocs; i++) {
+		struct proc *p = &dm.procs[i];
+
+		if (p->exiting_until == 0 || now < p->exiting_until)
+			continue;
+		p->exiting_until = 0;
+		forget_conn(p, p->lost_conn, "lived on 5 s after its "
+		    "connection ended");
+	}
+}
+
+/* ms until the next deadline of the loop, or -1. */
+static int
+next_timeout(void)
+{
+	int64_t now = mono_ms(), t = -1;
+	size_t i;
+
+	if (dm.listen_after > now)
+		t = dm.listen_after - now;
+	for (i = 0; i < dm.nprocs; i++)
+		if (dm.procs[i].exiting_until > 0) {
+			int64_t d = dm.procs[i].exiting_until - now;
+
+			if (d < 0)
+				d = 0;
+			if (t < 0 || d < t)
+				t = d;
+		}
+	return t < 0 ? -1 : (int)(t > 60000 ? 60000 : t);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -767,7 +993,8 @@ serve(int ls, int sfd)
 				err(EXIT_ERR, "daemon");
 		}
 		pf[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
-		pf[1] = (struct pollfd){ .fd = ls, .events = POLLIN };
+		pf[1] = (struct pollfd){ .fd = dm.listen_after > mono_ms() ?
+		    -1 : ls, .events = POLLIN };
 		for (i = 0; i < dm.nconns; i++)
 			pf[2 + i] = (struct pollfd){ .fd = dm.conns[i].fd,
 			    .events = POLLIN };
@@ -779,7 +1006,7 @@ serve(int ls, int sfd)
 		for (i = 0; i < dm.nprocs; i++)
 			pf[base + i] = (struct pollfd){ .fd = dm.procs[i].pidfd,
 			    .events = POLLIN };
-		if (poll(pf, n, -1) == -1) {
+		if (poll(pf, n, next_timeout()) == -1) {
 			if (errno == EINTR)
 				continue;
 			err(EXIT_ERR, "poll");
@@ -792,14 +1019,19 @@ serve(int ls, int sfd)
 		 * close a copy rather than deliver. Walked backwards, as a
 		 * drop moves the last one into i. */
 		for (i = nconns; i-- > 0;)
-			if (pf[2 + i].revents && !conn_read(&dm.conns[i]))
+			if (pf[2 + i].revents && !conn_read(&dm.conns[i])) {
+				struct conn c = dm.conns[i];
+
 				conn_drop(i);
+				conn_gone(&c);
+			}
 		for (i = nprocs; i-- > 0;)
 			if (pf[base + i].revents)
 				proc_died(i);
+		exiting_expired();
 		if (pf[1].revents)
-			for (i = 0; i < 64; i++)
-				accept_one(ls);
+			for (i = 0; i < 64 && accept_one(ls); i++)
+				;
 	}
 }
 
@@ -878,12 +1110,17 @@ cmd_daemon(int argc, char **argv)
 	if (status)
 		return ask_status(dm.sock);
 	raise_fd_limit();
+	dm.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	/* SIGPIPE never kills a delivery; SIGTERM and SIGINT end the loop. */
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	/* Blocked in every thread (deliveries inherit the mask); SIGHUP
+	 * stays pending, unused: a terminal hang-up never stops it. */
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigdelset(&sigs, SIGHUP);
 	if ((sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
 		warn("signalfd");
 		return EXIT_ERR;

@@ -542,7 +542,9 @@ replay_stream_on(struct spool_dir *d, const char *name, const char *to,
 		close(lock);
 		return EXIT_ERR;
 	}
-	if (from == NULL) {
+	if (fd < 0) {
+		/* The command's own run only: a caller that passes the
+		 * connection (the daemon) owns its signals. */
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = on_signal;	/* no SA_RESTART: wake poll */
 		sigaction(SIGINT, &sa, NULL);
