@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +81,9 @@ static const char daemon_usage[] =
 
 /* ----------------------------------------------------------------- log */
 
+/* TCPSPOOL_LOG=syslog: lines go to syslog (LOG_DAEMON), not stderr. */
+static bool dm_syslog;
+
 /* The library's style (preload/log.c): "tcpspool[PID]: LEVEL: message". */
 static void
 dlog(const char *level, const char *fmt, ...)
@@ -93,6 +97,11 @@ dlog(const char *level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
+	if (dm_syslog) {
+		syslog(level[0] == 'e' ? LOG_ERR : level[0] == 'w' ?
+		    LOG_WARNING : LOG_INFO, "%s", buf + n);
+		return;
+	}
 	strlcat(buf, "\n", sizeof(buf));
 	(void)write(STDERR_FILENO, buf, strlen(buf));
 }
@@ -932,6 +941,29 @@ answers(const char *path)
 	return yes;
 }
 
+/*
+ * The daemon outlives the command that started it: it keeps none of that
+ * command's fds (a pipe of `x=$(tcpspool run --daemon ...)` would never
+ * see EOF). stdin and stdout are /dev/null; stderr is the file
+ * TCPSPOOL_LOG names, or /dev/null (syslog: the daemon logs there).
+ */
+static void
+detach_fds(void)
+{
+	const char *log = getenv("TCPSPOOL_LOG");
+	int null, fd = -1;
+
+	if ((null = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+		_exit(127);
+	(void)dup2(null, STDIN_FILENO);
+	(void)dup2(null, STDOUT_FILENO);
+	if (log != NULL && log[0] == '/')
+		fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+		    O_CLOEXEC, 0600);
+	(void)dup2(fd >= 0 ? fd : null, STDERR_FILENO);
+	(void)syscall(SYS_close_range, 3U, ~0U, 0U);
+}
+
 int
 daemon_ensure(const char *dir)
 {
@@ -962,10 +994,7 @@ daemon_ensure(const char *dir)
 	if (pid == 0) {
 		if (setsid() == -1 || fork() != 0)
 			_exit(0);
-		if ((i = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
-			(void)dup2(i, STDIN_FILENO);
-			(void)dup2(i, STDOUT_FILENO);
-		}
+		detach_fds();
 		execl(self, "tcpspool", "daemon", "--dir", dir, (char *)NULL);
 		_exit(127);
 	}
@@ -1109,6 +1138,11 @@ cmd_daemon(int argc, char **argv)
 	}
 	if (status)
 		return ask_status(dm.sock);
+	if ((env = getenv("TCPSPOOL_LOG")) != NULL && strcmp(env, "syslog") ==
+	    0) {
+		openlog("tcpspool", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		dm_syslog = true;
+	}
 	raise_fd_limit();
 	dm.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	/* SIGPIPE never kills a delivery; SIGTERM and SIGINT end the loop. */

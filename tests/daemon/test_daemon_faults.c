@@ -394,3 +394,96 @@ Test(daemon_faults, exec_while_spooling_leaves_no_copy_to_corrupt_the_stream)
 		cr_assert_eq(system(cmd), 0);
 	}
 }
+
+/* Does pid hold a fd on the pipe whose inode is ino? */
+static bool
+holds_pipe(pid_t pid, unsigned long ino)
+{
+	char path[64], fdp[320], link[128], want[64];
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+	ssize_t l;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	snprintf(want, sizeof(want), "pipe:[%lu]", ino);
+	if ((d = opendir(path)) == NULL)
+		return false;
+	while (!found && (e = readdir(d)) != NULL) {
+		snprintf(fdp, sizeof(fdp), "%s/%s", path, e->d_name);
+		if ((l = readlink(fdp, link, sizeof(link) - 1)) <= 0)
+			continue;
+		link[l] = '\0';
+		found = strcmp(link, want) == 0;
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * x=$(tcpspool run --daemon -- true 2>&1): the shell reads the pipe
+ * until every writer is gone. The daemon started on the way must keep
+ * no end of it (nor any other fd of its caller), or the command
+ * substitution never returns.
+ */
+Test(daemon_faults, run_with_daemon_returns_in_a_command_substitution)
+{
+	static char out[4096];
+	struct stat st;
+	int64_t until;
+	size_t have = 0;
+	long long dpid;
+	int pfd[2], status;
+	pid_t pid;
+	ssize_t n;
+
+	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+	cr_assert_eq(fstat(pfd[0], &st), 0);
+	if ((pid = fork()) == 0) {
+		(void)dup2(pfd[1], STDOUT_FILENO);
+		(void)dup2(pfd[1], STDERR_FILENO);
+		/* and one more inherited fd, as a shell's would be */
+		(void)dup2(pfd[1], 9);
+		unsetenv("TCPSPOOL_LOG");
+		execl(getenv("TCPSPOOL_TEST_CLI"), "tcpspool", "run",
+		    "--daemon", "--dir", h_spool_dir(), "--", "/bin/true",
+		    (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	/* The daemon answers within 5 s or run fails: 30 s is ample. */
+	until = now_ms() + 30000;
+	for (;;) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+
+		if (poll(&p, 1, 100) > 0) {
+			if ((n = read(pfd[0], out + have, sizeof(out) - 1 -
+			    have)) <= 0)
+				break;
+			have += (size_t)n;
+		}
+		if (now_ms() >= until)
+			break;
+	}
+	out[have] = '\0';
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s", out);
+	dpid = strtoll(daemon_status() + 11, NULL, 10);
+	cr_assert_gt(dpid, 0);
+	cr_expect(!holds_pipe((pid_t)dpid, (unsigned long)st.st_ino),
+	    "the daemon holds the caller's pipe");
+	cr_expect(now_ms() < until, "the pipe never ended: %s", out);
+	close(pfd[0]);
+	cr_assert_eq(kill((pid_t)dpid, SIGTERM), 0);
+	until = now_ms() + DEADLINE_MS;
+	{
+		char path[PATH_MAX];
+
+		sock_path(path, sizeof(path));
+		while (access(path, F_OK) == 0) {
+			cr_assert(now_ms() < until, "the daemon ignores "
+			    "SIGTERM");
+			tick();
+		}
+	}
+}
