@@ -49,9 +49,17 @@ static struct {
 	/* The thread's; closed by it or by a child. Read without lock at
 	 * process end (handover_covers_all). */
 	_Atomic int conn;
+	/* The thread's other fds while it uses them (syncer.c's running_fd
+	 * pattern): made, and closed, under mu, so a child forked meanwhile
+	 * closes its copies (a copy of a duplicate would keep the parent's
+	 * connection open and delay its FIN). */
+	int running_fd;		/* the duplicate being sent */
+	int readopt_fd;		/* readopt's duplicate being sent */
+	int connecting;		/* the connection being made */
 	struct stream **held;	/* the daemon has them, a reference each */
 	size_t nheld, capheld;
-} ho = { .mu = PTHREAD_MUTEX_INITIALIZER, .conn = -1 };
+} ho = { .mu = PTHREAD_MUTEX_INITIALIZER, .conn = -1, .running_fd = -1,
+    .readopt_fd = -1, .connecting = -1 };
 
 static _Atomic int live_n, held_n;
 static _Atomic bool said_absent;
@@ -92,9 +100,16 @@ fork_child(void)
 				(void)syscall(SYS_close, n->fd);
 		if (ho.conn >= 0)
 			(void)syscall(SYS_close, ho.conn);
+		if (ho.running_fd >= 0)
+			(void)syscall(SYS_close, ho.running_fd);
+		if (ho.readopt_fd >= 0)
+			(void)syscall(SYS_close, ho.readopt_fd);
+		if (ho.connecting >= 0)
+			(void)syscall(SYS_close, ho.connecting);
 	}
 	ho.head = ho.tail = NULL;
 	ho.conn = -1;
+	ho.running_fd = ho.readopt_fd = ho.connecting = -1;
 	ho.thread = false;
 	ho.held = NULL;
 	ho.nheld = ho.capheld = 0;
@@ -115,6 +130,17 @@ daemon_present(struct spool_dir *d)
 	return S_ISSOCK(st.st_mode);
 }
 
+/* Closes *slot (ho.running_fd, readopt_fd, connecting) under ho.mu. */
+static void
+running_close(int *slot)
+{
+	pthread_mutex_lock(&ho.mu);
+	if (*slot >= 0)
+		sysio_close(*slot);
+	*slot = -1;
+	pthread_mutex_unlock(&ho.mu);
+}
+
 static int
 connect_daemon(void)
 {
@@ -128,11 +154,14 @@ connect_daemon(void)
 	    "%s/%s", spool_dir_path(d), SPOOL_DAEMON_SOCK) >=
 	    sizeof(sa.sun_path))
 		return -1;
+	pthread_mutex_lock(&ho.mu);
 	g = sysio_gate_enter();
 	fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd >= 0)
 		fd = sysio_place_fd(fd);
 	sysio_gate_leave(g);
+	ho.connecting = fd;
+	pthread_mutex_unlock(&ho.mu);
 	if (fd < 0)
 		return -1;
 	/* A daemon that does not read never holds this thread for long. */
@@ -140,9 +169,14 @@ connect_daemon(void)
 	if (syscall(SYS_connect, fd, &sa, sizeof(sa)) == -1) {
 		log_debug("tcpspool daemon at %s: %s", sa.sun_path,
 		    strerror(errno));
-		sysio_close(fd);
+		running_close(&ho.connecting);
 		return -1;
 	}
+	/* The caller makes it ho.conn (the child's fork handler closes that
+	 * one too). */
+	pthread_mutex_lock(&ho.mu);
+	ho.connecting = -1;
+	pthread_mutex_unlock(&ho.mu);
 	log_debug("tcpspool daemon at %s: connected", sa.sun_path);
 	return fd;
 }
@@ -290,7 +324,7 @@ deliver(struct ho_node *n)
 		}
 	}
 	if (n->fd >= 0)
-		sysio_close(n->fd);
+		running_close(&ho.running_fd);	/* n->fd */
 	if (n->m.kind == SPOOL_HO_TAKE) {
 		/* Held only on the daemon's yes: a stream never held is the
 		 * process's, which lingers for it at exit. */
@@ -377,8 +411,11 @@ readopt(bool drop)
 		fd = -1;
 		pthread_mutex_lock(&s->mu);
 		if (s->registered && s->dup >= 0 &&
-		    atomic_load(&s->ho) == HO_QUEUED)
-			fd = sysio_dup(s->dup);
+		    atomic_load(&s->ho) == HO_QUEUED) {
+			pthread_mutex_lock(&ho.mu);
+			fd = ho.readopt_fd = sysio_dup(s->dup);
+			pthread_mutex_unlock(&ho.mu);
+		}
 		memset(&m, 0, sizeof(m));
 		m.magic = SPOOL_HO_MAGIC;
 		m.kind = SPOOL_HO_TAKE;
@@ -389,7 +426,7 @@ readopt(bool drop)
 			continue;
 		expect = HO_QUEUED;
 		rc = send_msg(conn, &m, fd) == 0 ? await_answer(conn) : -1;
-		sysio_close(fd);
+		running_close(&ho.readopt_fd);	/* fd */
 		if (rc == 1 && atomic_compare_exchange_strong(&s->ho, &expect,
 		    HO_HELD))
 			atomic_fetch_add(&held_n, 1);
@@ -428,6 +465,8 @@ ho_main(void *arg)
 		n = ho.head;
 		if (n != NULL && (ho.head = n->next) == NULL)
 			ho.tail = NULL;
+		if (n != NULL)
+			ho.running_fd = n->fd;
 		pthread_mutex_unlock(&ho.mu);
 		if (n != NULL)
 			deliver(n);

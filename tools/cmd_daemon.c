@@ -270,10 +270,13 @@ delivery_done(struct delivery *dv)
 
 /*
  * Where delivery continues: the first stream byte the kernel never
- * accepted. false when it cannot be known (AF_UNIX, no origin, no
- * anchor): then from the spool's progress, at-least-once.
+ * accepted: 1, found (pl). 0 when it cannot be known (AF_UNIX, no
+ * origin, no anchor): then from the spool's progress, at-least-once.
+ * -1 when it lies before the first record on disk (FORMAT.md §10):
+ * bytes the kernel never took were deleted, a contradiction that is
+ * reported, and the stream is kept, never guessed.
  */
-static bool
+static int
 resume_point(struct delivery *dv, struct spool_place *pl)
 {
 	struct spool_origin o;
@@ -285,26 +288,34 @@ resume_point(struct delivery *dv, struct spool_place *pl)
 		dlog("warn", "spool %s (pid %d): %s; delivering from its "
 		    "progress (bytes may repeat)", dv->name, (int)dv->pid,
 		    e.msg);
-		return false;
+		return 0;
 	}
 	if (!o.known || spool_socket_count(dv->fd, &now) < 0) {
 		dlog("info", "spool %s (pid %d): no byte count (not TCP); "
 		    "delivering from its progress (bytes may repeat)",
 		    dv->name, (int)dv->pid);
-		return false;
+		return 0;
 	}
 	if (now < o.count) {
 		dlog("warn", "spool %s (pid %d): the socket's count went "
 		    "back (%" PRIu64 " < %" PRIu64 "); delivering from its "
 		    "progress", dv->name, (int)dv->pid, now, o.count);
-		return false;
+		return 0;
 	}
 	if ((rc = spool_locate(dm.dir, dv->name, &o, now - o.count, pl,
-	    &e)) < 0) {
+	    &e)) == -ERANGE) {
+		dlog("error", "spool %s (pid %d): byte %" PRIu64 " is before "
+		    "the first record on disk (%s): bytes the kernel never "
+		    "took were deleted; nothing delivered, the spool is kept "
+		    "(tcpspool verify, tcpspool replay)", dv->name,
+		    (int)dv->pid, now - o.count, e.msg);
+		return -1;
+	}
+	if (rc < 0) {
 		dlog("warn", "spool %s (pid %d): %s; delivering from its "
 		    "progress (bytes may repeat)", dv->name, (int)dv->pid,
 		    e.msg);
-		return false;
+		return 0;
 	}
 	if (pl->at_end)
 		dlog("info", "spool %s (pid %d): the kernel accepted every "
@@ -315,7 +326,7 @@ resume_point(struct delivery *dv, struct spool_place *pl)
 		    " (record %" PRIu64 " + %" PRIu64 "), %" PRIu64
 		    " bytes left", dv->name, (int)dv->pid, now - o.count,
 		    pl->seq, pl->off, pl->end_abs - (now - o.count));
-	return true;
+	return 1;
 }
 
 /* `tcpspool ls` shows the stream as "daemon" while this file names a
@@ -343,7 +354,8 @@ deliver_main(void *arg)
 	struct spool_place pl;
 	struct stat st;
 	int64_t cut;
-	int rc, type = 0, fam = 0;
+	int rc, rp, type = 0, fam = 0;
+	char path[SPOOL_NAME_MAX + 16];
 	socklen_t len = sizeof(type);
 	struct sockaddr_storage ss;
 	socklen_t slen = sizeof(ss);
@@ -366,8 +378,16 @@ deliver_main(void *arg)
 	else if (cut > 0)
 		dlog("warn", "spool %s: %" PRId64 " bytes of a torn frame cut "
 		    "(the process died while writing it)", dv->name, cut);
+	if ((rp = resume_point(dv, &pl)) < 0) {
+		/* Kept as an orphan: the client is not sent a guess. */
+		snprintf(path, sizeof(path), "%s/daemon", dv->name);
+		(void)unlinkat(spool_dir_fd(dm.dir), path, 0);
+		close(dv->fd);
+		delivery_done(dv);
+		return NULL;
+	}
 	rc = replay_connection(dm.dir, dv->name, dv->fd, fam == AF_UNIX,
-	    resume_point(dv, &pl) ? &pl : NULL, dm.linger_ms);
+	    rp > 0 ? &pl : NULL, dm.linger_ms);
 	if (rc == EXIT_OK)
 		dlog("info", "spool %s (pid %d): delivered, connection "
 		    "closed", dv->name, (int)dv->pid);
