@@ -6,7 +6,12 @@
  * When a stream starts spooling (DIRECT -> SPOOLING) and the spool dir
  * holds a daemon's socket, the stream's origin is recorded (spool
  * origin file) and a duplicate of the socket is sent to the daemon with
- * the stream's name and our pid. The daemon keeps it untouched while this
+ * the stream's name and our pid. The daemon answers y or n; the stream
+ * is HO_HELD only on y (read by our thread, 2 s at most; on n or no
+ * answer it stays ours, and the process lingers for it at exit). Our
+ * connection is close-on-exec: a process that execs loses its spools
+ * and the daemon closes the copies it was given on that connection.
+ * The daemon keeps it untouched while this
  * process lives; the stream leaving SPOOLING/LINGER (back to DIRECT,
  * FAILED, DONE) sends a release, and the daemon closes its copy at once.
  * At process end, a stream the daemon holds is left to it: its spool is
@@ -29,8 +34,8 @@
 /* s->ho */
 enum handover_state {
 	HO_NONE,	/* not handed over */
-	HO_QUEUED,	/* take queued, not sent yet */
-	HO_HELD,	/* the daemon has a duplicate */
+	HO_QUEUED,	/* take queued, sent but not answered, or refused */
+	HO_HELD,	/* the daemon said yes: it has a duplicate */
 };
 
 /* set_state's companion (stream.c), under s->mu: from -> to. */

@@ -16,9 +16,15 @@
  * would (tcpspool replay's machinery, cmd_replay.c), one thread per
  * stream.
  *
+ * Every take is answered, y (held) or n (refused, and why logged with its
+ * errno): only a y makes the stream ours at the process's exit.
+ *
  * States of a held connection:
  *   HELD        the process lives; the duplicate is not touched
- *   (closed)    released by the process: closed at once
+ *   (closed)    released by the process: closed at once; or the
+ *               connection that handed it over ended while the process
+ *               lives on, not exiting (exec: the library's connection is
+ *               close-on-exec): closed, nothing delivered
  *   DELIVERING  the process died: a thread sends the rest, then FIN,
  *               linger, close, and removes the stream
  *

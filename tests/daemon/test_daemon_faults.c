@@ -487,3 +487,161 @@ Test(daemon_faults, run_with_daemon_returns_in_a_command_substitution)
 		}
 	}
 }
+
+/* The daemon's one-byte answer on fd, 0 when it closed the connection,
+ * -1 when nothing came in time. */
+static int
+answer_of(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char b;
+
+	if (poll(&p, 1, DEADLINE_MS) != 1)
+		return -1;
+	return recv(fd, &b, 1, 0) == 1 ? (unsigned char)b : 0;
+}
+
+/* A take as the library sends it, passing fd, on a new connection. */
+static int
+send_take(int32_t pid, const char *name, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct spool_ho_msg m = { .magic = SPOOL_HO_MAGIC,
+	    .kind = SPOOL_HO_TAKE, .pid = pid };
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	int conn;
+
+	strlcpy(m.name, name, sizeof(m.name));
+	memset(&u, 0, sizeof(u));
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	conn = daemon_connect();
+	cr_assert_geq(conn, 0);
+	cr_assert_eq(sendmsg(conn, &mh, MSG_NOSIGNAL), (ssize_t)sizeof(m),
+	    "%s", strerror(errno));
+	return conn;
+}
+
+/* The daemon closed its copy of the socketpair end we gave it: our
+ * other end sees EOF (we closed our copy of the given end). */
+static bool
+copy_closed(int other)
+{
+	struct pollfd p = { .fd = other, .events = POLLIN };
+	char b;
+
+	return poll(&p, 1, DEADLINE_MS) == 1 && recv(other, &b, 1,
+	    MSG_DONTWAIT) == 0;
+}
+
+/*
+ * Takes with a real descriptor, from a peer of the daemon's own uid:
+ * naming a live process's stream as its own (forged name), or in that
+ * process's name (forged pid). Neither is held; the real stream's copy
+ * stays the one its process gave.
+ */
+Test(daemon_faults, forged_takes_with_a_real_descriptor_hold_nothing)
+{
+	enum { MSGS = 1000000 };
+	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
+	struct h_spawn o = { .preload = true, .env = env, .nfds = 1 };
+	struct h_gate resume;
+	struct h_story st;
+	struct h_proc *dmn;
+	char count[64], names[4][32], line[128];
+	int sp[2], conn;
+	pid_t owner;
+
+	dmn = daemon_start();
+	h_gate_init(&resume);
+	o.fds[0].child = 5;
+	o.fds[0].parent = resume.rfd;
+	h_fmt(count, sizeof(count), "--count=%d", MSGS);
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ count, "--no-fork", "--pause-at=1000000",
+	        "--resume-fd=5", NULL },
+	    (const char *[]){ count, NULL });
+	h_story_wait_status(&st, "paused ", 1);
+	wait_held(1);
+	cr_assert_eq(rel_streams(h_spool_dir(), names, 4), 1);
+	owner = h_pid(st.server);
+	h_fmt(line, sizeof(line), "held %s pid %d", names[0], (int)owner);
+	cr_assert(strstr(daemon_status(), line) != NULL, "%s",
+	    daemon_status());
+
+	/* Forged name: our pid, its stream. Refused, answered, closed. */
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp),
+	    0);
+	conn = send_take((int32_t)getpid(), names[0], sp[0]);
+	close(sp[0]);
+	cr_expect_eq(answer_of(conn), SPOOL_HO_REFUSED);
+	cr_expect(copy_closed(sp[1]), "the daemon kept a forged name's fd");
+	close(sp[1]);
+	close(conn);
+
+	/* Forged pid: its pid, its stream, sent by us. Dropped. */
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp),
+	    0);
+	conn = send_take((int32_t)owner, names[0], sp[0]);
+	close(sp[0]);
+	cr_expect_eq(answer_of(conn), 0, "a forged pid was not dropped");
+	cr_expect(copy_closed(sp[1]), "the daemon kept a forged pid's fd");
+	close(sp[1]);
+	close(conn);
+
+	cr_expect_eq(count_lines(daemon_status(), "held "), 1);
+	cr_expect(strstr(daemon_status(), line) != NULL, "%s",
+	    daemon_status());
+	h_gate_open(&resume);
+	h_story_finish(&st);
+	daemon_stop(dmn);
+	h_story_assert_delivered(&st, (long long)MSGS * REL_MSG);
+}
+
+/*
+ * The daemon out of fds. A take whose descriptor the kernel could not
+ * install (MSG_CTRUNC) is refused and answered, the connection kept;
+ * then, with no fd left at all, a new peer is accepted and closed at
+ * once (the spare fd), not left in the backlog with the listener
+ * readable for ever (the daemon spun at 97% CPU).
+ */
+Test(daemon_faults, daemon_out_of_fds_answers_and_sheds_peers)
+{
+	struct rlimit was, low;
+	struct h_proc *dmn;
+	int sp[2], a, b;
+
+	dmn = daemon_start();
+	(void)daemon_status();
+	cr_assert_eq(prlimit(h_pid(dmn), RLIMIT_NOFILE, NULL, &was), 0);
+	low.rlim_cur = low.rlim_max = limit_leaving(h_pid(dmn), 1);
+	cr_assert_eq(prlimit(h_pid(dmn), RLIMIT_NOFILE, &low, NULL), 0, "%s",
+	    strerror(errno));
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp),
+	    0);
+	a = send_take((int32_t)getpid(), "0123456789abcdef", sp[0]);
+	close(sp[0]);
+	cr_expect_eq(answer_of(a), SPOOL_HO_REFUSED, "%s", h_stderr(dmn));
+	cr_expect(copy_closed(sp[1]));
+	close(sp[1]);
+	wait_stderr(dmn, "could not be received");
+	/* a holds the last fd: the next peer is shed. */
+	b = daemon_connect();
+	cr_assert_geq(b, 0);
+	cr_expect_eq(answer_of(b), 0, "the peer was never shed");
+	wait_stderr(dmn, "a peer turned away");
+	close(b);
+	close(a);
+	if (prlimit(h_pid(dmn), RLIMIT_NOFILE, &was, NULL) == 0)
+		cr_expect_eq(count_lines(daemon_status(), "held "), 0);
+	daemon_stop(dmn);
+}
