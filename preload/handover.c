@@ -4,8 +4,11 @@
  *
  * Lock rule: ho.mu guards the queue, the connection's fd number and the
  * list of streams the daemon holds; it is taken under a stream's mu
- * (never the reverse) and held only to queue or dequeue: no system call
- * that can block runs under it. The thread sends with no lock held.
+ * (never the reverse) and held to queue or dequeue, and to make or close
+ * the thread's own fds (a socket, a duplicate: running_close says why
+ * no such close can wait); no system call that can block runs under it
+ * (lock order: stream mu, ho.mu, sysio's gate). The thread sends, and
+ * awaits the daemon's answers, with no lock held.
  *
  * Counts for process end (atomics, read without lock from a handler):
  * live_n streams are SPOOLING or LINGER; held_n of them the daemon holds.
@@ -130,15 +133,35 @@ daemon_present(struct spool_dir *d)
 	return S_ISSOCK(st.st_mode);
 }
 
-/* Closes *slot (ho.running_fd, readopt_fd, connecting) under ho.mu. */
+/*
+ * Closes *slot (ho.running_fd, readopt_fd, connecting) under ho.mu, so
+ * that a child forked meanwhile never closes a number reused since. A
+ * duplicate of s's socket is closed there only while s still holds its
+ * own (s->dup, under s->mu): then ours is not the socket's last fd and
+ * its close cannot wait out an SO_LINGER with ho.mu held (application
+ * threads take ho.mu). Otherwise it is closed holding no lock (a child
+ * forked in that instant keeps a copy until it execs or exits).
+ */
 static void
-running_close(int *slot)
+running_close(int *slot, struct stream *s)
 {
+	bool held_by_s = true;
+	int fd;
+
+	if (s != NULL)
+		pthread_mutex_lock(&s->mu);
+	if (s != NULL)
+		held_by_s = s->dup >= 0;
 	pthread_mutex_lock(&ho.mu);
-	if (*slot >= 0)
-		sysio_close(*slot);
+	fd = *slot;
 	*slot = -1;
+	if (held_by_s && fd >= 0)
+		sysio_close(fd);
 	pthread_mutex_unlock(&ho.mu);
+	if (s != NULL)
+		pthread_mutex_unlock(&s->mu);
+	if (!held_by_s && fd >= 0)
+		sysio_close(fd);
 }
 
 static int
@@ -169,7 +192,7 @@ connect_daemon(void)
 	if (syscall(SYS_connect, fd, &sa, sizeof(sa)) == -1) {
 		log_debug("tcpspool daemon at %s: %s", sa.sun_path,
 		    strerror(errno));
-		running_close(&ho.connecting);
+		running_close(&ho.connecting, NULL);
 		return -1;
 	}
 	/* The caller makes it ho.conn (the child's fork handler closes that
@@ -324,7 +347,7 @@ deliver(struct ho_node *n)
 		}
 	}
 	if (n->fd >= 0)
-		running_close(&ho.running_fd);	/* n->fd */
+		running_close(&ho.running_fd, n->s);	/* n->fd */
 	if (n->m.kind == SPOOL_HO_TAKE) {
 		/* Held only on the daemon's yes: a stream never held is the
 		 * process's, which lingers for it at exit. */
@@ -426,7 +449,7 @@ readopt(bool drop)
 			continue;
 		expect = HO_QUEUED;
 		rc = send_msg(conn, &m, fd) == 0 ? await_answer(conn) : -1;
-		running_close(&ho.readopt_fd);	/* fd */
+		running_close(&ho.readopt_fd, s);	/* fd */
 		if (rc == 1 && atomic_compare_exchange_strong(&s->ho, &expect,
 		    HO_HELD))
 			atomic_fetch_add(&held_n, 1);
