@@ -139,6 +139,7 @@ struct conn {
 	int fd;
 	uint64_t id;		/* 1, 2, ...: names it in held.conn */
 	pid_t pid;		/* SO_PEERCRED at accept */
+	_Alignas(struct spool_ho_msg)	/* read as one in place */
 	uint8_t buf[sizeof(struct spool_ho_msg)];
 	size_t have;
 	int pending_fd;		/* passed with the message being read */
