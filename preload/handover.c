@@ -195,10 +195,11 @@ connect_daemon(void)
 		running_close(&ho.connecting, NULL);
 		return -1;
 	}
-	/* The caller makes it ho.conn (the child's fork handler closes that
-	 * one too). */
+	/* It becomes ho.conn in the same section that stops naming it
+	 * connecting: a child forked at any moment closes its copy. */
 	pthread_mutex_lock(&ho.mu);
 	ho.connecting = -1;
+	ho.conn = fd;
 	pthread_mutex_unlock(&ho.mu);
 	log_debug("tcpspool daemon at %s: connected", sa.sun_path);
 	return fd;
@@ -243,11 +244,10 @@ static int
 await_answer(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int64_t until = -1;
-	struct timespec ts;
+	int64_t until = 0, now;
+	bool started = false;
 	char b;
 	long r;
-	int n;
 
 	for (;;) {
 		r = syscall(SYS_recvfrom, fd, &b, 1, MSG_DONTWAIT, NULL, NULL);
@@ -255,13 +255,13 @@ await_answer(int fd)
 			return b == SPOOL_HO_OK ? 1 : 0;
 		if (r == 0 || (errno != EAGAIN && errno != EINTR))
 			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		n = (int)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-		if (until < 0)
-			until = n + 2000;
-		else if (n >= until)
+		now = mono_ns() / NS_PER_MS;
+		if (!started) {
+			until = now + 2000;
+			started = true;
+		} else if (now >= until)
 			return -1;
-		(void)poll(&p, 1, (int)(until - n));
+		(void)poll(&p, 1, (int)(until - now));
 	}
 }
 
@@ -313,10 +313,7 @@ deliver(struct ho_node *n)
 	conn = ho.conn;
 	pthread_mutex_unlock(&ho.mu);
 	if (conn < 0 && n->m.kind == SPOOL_HO_TAKE) {
-		conn = connect_daemon();
-		pthread_mutex_lock(&ho.mu);
-		ho.conn = conn;
-		pthread_mutex_unlock(&ho.mu);
+		conn = connect_daemon();	/* ho.conn once connected */
 	}
 	if (conn >= 0 && send_msg(conn, &n->m, n->fd) < 0) {
 		log_warn("tcpspool daemon: %s of %s not sent: %s",
@@ -390,7 +387,7 @@ readopt(bool drop)
 	struct stream **v = NULL;
 	struct spool_ho_msg m;
 	size_t n = 0, i;
-	int conn, fd, expect, rc;
+	int conn, fd, expect, rc = 0;
 
 	pthread_mutex_lock(&ho.mu);
 	conn = ho.conn;
@@ -417,17 +414,16 @@ readopt(bool drop)
 			log_warn("tcpspool daemon went away: %zu streams "
 			    "delivered by this process alone until one "
 			    "answers again", n);
+		/* Closed where it stops being ho.conn (a unix socket's close
+		 * never waits): a child forked meanwhile has no copy. */
 		pthread_mutex_lock(&ho.mu);
 		ho.conn = -1;
-		pthread_mutex_unlock(&ho.mu);
 		sysio_close(conn);
+		pthread_mutex_unlock(&ho.mu);
 		said = false;
 	}
-	if (n == 0 || (conn = connect_daemon()) < 0)
+	if (n == 0 || (conn = connect_daemon()) < 0)	/* ho.conn */
 		goto out;
-	pthread_mutex_lock(&ho.mu);
-	ho.conn = conn;
-	pthread_mutex_unlock(&ho.mu);
 	for (i = 0; i < n; i++) {
 		struct stream *s = v[i];
 
@@ -454,7 +450,26 @@ readopt(bool drop)
 		    HO_HELD))
 			atomic_fetch_add(&held_n, 1);
 		if (rc < 0)
-			break;	/* seen again at the next look */
+			break;
+	}
+	if (rc < 0) {
+		/* No answer: a late one would be read as the next take's.
+		 * The connection is given up (the daemon, seeing it end while
+		 * this process lives, lets go of what it took on it), the
+		 * streams are ours again, and the next look tries anew. */
+		for (i = 0; i < n; i++) {
+			expect = HO_HELD;
+			if (atomic_compare_exchange_strong(&v[i]->ho, &expect,
+			    HO_QUEUED))
+				atomic_fetch_sub(&held_n, 1);
+		}
+		pthread_mutex_lock(&ho.mu);
+		if (ho.conn == conn) {
+			ho.conn = -1;
+			sysio_close(conn);
+		}
+		pthread_mutex_unlock(&ho.mu);
+		goto out;
 	}
 	if (!said)
 		log_info("tcpspool daemon answers again: %zu streams handed "
