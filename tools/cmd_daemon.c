@@ -42,6 +42,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -788,42 +789,76 @@ forget_conn(struct proc *p, uint64_t cid, const char *why)
 		    "without the daemon)", (int)p->pid, why, n);
 }
 
-/* Is pid exiting (PF_EXITING in /proc/PID/stat, or a zombie)? */
-static bool
-exiting(pid_t pid)
+/* Is the thread whose stat file is path exiting (PF_EXITING) or a zombie?
+ * 1 yes, 0 no, -1 cannot tell (read failed for another reason than its
+ * end: the daemon's own fd limit, say). */
+static int
+thread_exiting(const char *path)
 {
-	char path[64], buf[1024], *q, st;
+	char buf[1024], *q, st;
 	unsigned long flags = 0;
 	ssize_t n;
 	int fd, i;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return true;	/* gone */
+		return errno == ENOENT || errno == ESRCH ? 1 : -1;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return true;
+		return n == 0 || errno == ESRCH ? 1 : -1;
 	buf[n] = '\0';
 	if ((q = strrchr(buf, ')')) == NULL || sscanf(q + 1, " %c", &st) != 1)
-		return true;
+		return -1;
 	if (st == 'Z' || st == 'X' || st == 'x')
-		return true;
+		return 1;
 	/* fields after ')': state ppid pgrp session tty tpgid flags */
 	for (i = 0, q++; i < 6 && q != NULL; i++)
 		q = strchr(q + 1, ' ');
 	if (q == NULL || sscanf(q, " %lu", &flags) != 1)
-		return true;
+		return -1;
 	return (flags & 0x4) != 0;	/* PF_EXITING */
 }
 
 /*
+ * Is pid dying: every one of its threads exiting or a zombie? 1 yes (or
+ * gone), 0 one lives on (a leader that called pthread_exit is a zombie
+ * whose process lives on), -1 cannot tell now.
+ */
+static int
+dying(pid_t pid)
+{
+	char path[96];
+	struct dirent *de;
+	DIR *d;
+	int r, all = 1;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return errno == ENOENT || errno == ESRCH ? 1 : -1;
+	while (all != 0 && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/stat",
+		    (int)pid, de->d_name);
+		if ((r = thread_exiting(path)) == 0)
+			all = 0;
+		else if (r < 0)
+			all = -1;
+	}
+	closedir(d);
+	return all;
+}
+
+/*
  * Connection c ended while its process may live. A dying process closes
- * its files just before its pidfd turns readable: it is given up to 5 s
- * for that (proc_died delivers). One that lives on exec'd (the library's
- * connection is close-on-exec) or closed it on purpose: the pid now runs
- * a program that may write to those sockets itself, so every copy this
- * connection handed over is closed, and nothing is delivered.
+ * its files before its pidfd turns readable, sometimes long before (a
+ * file whose last close waits: a tty draining, a network file system):
+ * while every thread is exiting it is waited for, however long, and
+ * proc_died delivers. One that lives on exec'd (the library's connection
+ * is close-on-exec) or closed it on purpose: the pid now runs a program
+ * that may write to those sockets itself, so every copy this connection
+ * handed over is closed, and nothing is delivered. Where /proc cannot
+ * tell (the daemon out of fds), it looks again a second later.
  */
 static void
 conn_gone(const struct conn *c)
@@ -836,20 +871,23 @@ conn_gone(const struct conn *c)
 	pf = (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
 	if (poll(&pf, 1, 0) > 0)
 		return;		/* dead: the pidfd is seen next */
-	if (exiting(p->pid)) {
-		p->lost_conn = c->id;
-		p->exiting_until = mono_ms() + 5000;
+	if (dying(p->pid) == 0) {
+		forget_conn(p, c->id, "lives on without its connection "
+		    "(exec?)");
 		return;
 	}
-	forget_conn(p, c->id, "lives on without its connection (exec?)");
+	p->lost_conn = c->id;
+	p->exiting_until = mono_ms() + 1000;
 }
 
-/* Processes that were exiting when their connection ended but whose
- * pidfd never turned readable: treated as conn_gone's living ones. */
+/* Processes that were dying, or could not be told, when their connection
+ * ended and whose pidfd has not turned readable: looked at again each
+ * second; one that lives on is treated as conn_gone's. */
 static void
 exiting_expired(void)
 {
 	int64_t now = mono_ms();
+	struct pollfd pf;
 	size_t i;
 
 	for (i = 0; i < dm.nprocs; i++) {
@@ -857,9 +895,14 @@ exiting_expired(void)
 
 		if (p->exiting_until == 0 || now < p->exiting_until)
 			continue;
+		pf = (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
+		if (poll(&pf, 1, 0) > 0 || dying(p->pid) != 0) {
+			p->exiting_until = now + 1000;	/* still dying */
+			continue;
+		}
 		p->exiting_until = 0;
-		forget_conn(p, p->lost_conn, "lived on 5 s after its "
-		    "connection ended");
+		forget_conn(p, p->lost_conn, "lives on after its connection "
+		    "ended (exec?)");
 	}
 }
 
