@@ -66,6 +66,8 @@ config_defaults(struct tcpspool_config *c)
 	c->block_timeout_ms = CONFIG_DEFAULT_BLOCK_TIMEOUT_MS;
 	c->orphans = ORPHANS_EXPIRE;
 	c->orphan_ttl_ms = CONFIG_DEFAULT_ORPHAN_TTL_MS;
+	c->resume = RESUME_OFF;
+	c->resume_ttl_ms = CONFIG_DEFAULT_RESUME_TTL_MS;
 	c->ports.n = 0;
 	c->peer_ports.n = 0;
 	c->log_dest = LOG_DEST_STDERR;
@@ -324,7 +326,7 @@ vis_quote(char *dst, const char *s, size_t n)
 /* How a value is read; the table below says where it goes. */
 enum var_kind {
 	V_BOOL, V_DIR, V_SIZE, V_INT, V_DURATION, V_FSYNC, V_OVERFLOW,
-	V_PORTS, V_LOG, V_LOG_LEVEL, V_ORPHANS,
+	V_PORTS, V_LOG, V_LOG_LEVEL, V_ORPHANS, V_RESUME,
 };
 
 struct var {
@@ -344,7 +346,7 @@ enum var_id {
 	VAR_SEGMENT_SIZE, VAR_LEVEL, VAR_FLUSH, VAR_FSYNC, VAR_FSYNC_INTERVAL,
 	VAR_LINGER, VAR_OVERFLOW, VAR_BLOCK_TIMEOUT, VAR_PORTS,
 	VAR_PEER_PORTS, VAR_LOG, VAR_LOG_LEVEL, VAR_ORPHANS, VAR_ORPHAN_TTL,
-	VAR_COUNT
+	VAR_RESUME, VAR_RESUME_TTL, VAR_COUNT
 };
 
 static const struct var vars[VAR_COUNT] = {
@@ -389,6 +391,10 @@ static const struct var vars[VAR_COUNT] = {
 	    "expected expire, keep or discard" },
 	[VAR_ORPHAN_TTL] = { "ORPHAN_TTL", V_DURATION, 1,
 	    CONFIG_DURATION_MAX_MS, DURATION_FORM("from 1ms to 24h") },
+	[VAR_RESUME] = { "RESUME", V_RESUME, 0, 0,
+	    "expected off or peer-addr" },
+	[VAR_RESUME_TTL] = { "RESUME_TTL", V_DURATION, 1,
+	    CONFIG_DURATION_MAX_MS, DURATION_FORM("from 1ms to 24h") },
 };
 
 /* Picks s among words[]; the index, or -1. */
@@ -410,6 +416,7 @@ set_var(struct tcpspool_config *c, enum var_id id, const char *s)
 	static const char *const fsyncs[] = { "never", "interval", "always" };
 	static const char *const overflows[] = { "eagain", "block", "drop" };
 	static const char *const orphans[] = { "expire", "keep", "discard" };
+	static const char *const resumes[] = { "off", "peer-addr" };
 	static const char *const levels[] = { "error", "warn", "info",
 		"debug" };
 	const struct var *v = &vars[id];
@@ -463,6 +470,11 @@ set_var(struct tcpspool_config *c, enum var_id id, const char *s)
 			return -1;
 		c->orphans = (enum orphan_policy)k;
 		return 0;
+	case V_RESUME:
+		if ((k = keyword(s, resumes, 2)) == -1)
+			return -1;
+		c->resume = (enum resume_mode)k;
+		return 0;
 	case V_PORTS:
 		return config_parse_ports(s, id == VAR_PORTS ? &c->ports :
 		    &c->peer_ports);
@@ -502,6 +514,7 @@ set_var(struct tcpspool_config *c, enum var_id id, const char *s)
 	case VAR_LINGER:	c->linger_ms = (uint32_t)u; break;
 	case VAR_BLOCK_TIMEOUT:	c->block_timeout_ms = (uint32_t)u; break;
 	case VAR_ORPHAN_TTL:	c->orphan_ttl_ms = (uint32_t)u; break;
+	case VAR_RESUME_TTL:	c->resume_ttl_ms = (uint32_t)u; break;
 	default:		return -1;
 	}
 	return 0;

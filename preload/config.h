@@ -39,6 +39,11 @@
  *                          the spool of a connection whose peer went away
  *                          (reset, timed out) while bytes were spooled
  *   TCPSPOOL_ORPHAN_TTL    DURATION 1ms..24h       10m, for expire
+ *   TCPSPOOL_RESUME        off|peer-addr           off: peer-addr keeps such
+ *                          a spool (TCP only) for the peer's next
+ *                          connection from the same IP address, which is
+ *                          sent its records first (resume.c)
+ *   TCPSPOOL_RESUME_TTL    DURATION 1ms..24h       10m: how long it waits
  *
  * An empty value is an error for every variable but the two port lists.
  * Paths (DIR, LOG file) are absolute, have no ".." component and no control
@@ -88,9 +93,11 @@
 #define CONFIG_DEFAULT_LINGER_MS 30000
 #define CONFIG_DEFAULT_BLOCK_TIMEOUT_MS 5000
 #define CONFIG_DEFAULT_ORPHAN_TTL_MS (10u * 60 * 1000)
+#define CONFIG_DEFAULT_RESUME_TTL_MS (10u * 60 * 1000)
 
 enum overflow_policy { OVERFLOW_EAGAIN, OVERFLOW_BLOCK, OVERFLOW_DROP };
 enum orphan_policy { ORPHANS_EXPIRE, ORPHANS_KEEP, ORPHANS_DISCARD };
+enum resume_mode { RESUME_OFF, RESUME_PEER_ADDR };
 enum fsync_policy { FSYNC_NEVER, FSYNC_INTERVAL, FSYNC_ALWAYS };
 enum log_dest { LOG_DEST_STDERR, LOG_DEST_SYSLOG, LOG_DEST_FILE };
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO,
@@ -121,6 +128,8 @@ struct tcpspool_config {
 	uint32_t block_timeout_ms;
 	enum orphan_policy orphans;
 	uint32_t orphan_ttl_ms;
+	enum resume_mode resume;
+	uint32_t resume_ttl_ms;
 	struct port_set ports;
 	struct port_set peer_ports;
 	enum log_dest log_dest;

@@ -11,6 +11,9 @@
  *   FDTAB_EPOLL     an epoll fd of the application: when a stream keeps a
  *                   closed fd's file open, its registrations there are
  *                   removed (SAFETY.md, epoll); writes pass through;
+ *   FDTAB_CHECKED   a connection that may spool, whose peer had nothing
+ *                   waiting for it at its first write (TCPSPOOL_RESUME,
+ *                   resume.h): as NULL, but not asked again;
  *   a stream        this application fd writes to that stream (several fds,
  *                   after dup, may share one stream).
  *
@@ -45,7 +48,15 @@ struct stream;
 #define FDTAB_IGNORED ((struct stream *)(uintptr_t)1)
 #define FDTAB_PRIVATE ((struct stream *)(uintptr_t)2)
 #define FDTAB_EPOLL ((struct stream *)(uintptr_t)3)
-#define FDTAB_IS_STREAM(p) ((uintptr_t)(p) > 3)
+#define FDTAB_CHECKED ((struct stream *)(uintptr_t)4)
+#define FDTAB_IS_STREAM(p) ((uintptr_t)(p) > 4)
+
+/* Nothing that decides yet: a fd whose first EAGAIN makes a stream. */
+static inline bool
+fdtab_unknown(const struct stream *p)
+{
+	return p == NULL || p == FDTAB_CHECKED;
+}
 
 typedef _Atomic(struct stream *) fdtab_slot;
 extern _Atomic(fdtab_slot *) fdtab_chunks[FDTAB_CHUNKS];

@@ -649,7 +649,10 @@ handover_transition(struct stream *s, enum stream_state from,
 		atomic_fetch_add(&live_n, 1);
 	else if (is_live(from) && !is_live(to))
 		atomic_fetch_sub(&live_n, 1);
-	if (from == STREAM_DIRECT && to == STREAM_SPOOLING)
+	/* A stream sending adopted streams first is not handed over: the
+	 * daemon would send its own spool ahead of them (resume.h). */
+	if (from == STREAM_DIRECT && to == STREAM_SPOOLING &&
+	    !atomic_load(&s->resuming))
 		take(s);
 	else if (is_live(from) && !is_live(to))
 		release(s);

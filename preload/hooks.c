@@ -28,6 +28,7 @@
 #include "fdtab.h"
 #include "ops.h"
 #include "real.h"
+#include "resume.h"
 
 #define RAW(...) ((long)syscall(__VA_ARGS__))
 
@@ -36,7 +37,8 @@
  * resolver state, one of the fd's slot, the real call. Only a result that
  * left bytes unsent goes on to ops.c.
  */
-#define FAST_PATH(fd) (real_ready() && fdtab_peek(fd) == NULL)
+#define FAST_PATH(fd) (real_ready() && fdtab_peek(fd) == NULL && \
+	!atomic_load_explicit(&resume_armed, memory_order_relaxed))
 #define UNSENT(r, len) ((r) >= 0 ? (size_t)(r) < (len) : \
 	(errno == EAGAIN || errno == EWOULDBLOCK))
 

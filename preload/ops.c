@@ -18,6 +18,7 @@
 #include "ops.h"
 #include "real.h"
 #include "replay.h"
+#include "resume.h"
 #include "runtime.h"
 #include "stream.h"
 #include "sysio.h"
@@ -58,15 +59,15 @@ static ssize_t
 first_spool_locked(struct wreq *w, ssize_t r, int err, int saved)
 {
 	size_t done = r < 0 ? 0 : (size_t)r;
-	struct stream *s, *old;
+	struct stream *s, *old, *was = fdtab_peek(w->fd);
 	struct sockinfo si;
 	ssize_t out;
 
-	if (!runtime_active() || replay_exiting())
+	if (!runtime_active() || replay_exiting() || !fdtab_unknown(was))
 		goto kernel;
 	switch (classify_fd(w->fd, runtime_config(), &si)) {
 	case FD_NEVER:
-		(void)fdtab_install(w->fd, NULL, FDTAB_IGNORED, &old);
+		(void)fdtab_install(w->fd, was, FDTAB_IGNORED, &old);
 		goto kernel;
 	case FD_NOT_NOW:
 		goto kernel;
@@ -77,7 +78,7 @@ first_spool_locked(struct wreq *w, ssize_t r, int err, int saved)
 	    NULL)
 		goto kernel;
 	pthread_mutex_lock(&s->mu);
-	if (!fdtab_install(w->fd, NULL, s, &old)) {
+	if (!fdtab_install(w->fd, was, s, &old)) {
 		pthread_mutex_unlock(&s->mu);
 		stream_unref(s);
 		if ((s = fdtab_get(w->fd)) == NULL)
@@ -164,13 +165,16 @@ write_req(struct wreq *w)
 
 	if (rt_nested())
 		return nested_write(w);
+	if (fdtab_peek(w->fd) == NULL && !w->unspoolable &&
+	    atomic_load_explicit(&resume_armed, memory_order_relaxed))
+		resume_first_write(w->fd);
 	for (;;) {
 		p = fdtab_peek(w->fd);
 		if (!FDTAB_IS_STREAM(p)) {
 			r = w->direct(w);
 			if (r >= 0 ? (size_t)r >= w->len : !is_eagain(errno))
 				return r;
-			if (p != NULL || w->unspoolable)
+			if (!fdtab_unknown(p) || w->unspoolable)
 				return r;
 			return first_spool(w, r, errno, saved);
 		}
@@ -334,9 +338,15 @@ op_sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags)
 
 	if (vlen > UIO_MAXIOV)
 		vlen = UIO_MAXIOV;
+	if (p == NULL && vlen > 0 && !rt_nested() &&
+	    atomic_load_explicit(&resume_armed, memory_order_relaxed)) {
+		resume_first_write(fd);
+		p = fdtab_peek(fd);
+	}
 	if (!FDTAB_IS_STREAM(p)) {
 		r = real.sendmmsg(fd, vec, vlen, flags);
-		if (p != NULL || vlen == 0 || (r < 0 && !is_eagain(errno)))
+		if (!fdtab_unknown(p) || vlen == 0 ||
+		    (r < 0 && !is_eagain(errno)))
 			return r;
 		i = r < 0 ? 0 : (unsigned)r;
 		if (i > 0 && vec[i - 1].msg_len < msg_len(&vec[i - 1].msg_hdr)) {
@@ -714,14 +724,14 @@ op_shutdown(int fd, int how)
 static void
 link_before_dup(int fd)
 {
-	struct stream *s, *old;
+	struct stream *s, *old, *was = fdtab_peek(fd);
 	struct sockinfo si;
 
-	if (!runtime_active())
+	if (!runtime_active() || !fdtab_unknown(was))
 		return;
 	switch (classify_fd(fd, runtime_config(), &si)) {
 	case FD_NEVER:
-		(void)fdtab_install(fd, NULL, FDTAB_IGNORED, &old);
+		(void)fdtab_install(fd, was, FDTAB_IGNORED, &old);
 		return;
 	case FD_NOT_NOW:
 		return;
@@ -730,7 +740,7 @@ link_before_dup(int fd)
 	}
 	if ((s = stream_new(fd, &si)) == NULL)
 		return;
-	(void)fdtab_install(fd, NULL, s, &old);
+	(void)fdtab_install(fd, was, s, &old);
 	stream_unref(s);
 }
 
@@ -745,7 +755,7 @@ after_dup(int fd, int nfd)
 		return;		/* nfd's slot is left as it is, see op_new_fd */
 	op_new_fd(nfd);
 	rt_enter();
-	if ((p = fdtab_peek(fd)) == NULL) {
+	if (fdtab_unknown(p = fdtab_peek(fd))) {
 		link_before_dup(fd);
 		p = fdtab_peek(fd);
 	}

@@ -17,14 +17,15 @@
 
 #include "log.h"
 #include "orphans.h"
+#include "resume.h"
 #include "runtime.h"
 #include "stream.h"
 #include "stream_impl.h"
 #include "syncer.h"
 #include "util.h"
 
-static bool
-peer_gone(int err)
+bool
+orphan_peer_gone(int err)
 {
 	switch (err) {
 	case EPIPE:
@@ -51,8 +52,10 @@ orphan_release(struct stream *s, int err, const char *reason,
 	struct spool_counts c;
 	int64_t ttl, at;
 
+	if (resume_wait(s, err, reason, detail))
+		return;
 	spool_stream_counts(s->spool, &c);
-	if (!peer_gone(err))
+	if (!orphan_peer_gone(err))
 		policy = ORPHANS_KEEP;
 	switch (policy) {
 	case ORPHANS_DISCARD:

@@ -5,6 +5,8 @@
 #ifndef TCPSPOOL_ORPHANS_H
 #define TCPSPOOL_ORPHANS_H
 
+#include <stdbool.h>
+
 struct stream;
 
 /*
@@ -16,6 +18,9 @@ struct stream;
  */
 void orphan_release(struct stream *s, int err, const char *reason,
     const char *detail);
+
+/* The connection's peer is gone for good (reset, timed out, ...). */
+bool orphan_peer_gone(int err);
 
 /* Once a process spools: it sweeps the spool dir for expired orphans. */
 void orphan_sweeps_start(void);

@@ -18,6 +18,7 @@
 #include "orphans.h"
 #include "real.h"
 #include "replay.h"
+#include "resume.h"
 #include "runtime.h"
 #include "stream.h"
 #include "stream_impl.h"
@@ -225,6 +226,7 @@ park(struct stream *s, int64_t now)
 	 * send again what the progress file does not say. */
 	(void)spool_cursor_ack(s->cur, 0, 0, true, &e);
 	spool_cursor_park(s->cur);
+	resume_park(s);
 	s->parked = true;
 	atomic_fetch_add(&parks_since_trim, 1);
 	publish(s, now);
@@ -287,8 +289,9 @@ enum pump_end {
  * error (*err), -2 when the acknowledgement failed (*e).
  */
 static int
-run_send(struct stream *s, const struct spool_run *run, size_t len,
-    size_t *n, int *err, struct spool_err *e)
+run_send(struct stream *s, struct spool_cursor *cur,
+    const struct spool_run *run, size_t len, size_t *n, int *err,
+    struct spool_err *e)
 {
 	struct iovec iov = { (void *)run->data, len };
 	struct msghdr msg;
@@ -307,7 +310,7 @@ run_send(struct stream *s, const struct spool_run *run, size_t len,
 		return -1;
 	}
 	*n = (size_t)r;
-	if (spool_cursor_ack_run(s->cur, (size_t)r, false, e) < 0)
+	if (spool_cursor_ack_run(cur, (size_t)r, false, e) < 0)
 		return -2;
 	return 1;
 }
@@ -326,16 +329,35 @@ static enum pump_end
 pump_unlocked(struct stream *s, int64_t now, size_t *sent, int *err,
     struct spool_err *e)
 {
+	struct spool_cursor *cur;
 	struct spool_run run;
 	enum pump_end end;
 	size_t n = 0, len;
 	int rc, r;
 
 	for (;;) {
-		if ((rc = spool_cursor_run(s->cur, &run, e)) <= 0) {
+		/* Streams adopted from the peer's former connection first
+		 * (resume.c), each until its cursor has nothing more. */
+		cur = s->cur;
+		if (atomic_load_explicit(&s->resuming, memory_order_relaxed) &&
+		    (rc = resume_cursor(s, &cur, e)) != 0) {
+			if (rc < 0 && (rc == -EMFILE || rc == -ENFILE ||
+			    rc == -ENOMEM)) {
+				end = PUMP_RETRY;
+				break;
+			}
+			if (rc < 0) {
+				resume_next(s, rc, e);
+				continue;
+			}
+		}
+		if ((rc = spool_cursor_run(cur, &run, e)) <= 0) {
 			if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM)
 				end = PUMP_RETRY;
-			else
+			else if (cur != s->cur) {
+				resume_next(s, rc, e);
+				continue;
+			} else
 				end = rc < 0 ? PUMP_READ_ERR : PUMP_EMPTY;
 			break;
 		}
@@ -344,13 +366,13 @@ pump_unlocked(struct stream *s, int64_t now, size_t *sent, int *err,
 			len = REPLAY_QUANTUM - *sent;
 		if (len == 0) {
 			/* Only empty records: passed without a send. */
-			if (spool_cursor_ack_run(s->cur, 0, false, e) < 0) {
+			if (spool_cursor_ack_run(cur, 0, false, e) < 0) {
 				end = PUMP_READ_ERR;
 				break;
 			}
 			continue;
 		}
-		if ((r = run_send(s, &run, len, &n, err, e)) < 0) {
+		if ((r = run_send(s, cur, &run, len, &n, err, e)) < 0) {
 			end = r == -1 ? PUMP_SEND_ERR : PUMP_READ_ERR;
 			break;
 		}
@@ -370,6 +392,7 @@ pump_unlocked(struct stream *s, int64_t now, size_t *sent, int *err,
 
 		s->persisted_ns = now;
 		(void)spool_cursor_ack(s->cur, 0, 0, true, &pe);
+		resume_persist(s);
 	}
 	return end;
 }

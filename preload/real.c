@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "real.h"
+#include "resume.h"
 
 struct real_table real;
 
@@ -55,6 +56,7 @@ real_resolve(void)
 	if (atomic_load_explicit(&real_state, memory_order_relaxed) == REAL_UNRESOLVED) {
 		atomic_store(&real_state, REAL_RESOLVING);
 		resolve_all();
+		resume_arm();
 		atomic_store_explicit(&real_state,
 		    table_complete() ? REAL_RESOLVED : REAL_FAILED, memory_order_release);
 	}

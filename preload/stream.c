@@ -20,6 +20,7 @@
 #include "log.h"
 #include "orphans.h"
 #include "replay.h"
+#include "resume.h"
 #include "runtime.h"
 #include "stream.h"
 #include "stream_impl.h"
@@ -103,6 +104,9 @@ spool_release(struct stream *s, enum spool_close_how how, const char *reason)
 	struct spool_err e;
 	int saved = errno;
 
+	/* Adopted streams not sent in full wait again (before this one's
+	 * spool, which is newer). */
+	resume_give_back(s);
 	/* A spool kept (an orphan) is replayed from its progress file:
 	 * what the socket took since the last save (up to 200 ms of it) is
 	 * saved now, or it would be sent again. A parked cursor saved it. */

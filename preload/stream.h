@@ -166,6 +166,11 @@ struct stream {
 	_Atomic int ho;
 	bool ho_exit;		/* process end left it to the daemon */
 	uint64_t ho_seg;	/* the writer's segment of the last anchor */
+	/* TCPSPOOL_RESUME: streams adopted from a former connection of the
+	 * peer, sent before this one's spool (resume.h); resuming while
+	 * they are not all sent (read without mu). */
+	struct resume_prefix *pre;
+	_Atomic bool resuming;
 	/* A child of fork's list of its parent's streams (fdtab.c); the
 	 * last one points to itself. */
 	struct stream *forgotten_next;

@@ -513,6 +513,13 @@ start_over(struct spool_cursor *c)
 	c->r.skip_below = c->ack_seq;
 }
 
+void
+spool_cursor_whole_record(struct spool_cursor *c)
+{
+	if (!c->any_seg && !c->in_frame && c->out_n == 0)
+		c->ack_off = 0;
+}
+
 /* Back to the first record not fully acknowledged. */
 static void
 do_rewind(struct spool_cursor *c)

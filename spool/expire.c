@@ -35,6 +35,29 @@ struct sweep {
 	int removed;
 };
 
+/*
+ * A waiting stream (waiting.c) is the sweep's only once it removed the
+ * stream's registry entry: false if a new connection of its peer claimed
+ * it first (its claimer writes its status at once). One whose entry was
+ * never made (a crash between the status and the entry) or whose
+ * claimer died before it wrote the status goes a minute after its
+ * expiry. A stream of unknown identity has no entry to find.
+ */
+#define TOKENLESS_GRACE_NS	(60LL * 1000000000LL)
+static bool
+waiting_token(struct spool_dir *d, const char *name,
+    const struct spool_status *st, const struct spool_stream_info *info,
+    int64_t now_ns)
+{
+	char key[SPOOL_KEY_MAX];
+
+	if (strcmp(st->state, "waiting") != 0 || !info->id_known ||
+	    spool_peer_key(info->id.peer, key) < 0)
+		return true;
+	return spool_waiting_take(d, key, info->id.created_ns, name) !=
+	    -ENOENT || now_ns - st->expires_ns > TOKENLESS_GRACE_NS;
+}
+
 static int
 sweep_one(void *arg, const char *name)
 {
@@ -45,6 +68,7 @@ sweep_one(void *arg, const char *name)
 	struct spool_expired x;
 	int sfd, rc;
 
+	memset(&info, 0, sizeof(info));
 	if (spool_status_read(w->d, name, &st, &e) < 0 || !st.released ||
 	    st.expires_ns <= 0 || st.expires_ns > w->now_ns)
 		return 0;	/* gone meanwhile, live, or not yet */
@@ -68,6 +92,8 @@ sweep_one(void *arg, const char *name)
 			x.busy = true;	/* a replay, a verify: next time */
 		else
 			x.err = strerror(errno);
+	} else if (!waiting_token(w->d, name, &st, &info, w->now_ns)) {
+		/* A new connection of its peer took it first: not expired. */
 	} else if ((rc = spool_stream_remove(w->d, name, &e)) < 0) {
 		if (rc != -ENOENT)
 			x.err = e.msg;

@@ -417,6 +417,13 @@ void spool_cursor_losses(const struct spool_cursor *c, struct spool_losses *l);
  */
 void spool_cursor_park(struct spool_cursor *c);
 
+/*
+ * For a cursor just opened (nothing read yet): starts at the first byte of
+ * the first record not fully acknowledged, even if part of it was
+ * delivered (to another connection: a resumed stream sends it whole).
+ */
+void spool_cursor_whole_record(struct spool_cursor *c);
+
 void spool_cursor_close(struct spool_cursor *c);
 
 /* ------------------------------------------------------ inspection */
@@ -538,6 +545,9 @@ struct spool_status {
 	/* Released (below) with an expiry: may be deleted from then on
 	 * (spool_dir_expire); 0: kept until removed by hand. */
 	int64_t expires_ns;
+	/* A released stream another process took over and sends now (a
+	 * resumed stream, FORMAT.md §11): its pid; 0 if none. */
+	int32_t holder;
 	/*
 	 * The writer has let go of the stream (spool_stream_close with
 	 * SPOOL_CLOSE_KEEP wrote this status, with the last published drops
@@ -586,6 +596,55 @@ struct spool_expired {
 #define SPOOL_EXPIRE_SKIP_IF_BUSY	2	/* another sweeps: return 0 */
 int spool_dir_expire(struct spool_dir *d, int64_t now_ns, unsigned flags,
     void (*fn)(void *arg, const struct spool_expired *x), void *arg);
+
+/* ----------------------------------------------------------- waiting */
+
+/*
+ * Streams waiting for their peer (FORMAT.md §11): a stream whose
+ * connection broke with records left, released with state "waiting" and
+ * an expiry, and named in the dir's registry under its peer's address, so
+ * that a new connection from that address, in any process using the dir,
+ * is given its records first. The registry entry is the stream's token:
+ * the one who removes it (a claim, or the sweep at the expiry) owns it.
+ */
+#define SPOOL_KEY_MAX	40	/* "6-" + 32 hex digits, NUL */
+
+/* The registry key of a peer address as struct spool_identity writes it
+ * ("1.2.3.4:80", "[::1]:80"; an IPv4-mapped IPv6 address is its IPv4
+ * one): 0, or -EAFNOSUPPORT (AF_UNIX) or -EINVAL. */
+int spool_peer_key(const char *peer, char key[SPOOL_KEY_MAX]);
+/* Names stream name (created at created_ns, its identity's) as waiting
+ * under key. Its status must say so first (spool_stream_set_release_state
+ * before the close, or spool_status_release). */
+int spool_waiting_add(struct spool_dir *d, const char *key,
+    int64_t created_ns, const char *name, struct spool_err *err);
+/* Removes that entry: 0 if this call did (the stream is the caller's),
+ * -ENOENT if another took it. */
+int spool_waiting_take(struct spool_dir *d, const char *key,
+    int64_t created_ns, const char *name);
+struct spool_claimed {
+	int64_t created_ns;
+	char name[SPOOL_NAME_MAX];
+	struct spool_status status;	/* as the claim found it */
+};
+/*
+ * Takes up to max streams waiting under key, oldest first, into v: each
+ * entry removed by this call, whose stream still says waiting. Returns
+ * how many (0 costs one failed open when none waits), or a negative errno.
+ */
+int spool_waiting_claim(struct spool_dir *d, const char *key,
+    struct spool_claimed *v, int max, struct spool_err *err);
+
+/*
+ * Writes the released status st of stream name (its writer is gone): for
+ * whoever took a released stream over (a claim), or gives it back.
+ */
+int spool_status_release(struct spool_dir *d, const char *name,
+    const struct spool_status *st, struct spool_err *err);
+/* The state word spool_stream_close with SPOOL_CLOSE_KEEP writes ("orphan"
+ * unless set; "waiting" for spool_waiting_add). Call before the close. */
+void spool_stream_set_release_state(struct spool_stream *s,
+    const char *state);
 
 /* ------------------------------------------------------------ ledger */
 

@@ -25,12 +25,10 @@ clean(char *dst, const char *src, size_t size)
 			*p = ' ';
 }
 
-int
-status_write(struct spool_stream *s, const struct spool_status *st,
-    bool released, struct spool_err *err)
+static int
+status_write_at(struct spool_dir *d, const char *name,
+    const struct spool_status *st, bool released, struct spool_err *err)
 {
-	struct spool_dir *d = stream_dir(s);
-	const char *name = spool_stream_name(s);
 	char buf[1024], tmp[64], dst[64], state[16], reason[64];
 	int fd, len, rc = 0;
 
@@ -40,11 +38,13 @@ status_write(struct spool_stream *s, const struct spool_status *st,
 	    "version=1\npid=%" PRId32 "\nfd=%" PRId32 "\nstate=%s\n"
 	    "reason=%s\npending_bytes=%" PRIu64 "\npending_records=%" PRIu64
 	    "\ndrops=%" PRIu64 "\nerrors=%" PRIu64 "\nupdated_ns=%" PRId64
-	    "\nreleased=%d\nidle=%d\nexpires_ns=%" PRId64 "\n",
+	    "\nreleased=%d\nidle=%d\nexpires_ns=%" PRId64 "\nholder=%" PRId32
+	    "\n",
 	    st->pid, st->fd, state, reason, st->pending_bytes,
 	    st->pending_records, st->drops, st->errors,
 	    st->updated_ns ? st->updated_ns : now_real_ns(), released ? 1 : 0,
-	    st->idle && !released ? 1 : 0, released ? st->expires_ns : 0);
+	    st->idle && !released ? 1 : 0, released ? st->expires_ns : 0,
+	    released ? st->holder : 0);
 	snprintf(tmp, sizeof(tmp), "%s/status.tmp", name);
 	snprintf(dst, sizeof(dst), "%s/status", name);
 	unlinkat(d->fd, tmp, 0);
@@ -66,6 +66,25 @@ status_write(struct spool_stream *s, const struct spool_status *st,
 		unlinkat(d->fd, tmp, 0);
 	}
 	return rc;
+}
+
+int
+status_write(struct spool_stream *s, const struct spool_status *st,
+    bool released, struct spool_err *err)
+{
+	return status_write_at(stream_dir(s), spool_stream_name(s), st,
+	    released, err);
+}
+
+int
+spool_status_release(struct spool_dir *d, const char *name,
+    const struct spool_status *st, struct spool_err *err)
+{
+	if (!stream_name_valid(name)) {
+		spool_seterr(err, "%s: not a stream name", name);
+		return -EINVAL;
+	}
+	return status_write_at(d, name, st, true, err);
 }
 
 int
@@ -101,6 +120,8 @@ status_field(struct spool_status *st, const char *k, const char *v)
 		st->released = strcmp(v, "1") == 0;
 	else if (strcmp(k, "idle") == 0)
 		st->idle = strcmp(v, "1") == 0;
+	else if (strcmp(k, "holder") == 0)
+		st->holder = (int32_t)strtonum(v, 0, INT32_MAX, NULL);
 	else if (strcmp(k, "expires_ns") == 0)
 		st->expires_ns = strtonum(v, 0, INT64_MAX, NULL);
 }

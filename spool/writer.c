@@ -99,6 +99,7 @@ struct spool_stream {
 	/* From the last spool_status_publish, for the close. */
 	uint64_t pub_drops, pub_errors;
 	int64_t expires_ns;	/* of the released status; 0: none */
+	char release_state[16];	/* of the released status; "": orphan */
 };
 
 void
@@ -1100,7 +1101,8 @@ close_keep(struct spool_stream *s, const char *reason, struct spool_err *err)
 	memset(&st, 0, sizeof(st));
 	st.pid = s->id.pid;
 	st.fd = s->id.fd;
-	strlcpy(st.state, "orphan", sizeof(st.state));
+	strlcpy(st.state, s->release_state[0] != '\0' ? s->release_state :
+	    "orphan", sizeof(st.state));
 	strlcpy(st.reason, reason ? reason : "", sizeof(st.reason));
 	st.pending_bytes = live_pending_bytes(s->live);
 	st.pending_records = live_pending_records(s->live);
@@ -1117,6 +1119,12 @@ void
 spool_stream_set_expiry(struct spool_stream *s, int64_t at_ns)
 {
 	s->expires_ns = at_ns > 0 ? at_ns : 0;
+}
+
+void
+spool_stream_set_release_state(struct spool_stream *s, const char *state)
+{
+	strlcpy(s->release_state, state, sizeof(s->release_state));
 }
 
 /* fdatasync of sealed segment seq of the stream, by name; one already

@@ -55,7 +55,8 @@ static const char metrics_usage[] =
 /* States a stream is counted in (tcpspool_streams); any other word the
  * library publishes is counted as "other". */
 static const char *const known_states[] = { "spooling", "draining",
-	"lingering", "live", "orphan", "failed", "done", "unreadable" };
+	"lingering", "live", "orphan", "failed", "done", "unreadable",
+	"waiting", "resumed" };
 #define NSTATES (sizeof(known_states) / sizeof(known_states[0]))
 
 struct m_stream {

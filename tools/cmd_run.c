@@ -52,6 +52,10 @@ static const char run_usage[] =
     "  --orphans POLICY       TCPSPOOL_ORPHANS       expire|keep|discard: a spool\n"
     "                         whose peer went away\n"
     "  --orphan-ttl DURATION  TCPSPOOL_ORPHAN_TTL    for expire (default 10m)\n"
+    "  --resume MODE          TCPSPOOL_RESUME        off|peer-addr: such a spool\n"
+    "                         goes first to the peer's next connection from\n"
+    "                         the same IP address\n"
+    "  --resume-ttl DURATION  TCPSPOOL_RESUME_TTL    how long it waits (10m)\n"
     "  --lib PATH             the library to preload (default: $TCPSPOOL_LIB,\n"
     "                         the build tree, then " TCPSPOOL_LIBDIR ")\n"
     "  --daemon               start tcpspool daemon for the spool dir unless\n"
@@ -89,6 +93,8 @@ static const struct var {
 	{ "log-level", "TCPSPOOL_LOG_LEVEL" },
 	{ "orphans", "TCPSPOOL_ORPHANS" },
 	{ "orphan-ttl", "TCPSPOOL_ORPHAN_TTL" },
+	{ "resume", "TCPSPOOL_RESUME" },
+	{ "resume-ttl", "TCPSPOOL_RESUME_TTL" },
 };
 #define NVARS (sizeof(vars) / sizeof(vars[0]))
 

@@ -421,8 +421,28 @@ stream_view_load(struct spool_dir *d, const char *name, struct stream_view *v)
 			strlcpy(v->why, v->pid > 0 ? "process gone" :
 			    "writer unknown", sizeof(v->why));
 	}
-	/* An orphan that expires (TCPSPOOL_ORPHANS=expire): its time left. */
-	if (strcmp(v->word, "orphan") == 0 && v->status_ok &&
+	/* Released streams of TCPSPOOL_RESUME (FORMAT.md §11): waiting for
+	 * their peer's next connection, or sent to it by a live process. */
+	if (v->info_ok && v->released && !strcmp(st, "waiting")) {
+		char peer[SPOOL_ADDR_MAX], *colon;
+
+		strlcpy(peer, v->info.id_known ? v->info.id.peer : "?",
+		    sizeof(peer));
+		if ((colon = strrchr(peer, ':')) != NULL && colon != peer)
+			*colon = '\0';
+		strlcpy(v->word, "waiting", sizeof(v->word));
+		snprintf(v->why, sizeof(v->why), "for peer %.64s%s%.64s", peer,
+		    reason[0] ? ", " : "", reason);
+	} else if (v->info_ok && v->released && v->status.holder > 0 &&
+	    proc_alive(v->status.holder, 0)) {
+		strlcpy(v->word, "resumed", sizeof(v->word));
+		snprintf(v->why, sizeof(v->why), "%s", reason);
+		v->held = true;
+	}
+	/* An orphan that expires (TCPSPOOL_ORPHANS=expire), a stream that
+	 * waits for its peer (TCPSPOOL_RESUME): its time left. */
+	if ((!strcmp(v->word, "orphan") || !strcmp(v->word, "waiting")) &&
+	    v->status_ok &&
 	    v->status.released && v->status.expires_ns > 0) {
 		char left[16];
 		size_t n = strlen(v->why);

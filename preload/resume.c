@@ -1,0 +1,370 @@
+/*
+ * resume.c — when a client comes back (TCPSPOOL_RESUME=peer-addr).
+ *
+ * A stream whose peer went away (reset, broken pipe, timed out) with
+ * records left is released as "waiting" for TCPSPOOL_RESUME_TTL and named
+ * in the spool dir's registry under its peer's IP address (resume_wait;
+ * spool/waiting.c). The first write on a connection the library knows
+ * nothing of asks the registry (one openat that fails in the common case)
+ * for that connection's peer address; waiting streams it can claim are
+ * adopted: the connection's stream starts SPOOLING with them in front
+ * (s->pre), and the replay thread sends their records first, oldest
+ * stream first, each from the first byte of its first record not fully
+ * delivered (a record cut by the old connection is sent again whole:
+ * at-least-once per record), deleting each once sent, then the stream's
+ * own spool, which holds every application write behind them. The first
+ * write, not accept, because a fork-per-connection server accepts in one
+ * process and writes in another.
+ *
+ * An adopted stream that is not sent in full (the new connection fails
+ * too, the process ends, an abortive close) waits again (resume_give_back)
+ * with a new expiry, before the stream's own spool: order by creation
+ * keeps it first. Only what the kernel refused was ever spooled: what the
+ * old connection's kernel buffers held is gone with it (README).
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "classify.h"
+#include "fdtab.h"
+#include "log.h"
+#include "orphans.h"
+#include "real.h"
+#include "replay.h"
+#include "resume.h"
+#include "runtime.h"
+#include "stream.h"
+#include "stream_impl.h"
+#include "syncer.h"
+#include "util.h"
+
+_Atomic bool resume_armed;
+
+void
+resume_arm(void)
+{
+	const char *v = getenv("TCPSPOOL_RESUME");
+
+	atomic_store_explicit(&resume_armed, v != NULL && *v != '\0' &&
+	    strcmp(v, "off") != 0, memory_order_relaxed);
+}
+
+/* The status of an adopted stream: delivered by this process now. Its
+ * pid stays the writer's (the sweep believes only that one's status, and
+ * expires_ns 0 keeps it from the sweep meanwhile). */
+static void
+mark_adopted(struct spool_dir *d, struct spool_claimed *c, int fd)
+{
+	struct spool_status st = c->status;
+	struct spool_err e;
+
+	strlcpy(st.state, "resumed", sizeof(st.state));
+	snprintf(st.reason, sizeof(st.reason), "sent to fd %d of pid %d",
+	    fd, (int)runtime_pid());
+	st.expires_ns = 0;
+	st.updated_ns = 0;
+	st.holder = runtime_pid();
+	if (spool_status_release(d, c->name, &st, &e) < 0)
+		log_warn("spool %s: status: %s", c->name, e.msg);
+}
+
+/* Waiting again for the peer: status first, then the registry entry (a
+ * claim believes the entry only with that status). */
+static void
+wait_again(struct spool_dir *d, const char *key, struct spool_claimed *c,
+    int64_t at)
+{
+	struct spool_status st = c->status;
+	struct spool_err e;
+
+	strlcpy(st.state, "waiting", sizeof(st.state));
+	st.expires_ns = at;
+	st.holder = 0;
+	st.updated_ns = 0;
+	if (spool_status_release(d, c->name, &st, &e) < 0 ||
+	    spool_waiting_add(d, key, c->created_ns, c->name, &e) < 0)
+		log_warn("spool %s: cannot wait for its peer again, kept as "
+		    "an orphan: %s", c->name, e.msg);
+}
+
+static int64_t
+resume_deadline(void)
+{
+	return real_ns() + (int64_t)runtime_config()->resume_ttl_ms *
+	    NS_PER_MS;
+}
+
+/* The adopted streams of pre not sent in full wait again; pre is freed. */
+static void
+give_back(struct resume_prefix *pre, int fd, const char *peer)
+{
+	struct spool_dir *d = runtime_dir();
+	struct spool_err e;
+	int64_t at;
+	int i;
+
+	if (pre->cur != NULL) {
+		if (spool_cursor_ack(pre->cur, 0, 0, true, &e) < 0)
+			log_warn("spool %s: progress: %s", pre->v[pre->i].name,
+			    e.msg);
+		spool_cursor_close(pre->cur);
+	}
+	if (pre->i < pre->n && d != NULL) {
+		at = resume_deadline();
+		for (i = pre->i; i < pre->n; i++)
+			wait_again(d, pre->key, &pre->v[i], at);
+		log_warn("fd %d (peer %s): %d resumed spool%s not sent in "
+		    "full wait%s for the peer again (TCPSPOOL_RESUME_TTL)",
+		    fd, peer, pre->n - pre->i, pre->n - pre->i > 1 ? "s" : "",
+		    pre->n - pre->i > 1 ? "" : "s");
+		syncer_sweep_at(at, 0);
+	}
+	free(pre);
+}
+
+void
+resume_give_back(struct stream *s)
+{
+	struct resume_prefix *pre = s->pre;
+
+	if (pre == NULL)
+		return;
+	s->pre = NULL;
+	atomic_store(&s->resuming, false);
+	give_back(pre, s->fd, s->id.peer);
+}
+
+int
+resume_cursor(struct stream *s, struct spool_cursor **c, struct spool_err *e)
+{
+	struct resume_prefix *pre = s->pre;
+	int rc;
+
+	if (pre == NULL || pre->i >= pre->n)
+		return 0;
+	if (pre->cur == NULL) {
+		rc = spool_cursor_open(runtime_dir(), pre->v[pre->i].name,
+		    &pre->cur, e);
+		if (rc < 0) {
+			pre->cur = NULL;
+			return rc;
+		}
+		spool_cursor_whole_record(pre->cur);
+	}
+	*c = pre->cur;
+	return 1;
+}
+
+void
+resume_next(struct stream *s, int rc, const struct spool_err *e)
+{
+	struct resume_prefix *pre = s->pre;
+	struct spool_claimed *c = &pre->v[pre->i];
+	struct spool_dir *d = runtime_dir();
+	struct spool_losses l = { 0 };
+	struct spool_status st;
+	struct spool_err re;
+
+	if (pre->cur != NULL) {
+		spool_cursor_losses(pre->cur, &l);
+		(void)spool_cursor_ack(pre->cur, 0, 0, true, &re);
+		spool_cursor_close(pre->cur);
+		pre->cur = NULL;
+	}
+	if (rc == 0 && l.records == 0) {
+		int r = spool_stream_remove(d, c->name, &re);
+
+		if (r < 0 && r != -ENOENT)
+			log_warn("spool %s: sent, but: %s", c->name, re.msg);
+		else
+			log_info("fd %d (peer %s): resumed spool %s sent",
+			    s->fd, s->id.peer, c->name);
+	} else {
+		/* What it could not read stays, for tcpspool verify. */
+		st = c->status;
+		strlcpy(st.state, "orphan", sizeof(st.state));
+		strlcpy(st.reason, "resume: unreadable", sizeof(st.reason));
+		st.expires_ns = 0;
+		st.holder = 0;
+		st.updated_ns = 0;
+		(void)spool_status_release(d, c->name, &st, &re);
+		log_error("fd %d (peer %s): resumed spool %s: %s; kept as an "
+		    "orphan", s->fd, s->id.peer, c->name, rc < 0 ? e->msg :
+		    "records lost to corruption");
+	}
+	if (++pre->i >= pre->n)
+		atomic_store(&s->resuming, false);
+}
+
+void
+resume_park(struct stream *s)
+{
+	struct spool_err e;
+
+	if (s->pre != NULL && s->pre->cur != NULL) {
+		(void)spool_cursor_ack(s->pre->cur, 0, 0, true, &e);
+		spool_cursor_park(s->pre->cur);
+	}
+}
+
+void
+resume_persist(struct stream *s)
+{
+	struct spool_err e;
+
+	if (s->pre != NULL && s->pre->cur != NULL)
+		(void)spool_cursor_ack(s->pre->cur, 0, 0, true, &e);
+}
+
+bool
+resume_wait(struct stream *s, int err, const char *reason,
+    const char *detail)
+{
+	const struct tcpspool_config *cfg = runtime_config();
+	struct spool_dir *d = runtime_dir();
+	char key[SPOOL_KEY_MAX], name[SPOOL_NAME_MAX];
+	struct spool_counts c;
+	struct spool_err e;
+	int64_t at, created = s->id.created_ns;
+
+	if (cfg->resume == RESUME_OFF || s->family == AF_UNIX || d == NULL ||
+	    !orphan_peer_gone(err) || spool_peer_key(s->id.peer, key) < 0)
+		return false;
+	spool_stream_counts(s->spool, &c);
+	if (c.pending_bytes == 0) {
+		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+		return true;
+	}
+	at = resume_deadline();
+	strlcpy(name, s->name, sizeof(name));
+	spool_stream_set_expiry(s->spool, at);
+	spool_stream_set_release_state(s->spool, "waiting");
+	log_warn("spool %s (fd %d, peer %s): %s%s%s; %" PRIu64 " bytes wait "
+	    "for the peer's next connection from its address for %" PRIu32
+	    " ms (TCPSPOOL_RESUME_TTL)", name, s->fd, s->id.peer, reason,
+	    detail ? ": " : "", detail ? detail : "", c.pending_bytes,
+	    cfg->resume_ttl_ms);
+	spool_release(s, SPOOL_CLOSE_KEEP, reason);
+	if (spool_waiting_add(d, key, created, name, &e) < 0)
+		log_warn("spool %s: cannot wait for its peer, kept as an "
+		    "orphan: %s", name, e.msg);
+	syncer_sweep_at(at, 0);
+	return true;
+}
+
+/* Under s's mu, s new and installed for fd: SPOOLING with nothing of its
+ * own yet, registered for the replay thread, which sends s->pre first. */
+static bool
+start_spooling(struct stream *s, int fd)
+{
+	int rc;
+
+	if (ensure_spool(s) < 0)
+		return false;
+	if ((rc = replay_register(s, fd)) < 0) {
+		if (rc != -ESHUTDOWN)
+			log_error("fd %d: cannot start replay, passing "
+			    "through: %s", fd, strerror(-rc));
+		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+		return false;
+	}
+	set_state(s, STREAM_SPOOLING);
+	atomic_store(&s->ready, true);
+	replay_wake();
+	return true;
+}
+
+static void
+adopt(int fd, const struct sockinfo *si, struct resume_prefix *pre)
+{
+	struct spool_dir *d = runtime_dir();
+	struct stream *s, *old;
+	uint64_t bytes = 0;
+	int i;
+
+	for (i = 0; i < pre->n; i++) {
+		mark_adopted(d, &pre->v[i], fd);
+		bytes += pre->v[i].status.pending_bytes;
+	}
+	if ((s = stream_new(fd, si)) == NULL) {
+		give_back(pre, fd, si->peer);	/* no memory: wait again */
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->pre = pre;
+	atomic_store(&s->resuming, true);
+	if ((!fdtab_install(fd, NULL, s, &old) &&
+	    !fdtab_install(fd, FDTAB_CHECKED, s, &old)) ||
+	    !start_spooling(s, fd)) {
+		/* Another thread's write made fd a stream first, or replay
+		 * could not start: they wait again; fd is as it was. */
+		resume_give_back(s);
+		pthread_mutex_unlock(&s->mu);
+		stream_unref(s);
+		return;
+	}
+	pthread_mutex_unlock(&s->mu);
+	stream_unref(s);	/* the slot holds its own */
+	log_info("fd %d (peer %s): resuming %d spool%s waiting for this "
+	    "peer, %" PRIu64 " bytes, before what the application writes",
+	    fd, si->peer, pre->n, pre->n > 1 ? "s" : "", bytes);
+}
+
+static void
+first_write_locked(int fd)
+{
+	struct resume_prefix *pre;
+	struct stream *old;
+	struct sockinfo si;
+	struct spool_err e;
+	struct spool_dir *d;
+	int n = 0;
+
+	if (!runtime_active() || runtime_config()->resume == RESUME_OFF) {
+		atomic_store(&resume_armed, false);
+		return;
+	}
+	if (replay_exiting() || !runtime_own_process())
+		return;
+	switch (classify_fd(fd, runtime_config(), &si)) {
+	case FD_NEVER:
+		(void)fdtab_install(fd, NULL, FDTAB_IGNORED, &old);
+		return;
+	case FD_NOT_NOW:
+		return;
+	case FD_SPOOL:
+		break;
+	}
+	if ((pre = calloc(1, sizeof(*pre))) == NULL)
+		return;
+	if (si.family == AF_UNIX || spool_peer_key(si.peer, pre->key) < 0 ||
+	    (d = runtime_dir()) == NULL ||
+	    (n = spool_waiting_claim(d, pre->key, pre->v, RESUME_MAX,
+	    &e)) <= 0) {
+		if (n < 0)
+			log_warn("fd %d (peer %s): cannot look for spools "
+			    "waiting for it: %s", fd, si.peer, e.msg);
+		free(pre);
+		(void)fdtab_install(fd, NULL, FDTAB_CHECKED, &old);
+		return;
+	}
+	pre->n = n;
+	adopt(fd, &si, pre);
+}
+
+void
+resume_first_write(int fd)
+{
+	int saved = errno;
+
+	if (rt_nested())
+		return;
+	rt_enter();
+	first_write_locked(fd);
+	rt_leave();
+	errno = saved;
+}
