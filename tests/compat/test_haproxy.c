@@ -30,11 +30,13 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "scenario.h"
 
@@ -43,6 +45,7 @@
 #define START_MS	20000
 #define CLIENT_MS	50000
 #define STOP_MS		20000
+#define RELOAD_MS	30000	/* a hang guard: a reload takes 0.1 to 1 s */
 
 TestSuite(haproxy, .init = h_setup, .fini = h_teardown, .timeout = 120);
 
@@ -188,12 +191,67 @@ expect_library_in_group(struct scn *s)
 	    compat_group_report(h_pid(s->server)));
 }
 
+/* The first n - 1 bytes of /proc/pid/name, as a string ("" if gone). */
+static const char *
+proc_text(pid_t pid, const char *name, char *out, size_t n)
+{
+	char path[64];
+	ssize_t r;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	out[0] = '\0';
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return out;
+	r = read(fd, out, n - 1);
+	close(fd);
+	out[r > 0 ? r : 0] = '\0';
+	return out;
+}
+
+/* The signal mask named field ("SigBlk:", "SigCgt:") of pid's status. */
+static unsigned long long
+signal_mask(const char *status, const char *field)
+{
+	const char *at = strstr(status, field);
+
+	return at != NULL ? strtoull(at + strlen(field), NULL, 16) : 0;
+}
+
+/*
+ * The master takes a reload only from its wait mode; until then haproxy
+ * (2.6) loses a SIGUSR2 for good, library or not. main() sets SIGUSR2 to
+ * SIG_IGN in every image (signal_register_fct(SIGUSR2, NULL, 0)); the
+ * first image binds the port, forks the worker, says "Loading success",
+ * blocks the signal and re-executes itself into its wait mode, whose main()
+ * ignores SIGUSR2 again, which discards one pending; only mworker_loop()
+ * then gives it a handler and unblocks it. The worker serves meanwhile, and
+ * under the library the spool holds 8 MiB a few hundred ms after the
+ * client starts: the reload must wait for the master, not for the stream.
+ * Ready: SIGUSR2 caught and not blocked (/proc/PID/status). A signal that
+ * comes after that is never left for the poll's timeout: haproxy's signal
+ * handler wakes its poller since 2.6.6 ("signals/poller: ensure wakeup
+ * from signals").
+ */
+static bool
+master_takes_reload(pid_t master)
+{
+	unsigned long long usr2 = 1ULL << (SIGUSR2 - 1);
+	char status[4096];
+
+	proc_text(master, "status", status, sizeof(status));
+	return (signal_mask(status, "SigCgt:") & usr2) != 0 &&
+	    (signal_mask(status, "SigBlk:") & usr2) == 0;
+}
+
 /*
  * A reload (SIGUSR2 to the master: it re-executes itself, starts a new
  * worker and tells the old one to finish its connections) once the slow
- * client's stream is well under way: under the library once 8 MiB are
- * spooled, without it once the client has 8 MiB. Then a second client,
- * as fast as it can, must be served whole by the new worker.
+ * client's stream is well under way (under the library once 8 MiB are
+ * spooled, without it once the client has 8 MiB) and the master can take
+ * it. Then a second client, as fast as it can, must be served whole by the
+ * new worker. The waits on the master are bounded by a hang guard
+ * (RELOAD_MS), never by how long a reload usually takes.
  */
 static void
 reload_midway(struct scn *s, unsigned short port, const char *req,
@@ -201,6 +259,7 @@ reload_midway(struct scn *s, unsigned short port, const char *req,
 {
 	long long deadline = compat_now_ms() + CLIENT_MS;
 	const char *loaded = "Loading success";
+	long long midway, sent, got, spooled;
 	int before, c;
 
 	for (;;) {
@@ -213,18 +272,35 @@ reload_midway(struct scn *s, unsigned short port, const char *req,
 		if (compat_now_ms() > deadline)
 			scn_fail(s, "the stream never reached 8 MiB");
 	}
-	compat_report("%s: reload when the client had %lld bytes and the "
-	    "spool dir %lld", s->what, compat_file_size(s->client[0].out),
-	    compat_spool_bytes());
+	midway = compat_now_ms();
+	deadline = midway + RELOAD_MS;
+	while (!master_takes_reload(h_pid(s->server))) {
+		scn_look(s);
+		if (h_wait(s->server, COMPAT_POLL_MS))
+			scn_fail(s, "the master exited before its wait mode");
+		if (compat_now_ms() > deadline)
+			scn_fail(s, "the master was not in its wait mode "
+			    "within %d ms", RELOAD_MS);
+	}
 	before = count_in(h_stderr(s->server), loaded);
+	got = compat_file_size(s->client[0].out);
+	spooled = compat_spool_bytes();
+	sent = compat_now_ms();
 	cr_assert(kill(h_pid(s->server), SIGUSR2) == 0);
+	deadline = sent + RELOAD_MS;
 	while (count_in(h_stderr(s->server), loaded) == before) {
 		scn_look(s);
 		if (h_wait(s->server, COMPAT_POLL_MS))
 			scn_fail(s, "the master exited at the reload");
 		if (compat_now_ms() > deadline)
-			scn_fail(s, "no new worker loaded after SIGUSR2");
+			scn_fail(s, "no new worker loaded within %d ms of "
+			    "SIGUSR2", RELOAD_MS);
 	}
+	compat_report("%s: reload when the client had %lld bytes and the "
+	    "spool dir %lld, the master in its wait mode %lld ms after the "
+	    "stream reached 8 MiB; the new worker loaded %lld ms after "
+	    "SIGUSR2", s->what, got, spooled, sent - midway,
+	    compat_now_ms() - sent);
 	expect_library_in_group(s);
 	c = scn_client(s, "client-after-reload", port, false,
 	    (const char *const[]){ "--send", req, NULL });
