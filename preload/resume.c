@@ -72,8 +72,9 @@ mark_adopted(struct spool_dir *d, struct spool_claimed *c, int fd)
 		log_warn("spool %s: status: %s", c->name, e.msg);
 }
 
-/* Waiting again for the peer: status first, then the registry entry (a
- * claim believes the entry only with that status). */
+/* Waiting again for the peer: the registry entry first, then the status
+ * (FORMAT.md §11: a claim meanwhile puts the entry back, its holder
+ * running). */
 static void
 wait_again(struct spool_dir *d, const char *key, struct spool_claimed *c,
     int64_t at)
@@ -85,8 +86,8 @@ wait_again(struct spool_dir *d, const char *key, struct spool_claimed *c,
 	st.expires_ns = at;
 	st.holder = 0;
 	st.updated_ns = 0;
-	if (spool_status_release(d, c->name, &st, &e) < 0 ||
-	    spool_waiting_add(d, key, c->created_ns, c->name, &e) < 0)
+	if (spool_waiting_add(d, key, c->created_ns, c->name, &e) < 0 ||
+	    spool_status_release(d, c->name, &st, &e) < 0)
 		log_warn("spool %s: cannot wait for its peer again, kept as "
 		    "an orphan: %s", c->name, e.msg);
 }
@@ -248,10 +249,15 @@ resume_wait(struct stream *s, int err, const char *reason,
 	    " ms (TCPSPOOL_RESUME_TTL)", name, s->fd, s->id.peer, reason,
 	    detail ? ": " : "", detail ? detail : "", c.pending_bytes,
 	    cfg->resume_ttl_ms);
-	spool_release(s, SPOOL_CLOSE_KEEP, reason);
-	if (spool_waiting_add(d, key, created, name, &e) < 0)
+	/* The token before the status (FORMAT.md §11). Adopted streams
+	 * not sent in full get theirs in spool_release, before this one's
+	 * status too. */
+	if (spool_waiting_add(d, key, created, name, &e) < 0) {
 		log_warn("spool %s: cannot wait for its peer, kept as an "
 		    "orphan: %s", name, e.msg);
+		spool_stream_set_release_state(s->spool, "orphan");
+	}
+	spool_release(s, SPOOL_CLOSE_KEEP, reason);
 	syncer_sweep_at(at, 0);
 	return true;
 }

@@ -614,8 +614,9 @@ int spool_dir_expire(struct spool_dir *d, int64_t now_ns, unsigned flags,
  * one): 0, or -EAFNOSUPPORT (AF_UNIX) or -EINVAL. */
 int spool_peer_key(const char *peer, char key[SPOOL_KEY_MAX]);
 /* Names stream name (created at created_ns, its identity's) as waiting
- * under key. Its status must say so first (spool_stream_set_release_state
- * before the close, or spool_status_release). */
+ * under key: before its status says so (spool_stream_set_release_state
+ * and the close, or spool_status_release), so that a stream listed as
+ * waiting can always be claimed (FORMAT.md §11). */
 int spool_waiting_add(struct spool_dir *d, const char *key,
     int64_t created_ns, const char *name, struct spool_err *err);
 /* Removes that entry: 0 if this call did (the stream is the caller's),

@@ -16,6 +16,7 @@
  */
 #include <sys/stat.h>
 
+#include <signal.h>
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -136,6 +137,36 @@ entry_parse(const char *ent, int64_t *created_ns, char name[SPOOL_NAME_MAX])
 	return true;
 }
 
+/* A process that runs (EPERM: someone else's, running). */
+static bool
+pid_alive(int32_t pid)
+{
+	return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+enum token_verdict { TOKEN_TAKE, TOKEN_RESTORE, TOKEN_DROP };
+
+/*
+ * What a claimed token's stream is. A token is made before the status
+ * that says "waiting" (a writer that dies between the two leaves a token
+ * that is dropped, never a waiting stream nobody can claim): a stream
+ * whose writer, or whose resumed stream's holder, runs may be between
+ * the two, and its token is put back. A resumed stream whose holder died
+ * is taken over (from its record boundary again). Anything else is not
+ * waiting: the token is stale.
+ */
+static enum token_verdict
+token_verdict(const struct spool_status *st)
+{
+	if (st->released && strcmp(st->state, "waiting") == 0)
+		return TOKEN_TAKE;
+	if (st->released && strcmp(st->state, "resumed") == 0)
+		return pid_alive(st->holder) ? TOKEN_RESTORE : TOKEN_TAKE;
+	if (!st->released && pid_alive(st->pid))
+		return TOKEN_RESTORE;
+	return TOKEN_DROP;
+}
+
 static int
 claimed_cmp(const void *a, const void *b)
 {
@@ -189,14 +220,21 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 		    v[i].name);
 		if (unlinkat(d->fd, path, 0) == -1)
 			continue;	/* another took it first */
-		/* Ours now. A token whose stream is gone or is not waiting
-		 * (removed by hand, a crash between the two writes) is
-		 * dropped with it. */
-		if (spool_status_read(d, v[i].name, &st, &e) < 0 ||
-		    !st.released || strcmp(st.state, "waiting") != 0)
-			continue;
-		v[i].status = st;
-		v[got++] = v[i];
+		/* Ours now: the stream's status says what it is. */
+		if (spool_status_read(d, v[i].name, &st, &e) < 0)
+			continue;	/* gone: a stale token goes too */
+		switch (token_verdict(&st)) {
+		case TOKEN_TAKE:
+			v[i].status = st;
+			v[got++] = v[i];
+			break;
+		case TOKEN_RESTORE:
+			(void)spool_waiting_add(d, key, v[i].created_ns,
+			    v[i].name, &e);
+			break;
+		case TOKEN_DROP:
+			break;
+		}
 	}
 	sysio_closedir(dp);
 	return got;

@@ -6,6 +6,7 @@
  * that starts a resumed stream at a record boundary.
  */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -255,5 +256,79 @@ Test(waiting, a_resumed_cursor_starts_at_the_record_boundary)
 	cr_assert_eq(run.seq, 1);
 	cr_assert_eq(run.off, 3, "progress after a resumed ack: %zu", run.off);
 	spool_cursor_close(c);
+	spool_dir_close(d);
+}
+
+/* The token comes before the status that says waiting: a claim that
+ * finds a stream whose writer (or resumed holder) runs and has not
+ * written that status yet puts the token back; a resumed stream whose
+ * holder died is taken over. */
+Test(waiting, a_token_ahead_of_its_status_is_put_back)
+{
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_claimed v[4];
+	struct spool_err e = { "" };
+	struct spool_status st;
+	char a[SPOOL_NAME_MAX];
+	int64_t later = real_now() + 600 * NS;
+	pid_t dead;
+
+	make_waiting(d, "4-7f000001", 1, later, 2, a);
+	/* Its writer (this process) is between token and status: the
+	 * status it published last is a live one. */
+	cr_assert_eq(spool_status_read(d, a, &st, &e), 0);
+	{
+		char path[8192];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s/status", t.spool, a);
+		cr_assert_not_null(f = fopen(path, "w"));
+		fprintf(f, "version=1\npid=%d\nstate=spooling\nreleased=0\n",
+		    (int)getpid());
+		fclose(f);
+	}
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
+	/* Now it says waiting: the token put back makes it claimable. */
+	st.released = true;
+	strcpy(st.state, "waiting");
+	st.expires_ns = later;
+	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
+	/* Resumed by a holder that runs, given back token first: put back. */
+	strcpy(st.state, "resumed");
+	st.holder = getpid();
+	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
+	cr_assert_eq(spool_waiting_add(d, "4-7f000001", 1, a, &e), 0);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
+	/* Its holder died: the next claim takes it over. */
+	if ((dead = fork()) == 0)
+		_exit(0);
+	cr_assert_gt(dead, 0);
+	cr_assert_eq(waitpid(dead, NULL, 0), dead);
+	st.holder = dead;
+	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
+	cr_assert_str_eq(v[0].name, a);
+	/* A writer that died before its status: the token is dropped. */
+	{
+		char path[8192];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s/status", t.spool, a);
+		cr_assert_not_null(f = fopen(path, "w"));
+		fprintf(f, "version=1\npid=%d\nstate=spooling\nreleased=0\n",
+		    (int)dead);
+		fclose(f);
+	}
+	cr_assert_eq(spool_waiting_add(d, "4-7f000001", 1, a, &e), 0);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
+	{
+		char path[8192];
+
+		snprintf(path, sizeof(path), "%s/waiting/4-7f000001/%020d-%s",
+		    t.spool, 1, a);
+		cr_assert_eq(access(path, F_OK), -1, "a stale token was kept");
+	}
 	spool_dir_close(d);
 }
