@@ -754,6 +754,11 @@ after_dup(int fd, int nfd)
 	if (rt_nested())
 		return;		/* nfd's slot is left as it is, see op_new_fd */
 	op_new_fd(nfd);
+	/* Both numbers must find one stream: a connection resumes (or is
+	 * checked) before it gets its second number. */
+	if (fdtab_peek(fd) == NULL &&
+	    atomic_load_explicit(&resume_armed, memory_order_relaxed))
+		resume_first_write(fd);
 	rt_enter();
 	if (fdtab_unknown(p = fdtab_peek(fd))) {
 		link_before_dup(fd);

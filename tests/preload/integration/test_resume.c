@@ -423,6 +423,9 @@ struct server {
 	char desc[256];
 };
 
+/* One more server_a option for the next server_start (a test's own). */
+static const char *server_extra;
+
 static void
 server_start(struct server *sv, const char *const *env, int connections,
     long long count, int small_conns, const char *unix_path)
@@ -446,6 +449,8 @@ server_start(struct server *sv, const char *const *env, int connections,
 	h_arg(&a, "--sndbuf-conns=%d", small_conns);
 	if (unix_path != NULL)
 		h_arg(&a, "--unix=%s", unix_path);
+	if (server_extra != NULL)
+		h_arg(&a, "%s", server_extra);
 	for (int i = 1; i < a.n; i++) {
 		strlcat(sv->desc, a.v[i], sizeof(sv->desc));
 		strlcat(sv->desc, " ", sizeof(sv->desc));
@@ -842,4 +847,70 @@ Test(resume, af_unix_never_resumes)
 	    "the AF_UNIX orphan %s should stay as it was (%lld records); "
 	    "tcpspool ls:\n%s", row.stream, row.records, text);
 	server_finish(&sv);
+}
+
+/* A server that writes through two numbers of its connection (dup2,
+ * F_DUPFD_CLOEXEC) resumes as one that does not: both numbers find the
+ * one stream, whose adopted records go first. */
+struct dup_case { char how[8]; };
+
+static struct dup_case dup_hows[] = { { "dup2" }, { "fcntl" } };
+
+ParameterizedTestParameters(resume, a_connection_written_through_a_duplicate_resumes)
+{
+	return cr_make_param_array(struct dup_case, dup_hows,
+	    sizeof(dup_hows) / sizeof(dup_hows[0]));
+}
+
+ParameterizedTest(struct dup_case *c, resume,
+    a_connection_written_through_a_duplicate_resumes)
+{
+	char opt[32];
+	struct server sv;
+	struct old o;
+	struct got g;
+
+	h_fmt(opt, sizeof(opt), "--dup-with=%s", c->how);
+	server_extra = opt;
+	server_start(&sv, resume_env, 2, COUNT, 1, NULL);
+	old_connect(&sv, &o, 0);
+	old_read_and_reset(&o, 2000, "waiting");
+	client_reads_all(sv.port, "127.0.0.1", &g);
+	assert_resumed(&g, &o, 1, COUNT, COUNT);
+	server_finish(&sv);
+}
+
+/* Resume armed and nothing waiting: every write path, and a duplicate
+ * fd, spool and deliver as without it (the first write of each
+ * connection only looks at the registry). */
+/* Criterion copies a case's bytes into the test's process: no pointers. */
+struct armed_case { char a[24], b[24]; };
+
+static struct armed_case armed_paths[] = {
+	{ "--path=mix", "" }, { "--path=sendmmsg", "" },
+	{ "--path=writev", "" }, { "--path=mix-sendfile", "" },
+	{ "--path=sendmsg", "--dup-with=dup" },
+	{ "--path=send", "--nonblock=dontwait" },
+};
+
+ParameterizedTestParameters(resume, armed_with_nothing_waiting_changes_nothing)
+{
+	return cr_make_param_array(struct armed_case, armed_paths,
+	    sizeof(armed_paths) / sizeof(armed_paths[0]));
+}
+
+ParameterizedTest(struct armed_case *c, resume,
+    armed_with_nothing_waiting_changes_nothing)
+{
+	struct h_spawn o = { .preload = true, .env = resume_env };
+	struct h_story st;
+
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ "--sndbuf=4096", "--count=40000", c->a,
+	        c->b[0] ? c->b : "--size=28", NULL },
+	    (const char *[]){ "--rcvbuf=4096", "--read-size=1000",
+	        "--pause-us=20", "--count=40000", NULL });
+	h_story_wait_status(&st, "done ", 1);
+	h_story_finish(&st);
+	h_story_assert_delivered(&st, 40000LL * MSG);
 }
