@@ -6,7 +6,9 @@
  * crash, hang or leak, and must delete nothing but a released, expired
  * stream.
  *
- * Input: byte 0 is flags (bit 0: the rest is the ledger, else the status).
+ * Input: byte 0 is flags (bit 0: the rest is the ledger, else the status;
+ * bit 1: the stream also has a waiting token, FORMAT.md §11, which a claim
+ * takes only for a released stream, before the sweep).
  * Seed corpus: corpus/status/. Built by meson with -Dfuzz=true (clang).
  */
 #include <sys/stat.h>
@@ -103,6 +105,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	put(path, data + 1, size - 1);
 	if (spool_status_read(dir, NAME, &st, &err) != 0)
 		return 0;
+	if (data[0] & 2) {
+		struct spool_claimed v[2];
+
+		if (spool_waiting_add(dir, "4-7f000001", 1, NAME, &err) != 0)
+			abort();
+		n = spool_waiting_claim(dir, "4-7f000001", v, 2, &err);
+		if (n < 0 || n > 1 || (n == 1 && (!st.released ||
+		    strcmp(v[0].name, NAME) != 0)))
+			abort();
+		/* A token put back (a writer that runs): gone for the next. */
+		(void)spool_waiting_take(dir, "4-7f000001", 1, NAME);
+	}
 	n = spool_dir_expire(dir, INT64_MAX, 0, NULL, NULL);
 	/* Deleted exactly when the status says released and expiring. */
 	if ((n == 1) != (st.released && st.expires_ns > 0))
