@@ -725,6 +725,63 @@ Test(spool, codec_inflate_exact_or_refused)
 	}
 }
 
+/* ----------------------------------------------------------------- crc */
+
+/* CRC-32C bit by bit, as FORMAT.md defines it. */
+static uint32_t
+crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t len)
+{
+	uint32_t c = ~crc;
+	int k;
+
+	while (len-- > 0) {
+		c ^= *p++;
+		for (k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+	}
+	return ~c;
+}
+
+/*
+ * spool_crc runs three chains side by side on long buffers and combines
+ * them (crc.c): every length around its block sizes, at every alignment,
+ * and cut anywhere through spool_crc_update, gives the bitwise value.
+ */
+Test(spool, crc32c_equals_bitwise_at_every_length_and_alignment)
+{
+	static const size_t big[] = { 767, 768, 769, 6143, 6144, 6145,
+	    6144 + 767, 6144 + 768, 2 * 6144 + 8, 13001, 131072, 131083,
+	    200003 };
+	size_t cap = 200003 + 16, len, off, i, cut;
+	uint8_t *b = malloc(cap);
+	uint64_t x = 88172645463325252ull;
+
+	cr_assert_not_null(b);
+	for (i = 0; i < cap; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		b[i] = (uint8_t)x;
+	}
+	cr_assert_eq(spool_crc("123456789", 9), 0xE3069283u);
+	for (off = 0; off < 8; off++)
+		for (len = 0; len <= 1600; len++)
+			cr_assert_eq(spool_crc(b + off, len),
+			    crc32c_bitwise(0, b + off, len),
+			    "length %zu at offset %zu", len, off);
+	for (i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+		uint32_t want = crc32c_bitwise(0, b + 3, big[i]);
+
+		cr_assert_eq(spool_crc(b + 3, big[i]), want, "length %zu",
+		    big[i]);
+		for (cut = 0; cut <= big[i]; cut += 1 + big[i] / 7)
+			cr_assert_eq(spool_crc_update(spool_crc(b + 3, cut),
+			    b + 3 + cut, big[i] - cut), want,
+			    "length %zu cut at %zu", big[i], cut);
+	}
+	free(b);
+}
+
 /* ------------------------------------------------------ threads, fork */
 
 static void *
