@@ -429,7 +429,17 @@ load_frame(struct spool_cursor *c, struct spool_err *err)
 		}
 		if (!c->seg_open && (rc = open_next_segment(c, err)) <= 0)
 			return rc;
-		if (!c->r.sealed || p.live) {
+		/*
+		 * A sealed segment never changes: its size and footer were
+		 * read when it was opened. The writer's current segment is
+		 * read up to the end it published, without an fstat and a
+		 * footer read per frame while the size last seen covers that
+		 * end (it may not yet have a footer: it is the current one).
+		 */
+		if (!c->r.sealed && p.live && c->r.seq == p.cur_seg &&
+		    p.cur_end <= c->r.size && !c->r.footer_seen)
+			c->r.limit = p.cur_end;
+		else if (!c->r.sealed) {
 			if ((rc = segread_refresh(&c->r)) < 0)
 				goto io;
 			if (p.live && c->r.seq == p.cur_seg &&

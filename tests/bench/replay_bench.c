@@ -163,6 +163,10 @@ thread_run_ns(const char *comm, int64_t *waitp)
  * which of them bounds it (NOTES.md). */
 static double replay_cpu, reader_cpu, drain_wall, drain_bytes;
 static double replay_wait;	/* runnable, waiting for a core */
+/* The plain sender's thread CPU over its drains, and their bytes: the
+ * two senders' CPU per byte, a ratio that the load of other processes
+ * moves much less than the wall clock's. */
+static double sender_cpu, sender_bytes;
 
 static double
 thread_cpu_s(void)
@@ -212,6 +216,7 @@ plain_sender(void *arg)
 {
 	struct sender *sd = arg;
 	uint64_t off = 0;
+	double c0 = thread_cpu_s();
 
 	while (off < sd->total) {
 		ssize_t r = bench_raw_send(sd->fd, chunk_at(off), CHUNK,
@@ -221,6 +226,8 @@ plain_sender(void *arg)
 			err(2, "plain sender");
 		off += (uint64_t)r;
 	}
+	sender_cpu += thread_cpu_s() - c0;	/* read after the join */
+	sender_bytes += (double)sd->total;
 	return NULL;
 }
 
@@ -544,10 +551,13 @@ drain(int l, uint64_t total, int reps)
 	    bench_ratio_str(z, zs, sizeof(zs)));
 	printf("drain: over the drains' time, the replay thread ran %.0f %% "
 	    "and waited for a core %.0f %%, the reader ran %.0f %%; CPU per "
-	    "byte drained: replay thread %.2f ns, reader %.2f ns\n",
+	    "byte drained: replay thread %.2f ns, reader %.2f ns; plain "
+	    "sender's thread %.2f ns per byte sent (%.2fx the replay "
+	    "thread's)\n",
 	    100 * replay_cpu / drain_wall, 100 * replay_wait / drain_wall,
 	    100 * reader_cpu / drain_wall, replay_cpu / drain_bytes * 1e9,
-	    reader_cpu / drain_bytes * 1e9);
+	    reader_cpu / drain_bytes * 1e9, sender_cpu / sender_bytes * 1e9,
+	    (sender_cpu / sender_bytes) / (replay_cpu / drain_bytes));
 	printf("ROW|replay: drain %.0f MiB of spool (written in %zu-byte "
 	    "writes) to a reader reading as fast as it can|%.1f MB/s|plain "
 	    "sender on loopback (64 KiB sends): %.1f MB/s|%s|%s\n",

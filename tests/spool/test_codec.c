@@ -725,6 +725,169 @@ Test(spool, codec_inflate_exact_or_refused)
 	}
 }
 
+/* ----------------------------------------------------------------- crc */
+
+/* CRC-32C bit by bit, as FORMAT.md defines it. */
+static uint32_t
+crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t len)
+{
+	uint32_t c = ~crc;
+	int k;
+
+	while (len-- > 0) {
+		c ^= *p++;
+		for (k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+	}
+	return ~c;
+}
+
+/*
+ * spool_crc runs three chains side by side on long buffers and combines
+ * them (crc.c): every length around its block sizes, at every alignment,
+ * and cut anywhere through spool_crc_update, gives the bitwise value.
+ */
+Test(spool, crc32c_equals_bitwise_at_every_length_and_alignment)
+{
+	static const size_t big[] = { 767, 768, 769, 6143, 6144, 6145,
+	    6144 + 767, 6144 + 768, 2 * 6144 + 8, 13001, 131072, 131083,
+	    200003 };
+	size_t cap = 200003 + 16, len, off, i, cut;
+	uint8_t *b = malloc(cap);
+	uint64_t x = 88172645463325252ull;
+
+	cr_assert_not_null(b);
+	for (i = 0; i < cap; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		b[i] = (uint8_t)x;
+	}
+	cr_assert_eq(spool_crc("123456789", 9), 0xE3069283u);
+	for (off = 0; off < 8; off++)
+		for (len = 0; len <= 1600; len++)
+			cr_assert_eq(spool_crc(b + off, len),
+			    crc32c_bitwise(0, b + off, len),
+			    "length %zu at offset %zu", len, off);
+	for (i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+		uint32_t want = crc32c_bitwise(0, b + 3, big[i]);
+
+		cr_assert_eq(spool_crc(b + 3, big[i]), want, "length %zu",
+		    big[i]);
+		for (cut = 0; cut <= big[i]; cut += 1 + big[i] / 7)
+			cr_assert_eq(spool_crc_update(spool_crc(b + 3, cut),
+			    b + 3 + cut, big[i] - cut), want,
+			    "length %zu cut at %zu", big[i], cut);
+	}
+	free(b);
+}
+
+/* ------------------------------------------------------- payload check */
+
+/* payload_check as FORMAT.md §3.2 words it, one varint at a time. */
+static bool
+payload_check_plain(const struct frame_header *f, const uint8_t *raw)
+{
+	const uint8_t *p = raw, *end = raw + f->raw_len;
+	uint64_t v, sum = 0;
+	int64_t q = 0;
+	uint32_t i;
+	size_t n;
+
+	for (i = 0; i < f->count; i++) {
+		if ((n = varint_get(p, (size_t)(end - p), &v)) == 0 ||
+		    v > SPOOL_RECORD_MAX)
+			return false;
+		sum += v;
+		p += n;
+	}
+	for (i = 0; i < f->count; i++) {
+		if ((n = varint_get(p, (size_t)(end - p), &v)) == 0)
+			return false;
+		q = (int64_t)((uint64_t)q + (uint64_t)unzigzag(v));
+		p += n;
+	}
+	return sum == f->data_len && (uint64_t)(end - p) == sum &&
+	    q == ts_us(f->last_ts, f->first_ts);
+}
+
+static uint64_t rnd_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t
+rnd(uint64_t n)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state % n;
+}
+
+/*
+ * payload_check takes eight one-byte varints at a time where it can
+ * (format.c): on columns of short and long lengths, small and large time
+ * deltas of both signs, it accepts what the plain reading accepts, walks
+ * to the same records, and, with any byte of the columns changed, still
+ * refuses exactly what the plain reading refuses.
+ */
+Test(spool, payload_check_equals_plain_reading)
+{
+	static uint8_t raw[1 << 18];
+	struct frame_header f;
+	struct payload_iter it;
+	struct rec_ref r;
+	uint32_t len[64], k, cols;
+	int64_t us[64], q;
+	int trial, flip;
+	size_t at;
+
+	for (trial = 0; trial < 3000; trial++) {
+		memset(&f, 0, sizeof(f));
+		f.count = 1 + (uint32_t)rnd(64);
+		at = 0;
+		for (k = 0; k < f.count; k++) {
+			len[k] = (uint32_t)(rnd(4) ? rnd(128) : rnd(3000));
+			f.data_len += len[k];
+			at += varint_put(raw + at, len[k]);
+		}
+		q = 0;
+		for (k = 0; k < f.count; k++) {
+			us[k] = rnd(4) ? (int64_t)rnd(129) - 64 :
+			    (int64_t)rnd(200001) - 100000;
+			q += us[k];
+			at += varint_put(raw + at, zigzag(us[k]));
+		}
+		cols = (uint32_t)at;
+		memset(raw + at, 0x5a, f.data_len);
+		f.raw_len = cols + f.data_len;
+		f.first_ts = 7000;
+		f.last_ts = 7000 + q * 1000;
+		cr_assert(payload_check_plain(&f, raw));
+		cr_assert(payload_check(&f, raw, &it), "trial %d", trial);
+		for (q = 0, k = 0; k < f.count; k++) {
+			q += us[k];
+			cr_assert(payload_next(&it, &r));
+			cr_assert_eq(r.len, len[k]);
+			cr_assert_eq(r.ts, 7000 + q * 1000);
+		}
+		cr_assert_not(payload_next(&it, &r));
+		for (flip = 0; flip < 8; flip++) {
+			size_t b = (size_t)rnd(cols);
+			uint8_t was = raw[b];
+
+			raw[b] ^= (uint8_t)(1u << rnd(8));
+			cr_assert_eq(payload_check(&f, raw, &it),
+			    payload_check_plain(&f, raw), "trial %d byte %zu",
+			    trial, b);
+			raw[b] = was;
+		}
+		f.data_len++;		/* the lengths no longer add up */
+		cr_assert_not(payload_check(&f, raw, &it));
+		f.data_len--;
+		f.last_ts += 1000;	/* nor the times */
+		cr_assert_not(payload_check(&f, raw, &it));
+	}
+}
+
 /* ------------------------------------------------------ threads, fork */
 
 static void *
