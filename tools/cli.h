@@ -42,10 +42,12 @@ int cmd_daemon(int argc, char **argv);
  * tcpspool daemon's delivery: the records of stream name to the
  * connection fd (closed here), from byte `from` (NULL: the cursor's
  * position), then shutdown, linger and removal as `tcpspool replay`.
- * Returns an exit code.
+ * Returns an exit code; *peer_gone says whether a failure was the peer
+ * going away (reset, broken pipe, timed out), progress saved.
  */
 int replay_connection(struct spool_dir *d, const char *name, int fd,
-    bool is_unix, const struct spool_place *from, uint32_t linger_ms);
+    bool is_unix, const struct spool_place *from, uint32_t linger_ms,
+    bool *peer_gone);
 
 /* ------------------------------------------------------- cmd_daemon.c */
 

@@ -84,6 +84,11 @@ static const char daemon_usage[] =
     "                     bytes and close (default $TCPSPOOL_LINGER, 30s)\n"
     "  --status           print what the running daemon holds\n"
     "\n"
+    "With TCPSPOOL_RESUME=peer-addr in its environment, a stream whose\n"
+    "client goes away while the daemon delivers it waits for the client's\n"
+    "next connection from the same address (TCPSPOOL_RESUME_TTL), as the\n"
+    "library's do.\n"
+    "\n"
     "exit: 0 ok (SIGTERM), 1 error, 64 usage.\n";
 
 /* ----------------------------------------------------------------- log */
@@ -158,6 +163,9 @@ static struct {
 	struct spool_dir *dir;
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	uint32_t linger_ms;
+	/* TCPSPOOL_RESUME=peer-addr: how long a stream whose client went
+	 * away waits for it (TCPSPOOL_RESUME_TTL); 0: resume off. */
+	uint32_t resume_ttl_ms;
 	struct proc *procs;
 	size_t nprocs, capprocs;
 	struct conn *conns;
@@ -354,6 +362,55 @@ mark(const char *name)
 	close(fd);
 }
 
+/*
+ * TCPSPOOL_RESUME=peer-addr in the daemon's environment: the client of a
+ * dead process's connection went away while the daemon delivered: the
+ * stream waits for the client's next connection as the library's would
+ * (FORMAT.md §11: its token, then its released status with the writer's
+ * pid), and the next process of the dir whose new connection comes from
+ * that address sends it first. True if it waits.
+ */
+static bool
+wait_for_peer(struct delivery *dv)
+{
+	struct spool_stream_info info;
+	struct spool_status st;
+	struct spool_err e = { "" };
+	char key[SPOOL_KEY_MAX], path[SPOOL_NAME_MAX + 16];
+	struct timespec now;
+
+	if (spool_stream_info_flags(dm.dir, dv->name, SPOOL_INFO_QUICK, &info,
+	    &e) < 0 || !info.id_known ||
+	    spool_peer_key(info.id.peer, key) < 0)
+		return false;
+	if (spool_status_read(dm.dir, dv->name, &st, &e) < 0)
+		memset(&st, 0, sizeof(st));
+	clock_gettime(CLOCK_REALTIME, &now);
+	st.pid = info.id.pid;	/* believed only from the writer (§7) */
+	st.fd = info.id.fd;
+	strlcpy(st.state, "waiting", sizeof(st.state));
+	strlcpy(st.reason, "peer went away (daemon)", sizeof(st.reason));
+	st.released = true;
+	st.holder = 0;
+	st.idle = false;
+	st.updated_ns = 0;
+	st.expires_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec +
+	    (int64_t)dm.resume_ttl_ms * 1000000LL;
+	if (spool_waiting_add(dm.dir, key, info.id.created_ns, dv->name,
+	    &e) < 0 || spool_status_release(dm.dir, dv->name, &st, &e) < 0) {
+		dlog("warn", "spool %s (pid %d): cannot wait for its peer: %s",
+		    dv->name, (int)dv->pid, e.msg);
+		return false;
+	}
+	snprintf(path, sizeof(path), "%s/daemon", dv->name);
+	(void)unlinkat(spool_dir_fd(dm.dir), path, 0);
+	dlog("info", "spool %s (pid %d): the peer %s went away; the rest "
+	    "waits %" PRIu32 " ms for its next connection from that address "
+	    "(TCPSPOOL_RESUME_TTL)", dv->name, (int)dv->pid, info.id.peer,
+	    dm.resume_ttl_ms);
+	return true;
+}
+
 static void *
 deliver_main(void *arg)
 {
@@ -363,6 +420,7 @@ deliver_main(void *arg)
 	struct stat st;
 	int64_t cut;
 	int rc, rp, type = 0, fam = 0;
+	bool gone = false;
 	char path[SPOOL_NAME_MAX + 16];
 	socklen_t len = sizeof(type);
 	struct sockaddr_storage ss;
@@ -395,10 +453,13 @@ deliver_main(void *arg)
 		return NULL;
 	}
 	rc = replay_connection(dm.dir, dv->name, dv->fd, fam == AF_UNIX,
-	    rp > 0 ? &pl : NULL, dm.linger_ms);
+	    rp > 0 ? &pl : NULL, dm.linger_ms, &gone);
 	if (rc == EXIT_OK)
 		dlog("info", "spool %s (pid %d): delivered, connection "
 		    "closed", dv->name, (int)dv->pid);
+	else if (gone && fam != AF_UNIX && dm.resume_ttl_ms > 0 &&
+	    wait_for_peer(dv))
+		;
 	else
 		dlog("warn", "spool %s (pid %d): delivery ended early; the "
 		    "spool stays (tcpspool replay)", dv->name, (int)dv->pid);
@@ -1167,6 +1228,20 @@ cmd_daemon(int argc, char **argv)
 	if ((env = getenv("TCPSPOOL_LINGER")) != NULL &&
 	    config_parse_duration_ms(env, &dm.linger_ms) == -1)
 		dm.linger_ms = 30000;
+	/* As the library reads them (one line, then off, if bad). */
+	if ((env = getenv("TCPSPOOL_RESUME")) != NULL &&
+	    strcmp(env, "peer-addr") == 0) {
+		dm.resume_ttl_ms = CONFIG_DEFAULT_RESUME_TTL_MS;
+		if ((env = getenv("TCPSPOOL_RESUME_TTL")) != NULL &&
+		    (config_parse_duration_ms(env, &dm.resume_ttl_ms) == -1 ||
+		    dm.resume_ttl_ms == 0)) {
+			warnx("TCPSPOOL_RESUME_TTL=\"%s\": expected a duration "
+			    "like 10m; resume off", env);
+			dm.resume_ttl_ms = 0;
+		}
+	} else if (env != NULL && strcmp(env, "off") != 0)
+		warnx("TCPSPOOL_RESUME=\"%s\": expected off or peer-addr; "
+		    "resume off", env);
 	while ((ch = getopt_long(argc, argv, "hd:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd':

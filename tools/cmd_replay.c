@@ -338,7 +338,8 @@ send_record(struct replay *r, const struct spool_record *rec)
 				return rc;
 			continue;
 		}
-		if (errno == ECONNRESET)
+		if (errno == ECONNRESET || errno == EPIPE ||
+		    errno == ETIMEDOUT)
 			r->reset = true;
 		warn("%s: send", r->name);
 		return EXIT_ERR;
@@ -502,7 +503,7 @@ dial(const char *to, bool *is_unix)
 static int
 replay_stream_on(struct spool_dir *d, const char *name, const char *to,
     int fd, bool is_unix, const struct spool_place *from, bool keep,
-    bool accept_loss, uint32_t linger_ms)
+    bool accept_loss, uint32_t linger_ms, bool *peer_gone)
 {
 	struct replay r = { .fd = -1, .name = name };
 	struct spool_err e = { "" };
@@ -603,6 +604,8 @@ replay_stream_on(struct spool_dir *d, const char *name, const char *to,
 	else if (rc != EXIT_OK)
 		warnx("%s: %s delivered; progress saved, replay again to "
 		    "resume", name, fmt_size(a, r.delivered));
+	if (peer_gone != NULL)
+		*peer_gone = rc != EXIT_OK && r.reset && !interrupted;
 	spool_cursor_losses(r.cur, &loss);
 	spool_cursor_close(r.cur);
 	free(r.q);
@@ -647,15 +650,16 @@ replay_stream(struct spool_dir *d, const char *name, const char *to,
 		return EXIT_ERR;
 	}
 	return replay_stream_on(d, name, to, -1, false, NULL, keep,
-	    accept_loss, linger_ms);
+	    accept_loss, linger_ms, NULL);
 }
 
 int
 replay_connection(struct spool_dir *d, const char *name, int fd,
-    bool is_unix, const struct spool_place *from, uint32_t linger_ms)
+    bool is_unix, const struct spool_place *from, uint32_t linger_ms,
+    bool *peer_gone)
 {
 	return replay_stream_on(d, name, NULL, fd, is_unix, from, false,
-	    false, linger_ms);
+	    false, linger_ms, peer_gone);
 }
 
 int

@@ -59,7 +59,13 @@ daemon_connect(void)
 struct h_proc *
 daemon_start(void)
 {
-	struct h_spawn o = { .preload = false };
+	return daemon_start_env(NULL);
+}
+
+struct h_proc *
+daemon_start_env(const char *const *env)
+{
+	struct h_spawn o = { .preload = false, .env = env };
 	struct h_argv a = { 0 };
 	struct h_proc *p;
 	int64_t until = now_ms() + DEADLINE_MS;

@@ -22,6 +22,8 @@ void sock_path(char *out, size_t len);
 int daemon_connect(void);
 /* The daemon (--linger 20s), once it answers on its socket. */
 struct h_proc *daemon_start(void);
+/* The same with more NAME=value in its environment (NULL-terminated). */
+struct h_proc *daemon_start_env(const char *const *env);
 /* What `tcpspool daemon --status` prints, asked on the socket directly
  * (the harness spawns a bounded number of processes per test). */
 const char *daemon_status(void);

@@ -10,6 +10,8 @@
  * Criterion .timeout.
  */
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 #include "daemon_util.h"
+#include "pattern.h"
 #include "spool.h"
 
 TestSuite(daemon, .init = h_setup, .fini = h_teardown);
@@ -1008,4 +1011,102 @@ Test(daemon, run_with_daemon_starts_one_and_reuses_it)
 		cr_assert(now_ms() < until, "the daemon ignores SIGTERM");
 		tick();
 	}
+}
+
+/*
+ * Issue 16 with the daemon (TCPSPOOL_RESUME=peer-addr for the library and
+ * the daemon): the server is killed, the daemon delivers its spool, and
+ * the client resets halfway. The rest waits for the client's address;
+ * the server's next connection from it (another child, the same spool
+ * dir) is sent it first, from a message boundary, then its own messages
+ * from seq 1.
+ */
+Test(daemon, client_gone_while_the_daemon_delivers_waits_and_resumes)
+{
+	static const char *const env[] = { "TCPSPOOL_LINGER=60s",
+		"TCPSPOOL_RESUME=peer-addr", NULL };
+	struct h_spawn o = { .preload = true, .env = env, .nfds = 1 };
+	struct h_gate resume;
+	struct h_story st;
+	struct h_proc *dmn;
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	char names[4][32], msg[REL_MSG + 1], want[REL_MSG + 1];
+	long long told, first = -1, prev = -1, tail_end = -1, read_msgs;
+	int64_t until;
+	int fd, msgs = 400000, reset_at = 100000 * REL_MSG;
+	size_t have = 0;
+	ssize_t n;
+
+	dmn = daemon_start_env(env);
+	h_gate_init(&resume);
+	o.fds[0].child = 5;
+	o.fds[0].parent = resume.rfd;
+	h_story_start(&st, &o, 1,
+	    (const char *[]){ "--count=0", "--pause-at=400000",
+	        "--resume-fd=5", "--sndbuf=4096", "--connections=2", NULL },
+	    (const char *[]){ "--count=400000", "--rcvbuf=4096",
+	        "--read-size=4096", "--reset-after=2800000", NULL });
+	h_story_wait_status(&st, "paused ", 1);
+	told = h_field(h_status_line(st.server, "paused ", 0, 0), "bytes");
+	cr_assert_eq(told, (long long)msgs * REL_MSG);
+	wait_on_disk(told);
+	wait_held(1);
+	cr_assert_eq(kill(server_child(st.server), SIGKILL), 0);
+	/* The daemon delivers; the client resets after 100000 messages. */
+	h_gate_open(&st.gate);
+	h_story_finish_readers(&st);
+	cr_assert(st.result[0].bytes >= reset_at && st.result[0].bytes <
+	    told, "client: %lld bytes, end=%s", st.result[0].bytes,
+	    st.result[0].end);
+	read_msgs = st.result[0].bytes / REL_MSG;
+	wait_stderr(dmn, "went away; the rest waits");
+	cr_assert_eq(rel_streams(h_spool_dir(), names, 4), 1);
+	/* The client comes back: server_a's second connection. */
+	cr_assert_geq(fd = socket(AF_INET, SOCK_STREAM, 0), 0);
+	sin.sin_port = htons(st.port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	until = now_ms() + DEADLINE_MS;
+	/* Read until the fresh stream's message 1000: the tail first. */
+	while (prev != 1000 || first < 0 || tail_end < 0) {
+		cr_assert(now_ms() < until, "the second connection stalled "
+		    "at seq=%lld", prev);
+		if ((n = read(fd, msg + have, REL_MSG - have)) <= 0)
+			cr_assert_fail("the second connection ended (%zd, %s) "
+			    "at seq=%lld", n, strerror(errno), prev);
+		if ((have += (size_t)n) < REL_MSG)
+			continue;
+		have = 0;
+		msg[REL_MSG] = '\0';
+		cr_assert(strncmp(msg, "seq=", 4) == 0, "not at a message "
+		    "boundary after seq=%lld: \"%s\"", prev, msg);
+		long long seq = strtoll(msg + 4, NULL, 10);
+		pattern_message(want, REL_MSG, -1, (uint64_t)seq);
+		cr_assert(memcmp(msg, want, REL_MSG) == 0, "message seq=%lld "
+		    "is not the pattern's", seq);
+		if (first < 0) {
+			first = seq;
+			/* At most one message again, at most the two kernel
+			 * buffers (server SO_SNDBUF 4096 and the client's
+			 * SO_RCVBUF 4096, doubled by the kernel) lost. */
+			cr_expect(seq >= read_msgs && seq <= read_msgs + 2 *
+			    8192 / REL_MSG + 2, "resumed at seq=%lld after the "
+			    "client read %lld", seq, read_msgs);
+		} else if (seq != prev + 1) {
+			cr_assert(tail_end < 0 && prev == msgs && seq == 1,
+			    "seq=%lld after seq=%lld: the old stream's tail "
+			    "must run to %d, then seq=1", seq, prev, msgs);
+			tail_end = prev;
+		}
+		prev = seq;
+	}
+	close(fd);
+	h_gate_open(&resume);
+	h_kill_group(st.server, SIGKILL);
+	h_story_wait_server(&st);
+	/* The second connection's own spool now waits in turn (its client
+	 * went away early): no daemon_stop, which waits for an empty dir. */
+	kill(h_pid(dmn), SIGTERM);
+	cr_assert(h_wait(dmn, DEADLINE_MS), "daemon ignores SIGTERM");
+	cr_expect_eq(h_exit_code(dmn), 0, "%s", h_describe(dmn));
 }
