@@ -14,6 +14,7 @@
 #include "log.h"
 #include "real.h"
 #include "replay.h"
+#include "resume.h"
 #include "runtime.h"
 #include "stream.h"
 #include "stream_impl.h"
@@ -156,6 +157,9 @@ stream_orphan_at_exit(struct stream *s, int64_t deadline_ns)
 		    c.pending_bytes);
 		handover_leave_to_daemon(s);
 		spool_release(s, SPOOL_CLOSE_KEEP, "daemon");
+		replay_unregister(s);
+		set_state(s, STREAM_DONE);
+	} else if (s->state == STREAM_SPOOLING && resume_wait_at_exit(s)) {
 		replay_unregister(s);
 		set_state(s, STREAM_DONE);
 	} else if (s->state == STREAM_SPOOLING) {

@@ -63,7 +63,18 @@ first_spool_locked(struct wreq *w, ssize_t r, int err, int saved)
 	struct sockinfo si;
 	ssize_t out;
 
-	if (!runtime_active() || replay_exiting() || !fdtab_unknown(was))
+	if (!runtime_active() || replay_exiting())
+		goto kernel;
+	/* Another thread's write made fd a stream meanwhile: join it, as if
+	 * the install below had lost (a tag other than checked: the kernel's
+	 * answer). */
+	if (FDTAB_IS_STREAM(was)) {
+		if ((s = fdtab_get(w->fd)) == NULL)
+			goto kernel;
+		pthread_mutex_lock(&s->mu);
+		goto joined;
+	}
+	if (!fdtab_unknown(was))
 		goto kernel;
 	switch (classify_fd(w->fd, runtime_config(), &si)) {
 	case FD_NEVER:
@@ -85,6 +96,7 @@ first_spool_locked(struct wreq *w, ssize_t r, int err, int saved)
 			goto kernel;
 		pthread_mutex_lock(&s->mu);
 	}
+joined:
 	out = stream_after_direct(s, w, r, err);
 	pthread_mutex_unlock(&s->mu);
 	stream_unref(s);

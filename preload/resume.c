@@ -44,6 +44,23 @@
 
 _Atomic bool resume_armed;
 
+/*
+ * One first write looks at the registry at a time (SAFETY.md): a second
+ * thread's first write on the same fd waits for the first's claim and
+ * then finds the fd's stream, so none of its bytes can go ahead of
+ * adopted records, and two claims never split one peer's waiting
+ * streams. Held across the registry's disk I/O, by no thread inside
+ * another library lock, never from a nested hook; made new in a fork
+ * child.
+ */
+static pthread_mutex_t claim_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void
+resume_fork_child(void)
+{
+	pthread_mutex_init(&claim_mu, NULL);
+}
+
 void
 resume_arm(void)
 {
@@ -65,7 +82,8 @@ mark_adopted(struct spool_dir *d, struct spool_claimed *c, int fd)
 	strlcpy(st.state, "resumed", sizeof(st.state));
 	snprintf(st.reason, sizeof(st.reason), "sent to fd %d of pid %d",
 	    fd, (int)runtime_pid());
-	st.expires_ns = 0;
+	/* The expiry stays: a sender that dies leaves it to the sweep,
+	 * which makes it wait again until then (FORMAT.md §11). */
 	st.updated_ns = 0;
 	st.holder = runtime_pid();
 	if (spool_status_release(d, c->name, &st, &e) < 0)
@@ -221,9 +239,8 @@ resume_persist(struct stream *s)
 		(void)spool_cursor_ack(s->pre->cur, 0, 0, true, &e);
 }
 
-bool
-resume_wait(struct stream *s, int err, const char *reason,
-    const char *detail)
+static bool
+wait_for_peer(struct stream *s, const char *reason, const char *detail)
 {
 	const struct tcpspool_config *cfg = runtime_config();
 	struct spool_dir *d = runtime_dir();
@@ -233,7 +250,7 @@ resume_wait(struct stream *s, int err, const char *reason,
 	int64_t at, created = s->id.created_ns;
 
 	if (cfg->resume == RESUME_OFF || s->family == AF_UNIX || d == NULL ||
-	    !orphan_peer_gone(err) || spool_peer_key(s->id.peer, key) < 0)
+	    spool_peer_key(s->id.peer, key) < 0)
 		return false;
 	spool_stream_counts(s->spool, &c);
 	if (c.pending_bytes == 0) {
@@ -262,6 +279,20 @@ resume_wait(struct stream *s, int err, const char *reason,
 	return true;
 }
 
+bool
+resume_wait(struct stream *s, int err, const char *reason,
+    const char *detail)
+{
+	return orphan_peer_gone(err) && wait_for_peer(s, reason, detail);
+}
+
+bool
+resume_wait_at_exit(struct stream *s)
+{
+	return atomic_load(&s->resuming) &&
+	    wait_for_peer(s, "exit while sending resumed spools first", NULL);
+}
+
 /* Under s's mu, s new and installed for fd: SPOOLING with nothing of its
  * own yet, registered for the replay thread, which sends s->pre first. */
 static bool
@@ -284,13 +315,27 @@ start_spooling(struct stream *s, int fd)
 	return true;
 }
 
+/* fd is still the connection the claim was for. */
+static bool
+same_peer(int fd, const struct sockinfo *si)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char peer[SPOOL_ADDR_MAX];
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == -1)
+		return false;
+	format_addr(&ss, len, peer, sizeof(peer));
+	return strcmp(peer, si->peer) == 0;
+}
+
 static void
 adopt(int fd, const struct sockinfo *si, struct resume_prefix *pre)
 {
 	struct spool_dir *d = runtime_dir();
 	struct stream *s, *old;
 	uint64_t bytes = 0;
-	int i;
+	int i, n;
 
 	for (i = 0; i < pre->n; i++) {
 		mark_adopted(d, &pre->v[i], fd);
@@ -303,21 +348,36 @@ adopt(int fd, const struct sockinfo *si, struct resume_prefix *pre)
 	pthread_mutex_lock(&s->mu);
 	s->pre = pre;
 	atomic_store(&s->resuming, true);
-	if ((!fdtab_install(fd, NULL, s, &old) &&
-	    !fdtab_install(fd, FDTAB_CHECKED, s, &old)) ||
-	    !start_spooling(s, fd)) {
-		/* Another thread's write made fd a stream first, or replay
-		 * could not start: they wait again; fd is as it was. */
-		resume_give_back(s);
+	if (!fdtab_install(fd, NULL, s, &old)) {
+		resume_give_back(s);	/* fd is another's now: wait again */
 		pthread_mutex_unlock(&s->mu);
 		stream_unref(s);
 		return;
 	}
+	if (!same_peer(fd, si)) {
+		/* fd was closed while we claimed, and its number given to
+		 * another connection: not theirs; the slot as it was. */
+		resume_give_back(s);
+		old = NULL;
+		(void)fdtab_install(fd, s, NULL, &old);
+		pthread_mutex_unlock(&s->mu);
+		if (old != NULL)
+			stream_unref(old);
+		stream_unref(s);
+		return;
+	}
+	if (!start_spooling(s, fd)) {
+		resume_give_back(s);	/* replay could not start */
+		pthread_mutex_unlock(&s->mu);
+		stream_unref(s);
+		return;
+	}
+	n = pre->n;	/* pre is the replay thread's from here */
 	pthread_mutex_unlock(&s->mu);
 	stream_unref(s);	/* the slot holds its own */
 	log_info("fd %d (peer %s): resuming %d spool%s waiting for this "
 	    "peer, %" PRIu64 " bytes, before what the application writes",
-	    fd, si->peer, pre->n, pre->n > 1 ? "s" : "", bytes);
+	    fd, si->peer, n, n > 1 ? "s" : "", bytes);
 }
 
 static void
@@ -370,7 +430,11 @@ resume_first_write(int fd)
 	if (rt_nested())
 		return;
 	rt_enter();
-	first_write_locked(fd);
+	pthread_mutex_lock(&claim_mu);
+	/* Another thread's first write may have settled it meanwhile. */
+	if (fdtab_peek(fd) == NULL)
+		first_write_locked(fd);
+	pthread_mutex_unlock(&claim_mu);
 	rt_leave();
 	errno = saved;
 }

@@ -37,6 +37,8 @@ struct resume_prefix {
  */
 extern _Atomic bool resume_armed;
 void resume_arm(void);
+/* In the child of fork (runtime.c). */
+void resume_fork_child(void);
 
 /*
  * Before the first write on fd, whose slot holds nothing: a socket that
@@ -76,5 +78,9 @@ void resume_give_back(struct stream *s);
  */
 bool resume_wait(struct stream *s, int err, const char *reason,
     const char *detail);
+/* The same at the process's end (linger.c) for a stream still sending
+ * adopted streams: its own spool waits behind them, so the peer's next
+ * connection gets both, in order. */
+bool resume_wait_at_exit(struct stream *s);
 
 #endif

@@ -17,6 +17,7 @@
 #include "handover.h"
 #include "log.h"
 #include "replay.h"
+#include "resume.h"
 #include "runtime.h"
 #include "stream.h"
 #include "syncer.h"
@@ -86,6 +87,7 @@ fork_child(void)
 	rt.dir_failed = false;
 	atomic_store(&rt.pid, (pid_t)syscall(SYS_getpid));
 	pthread_mutex_init(&rt.mu, NULL);
+	resume_fork_child();
 }
 
 /* Our fds go at or above this: half the soft limit, at most 1024, so a

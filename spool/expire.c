@@ -69,9 +69,17 @@ sweep_one(void *arg, const char *name)
 	int sfd, rc;
 
 	memset(&info, 0, sizeof(info));
-	if (spool_status_read(w->d, name, &st, &e) < 0 || !st.released ||
-	    st.expires_ns <= 0 || st.expires_ns > w->now_ns)
-		return 0;	/* gone meanwhile, live, or not yet */
+	if (spool_status_read(w->d, name, &st, &e) < 0 || !st.released)
+		return 0;	/* gone meanwhile, or live */
+	/* A resumed stream whose sender died waits again (FORMAT.md §11). */
+	if (!w->dry_run && strcmp(st.state, "resumed") == 0 &&
+	    !spool_pid_alive(st.holder) && st.expires_ns > w->now_ns) {
+		(void)spool_waiting_restore(w->d, name, &st);
+		return 0;
+	}
+	if (st.expires_ns <= 0 || st.expires_ns > w->now_ns ||
+	    (strcmp(st.state, "resumed") == 0 && spool_pid_alive(st.holder)))
+		return 0;	/* not yet, or being sent */
 	/* released is believed only from the writer's own status: the pid
 	 * its segment headers name (FORMAT.md §7). */
 	if (spool_stream_info_flags(w->d, name, SPOOL_INFO_QUICK, &info,

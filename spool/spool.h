@@ -636,6 +636,13 @@ struct spool_claimed {
 int spool_waiting_claim(struct spool_dir *d, const char *key,
     struct spool_claimed *v, int max, struct spool_err *err);
 
+/* A process that runs (kill 0; EPERM counts as running). */
+bool spool_pid_alive(int32_t pid);
+/* A resumed stream whose sender died waits again: its token, then its
+ * status st says waiting (FORMAT.md §11). */
+int spool_waiting_restore(struct spool_dir *d, const char *name,
+    const struct spool_status *st);
+
 /*
  * Writes the released status st of stream name (its writer is gone): for
  * whoever took a released stream over (a claim), or gives it back.

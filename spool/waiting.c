@@ -14,6 +14,7 @@
  * deleting it when it expired. Nobody else touches a waiting stream. Names
  * sort by creation, so the oldest waiting stream of an address comes first.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <signal.h>
@@ -137,14 +138,53 @@ entry_parse(const char *ent, int64_t *created_ns, char name[SPOOL_NAME_MAX])
 	return true;
 }
 
-/* A process that runs (EPERM: someone else's, running). */
-static bool
-pid_alive(int32_t pid)
+bool
+spool_pid_alive(int32_t pid)
 {
 	return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
 }
+#define pid_alive spool_pid_alive
 
-enum token_verdict { TOKEN_TAKE, TOKEN_RESTORE, TOKEN_DROP };
+int
+spool_waiting_restore(struct spool_dir *d, const char *name,
+    const struct spool_status *st)
+{
+	struct spool_stream_info info;
+	struct spool_status w = *st;
+	struct spool_err e;
+	char key[SPOOL_KEY_MAX];
+	int rc;
+
+	if ((rc = spool_stream_info_flags(d, name, SPOOL_INFO_QUICK, &info,
+	    &e)) < 0)
+		return rc;
+	if (!info.id_known || (rc = spool_peer_key(info.id.peer, key)) < 0)
+		return -EINVAL;
+	strlcpy(w.state, "waiting", sizeof(w.state));
+	w.holder = 0;
+	w.updated_ns = 0;
+	if ((rc = spool_waiting_add(d, key, info.id.created_ns, name,
+	    &e)) < 0)
+		return rc;
+	return spool_status_release(d, name, &w, &e);
+}
+
+/* The stream dir's lock is free (no tcpspool command holds it). */
+static bool
+unlocked(struct spool_dir *d, const char *name)
+{
+	struct spool_err e;
+	bool free_;
+	int sfd;
+
+	if ((sfd = open_stream_dir(d, name, &e)) < 0)
+		return false;
+	free_ = flock(sfd, LOCK_EX | LOCK_NB) == 0;
+	sysio_close(sfd);	/* and with it the lock */
+	return free_;
+}
+
+enum token_verdict { TOKEN_TAKE, TOKEN_RESTORE, TOKEN_LEAVE, TOKEN_DROP };
 
 /*
  * What a claimed token's stream is. A token is made before the status
@@ -156,12 +196,19 @@ enum token_verdict { TOKEN_TAKE, TOKEN_RESTORE, TOKEN_DROP };
  * waiting: the token is stale.
  */
 static enum token_verdict
-token_verdict(const struct spool_status *st)
+token_verdict(const struct spool_status *st, int64_t now)
 {
-	if (st->released && strcmp(st->state, "waiting") == 0)
+	bool take = (st->released && strcmp(st->state, "waiting") == 0) ||
+	    (st->released && strcmp(st->state, "resumed") == 0 &&
+	    !pid_alive(st->holder));
+
+	/* Expired: the sweep's (a client late by its TTL gets nothing). */
+	if (take && st->expires_ns > 0 && st->expires_ns <= now)
+		return TOKEN_LEAVE;
+	if (take)
 		return TOKEN_TAKE;
 	if (st->released && strcmp(st->state, "resumed") == 0)
-		return pid_alive(st->holder) ? TOKEN_RESTORE : TOKEN_TAKE;
+		return TOKEN_RESTORE;
 	if (!st->released && pid_alive(st->pid))
 		return TOKEN_RESTORE;
 	return TOKEN_DROP;
@@ -186,6 +233,9 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 	struct spool_err e;
 	struct dirent *de;
 	char path[128];
+	int64_t now = now_real_ns();
+	enum token_verdict verdict;
+	bool stop = false;
 	int fd, n = 0, i, got = 0;
 	DIR *dp;
 
@@ -215,7 +265,7 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 			continue;
 		qsort(v, (size_t)n, sizeof(*v), claimed_cmp);
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !stop; i++) {
 		entry_path(path, sizeof(path), key, v[i].created_ns,
 		    v[i].name);
 		if (unlinkat(d->fd, path, 0) == -1)
@@ -223,12 +273,21 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 		/* Ours now: the stream's status says what it is. */
 		if (spool_status_read(d, v[i].name, &st, &e) < 0)
 			continue;	/* gone: a stale token goes too */
-		switch (token_verdict(&st)) {
+		verdict = token_verdict(&st, now);
+		/* A tcpspool command (replay, verify) holds it: not now. */
+		if (verdict == TOKEN_TAKE && !unlocked(d, v[i].name))
+			verdict = TOKEN_RESTORE;
+		switch (verdict) {
 		case TOKEN_TAKE:
 			v[i].status = st;
 			v[got++] = v[i];
 			break;
 		case TOKEN_RESTORE:
+			/* Not to be passed by a newer one: the rest wait
+			 * too, for the next connection. */
+			stop = true;
+			/* fall through */
+		case TOKEN_LEAVE:
 			(void)spool_waiting_add(d, key, v[i].created_ns,
 			    v[i].name, &e);
 			break;
@@ -237,5 +296,8 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 		}
 	}
 	sysio_closedir(dp);
+	/* An address with nothing left costs one failed open again. */
+	snprintf(path, sizeof(path), WAITING_DIR "/%s", key);
+	(void)unlinkat(d->fd, path, AT_REMOVEDIR);
 	return got;
 }

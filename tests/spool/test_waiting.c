@@ -197,13 +197,14 @@ Test(waiting, sweep_removes_an_expired_waiting_stream_only_with_its_token)
 	struct spool_claimed v[4];
 	struct spool_err e = { "" };
 	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX], path[8192];
-	int64_t now = real_now();
+	int64_t now = real_now(), exp = now + 10 * NS;
 
-	make_waiting(d, "4-7f000001", 1, now - NS, 2, a);
-	make_waiting(d, "4-7f000002", 2, now - NS, 2, b);
-	/* b is claimed by a new connection of its peer just before. */
+	make_waiting(d, "4-7f000001", 1, exp, 2, a);
+	make_waiting(d, "4-7f000002", 2, exp, 2, b);
+	/* b is claimed by a new connection of its peer before it expires. */
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000002", v, 4, &e), 1);
-	cr_assert_eq(spool_dir_expire(d, now, 0, NULL, NULL), 1);
+	cr_assert_eq(spool_dir_expire(d, exp - NS, 0, NULL, NULL), 0);
+	cr_assert_eq(spool_dir_expire(d, exp + NS, 0, NULL, NULL), 1);
 	snprintf(path, sizeof(path), "%s/%s", t.spool, a);
 	cr_assert_eq(access(path, F_OK), -1, "expired waiting stream kept");
 	snprintf(path, sizeof(path), "%s/waiting/4-7f000001/%020d-%s",
@@ -213,9 +214,64 @@ Test(waiting, sweep_removes_an_expired_waiting_stream_only_with_its_token)
 	cr_assert_eq(access(path, F_OK), 0, "a claimed stream was removed");
 	/* A claimer that never wrote its status (it died): the stream goes
 	 * a minute after its expiry. */
-	cr_assert_eq(spool_dir_expire(d, now + 30 * NS, 0, NULL, NULL), 0);
-	cr_assert_eq(spool_dir_expire(d, now + 62 * NS, 0, NULL, NULL), 1);
+	cr_assert_eq(spool_dir_expire(d, exp + 30 * NS, 0, NULL, NULL), 0);
+	cr_assert_eq(spool_dir_expire(d, exp + 62 * NS, 0, NULL, NULL), 1);
 	cr_assert_eq(access(path, F_OK), -1);
+	spool_dir_close(d);
+}
+
+/* A client late by its TTL gets nothing: an expired stream is the
+ * sweep's, and its token stays for it. */
+Test(waiting, an_expired_stream_is_not_claimed)
+{
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_claimed v[4];
+	struct spool_err e = { "" };
+	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX];
+	int64_t now = real_now();
+
+	make_waiting(d, "4-7f000001", 1, now - NS, 2, a);
+	make_waiting(d, "4-7f000001", 2, now + 600 * NS, 2, b);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
+	cr_assert_str_eq(v[0].name, b);
+	cr_assert_eq(spool_dir_expire(d, now, 0, NULL, NULL), 1);
+	spool_dir_close(d);
+}
+
+/* A sender that died while sending a resumed stream: the sweep makes it
+ * wait again until its expiry, and the next claim takes it. */
+Test(waiting, a_resumed_stream_whose_sender_died_waits_again)
+{
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_claimed v[4];
+	struct spool_err e = { "" };
+	struct spool_status st;
+	char a[SPOOL_NAME_MAX];
+	int64_t now = real_now(), exp = now + 600 * NS;
+	pid_t dead;
+
+	make_waiting(d, "4-7f000001", 1, exp, 2, a);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
+	if ((dead = fork()) == 0)
+		_exit(0);
+	cr_assert_eq(waitpid(dead, NULL, 0), dead);
+	st = v[0].status;
+	strcpy(st.state, "resumed");
+	st.holder = dead;
+	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
+	/* Its holder is dead and nothing has a token: only the sweep. */
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
+	cr_assert_eq(spool_dir_expire(d, now, 0, NULL, NULL), 0);
+	cr_assert_eq(spool_status_read(d, a, &st, &e), 0);
+	cr_assert_str_eq(st.state, "waiting");
+	cr_assert_eq(st.expires_ns, exp);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
+	cr_assert_str_eq(v[0].name, a);
+	/* Held by a live sender: left alone, even past its expiry. */
+	st.holder = getpid();
+	strcpy(st.state, "resumed");
+	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
+	cr_assert_eq(spool_dir_expire(d, exp + NS, 0, NULL, NULL), 0);
 	spool_dir_close(d);
 }
 
