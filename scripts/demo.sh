@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# demo.sh — the story in under a minute: a legacy server that gives up on a
-# slow client, then the same server, unchanged, under tcpspool, then the
-# server killed with SIGKILL in the middle while tcpspool daemon holds its
-# connection.
+# demo.sh — the story in about a minute, in four acts:
+#   1. a legacy server that gives up on a slow client (the reset of the story);
+#   2. the same server, unchanged, under tcpspool: every message, then EOF;
+#   3. the server killed with SIGKILL in the middle while tcpspool daemon
+#      holds its connection: still every message;
+#   4. resume (--resume peer-addr): the client crashes with messages still
+#      spooled for it, `tcpspool ls` shows the spool waiting for it, and when
+#      it comes back from the same address it gets the old connection's
+#      pending messages first, from a message boundary, then the new
+#      connection's own; it says which messages were lost with the old
+#      connection's kernel buffers.
 #
 # Sets up what a fresh Debian 12 machine lacks, builds into build/, then runs
-# the server-A simulator (tests/fixtures/server_a) twice against a slow
-# reader (tests/fixtures/slow_reader). Exits 0 only if the runs under
-# tcpspool (acts 2 and 3) delivered every message, in order, then EOF.
+# the server-A simulator (tests/fixtures/server_a) against a slow reader
+# (tests/fixtures/slow_reader). Exits 0 only if acts 2 to 4 did what they
+# show (act 1 shows the failure tcpspool is for).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -54,6 +61,24 @@ start_server() {
 	exit 1
 }
 
+# Runs "$@" every 50 ms until it succeeds, for at most SECS seconds; then
+# says what it waited for and fails. Usage: wait_for SECS WHAT COMMAND...
+wait_for() {
+	local secs=$1 what=$2 i
+	shift 2
+	for ((i = 0; i < secs * 20; i++)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	echo "demo: no $what after ${secs}s" >&2
+	return 1
+}
+
+# A field of a slow_reader result line or a status line: field NAME LINE.
+field() {
+	sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"
+}
+
 # Prints the client's result line in plain words.
 explain() {
 	local line=$1 bytes end
@@ -62,7 +87,7 @@ explain() {
 	step "client received $bytes of $((count * 28)) bytes, then: $end"
 }
 
-say "1/3  Without tcpspool"
+say "1/4  Without tcpspool"
 step "server A writes $count messages in a tight loop on a non-blocking socket;"
 step "the client reads 1 KiB every half millisecond through a 4 KiB window."
 start_server
@@ -74,7 +99,7 @@ step "server A said: $(head -n 1 "$work/server.err")"
 explain "$(tail -n 1 "$work/client1.err")"
 step "-> the stream is cut short and the client dies with a reset (errno 104)."
 
-say "2/3  The same server under tcpspool:  tcpspool run -- ./server_a"
+say "2/4  The same server under tcpspool:  tcpspool run -- ./server_a"
 start_server "$cli" run --dir "$work/spool" --linger 60s --
 "$reader" --port "$(cat "$work/port")" "${client[@]}" 2>"$work/client2.err" &
 reader_pid=$!
@@ -104,7 +129,7 @@ if [ "$rc" -eq 0 ] && [ "$src" -eq 0 ] && [ "$left" -eq 0 ]; then
 	ok2=1
 fi
 
-say "3/3  kill -9 in the middle, with tcpspool daemon holding the connection"
+say "3/4  kill -9 in the middle, with tcpspool daemon holding the connection"
 step "tcpspool daemon --dir SPOOL &  (one per spool dir; a systemd unit in tools/systemd)"
 spool3=$work/spool3
 mkdir -m 700 "$spool3"
@@ -141,15 +166,114 @@ kill "$server_pid" 2>/dev/null || true
 step "daemon said: $(grep -m1 'continuing at byte' "$work/daemon.err" | sed 's/^tcpspool\[[0-9]*\]: info: //')"
 explain "$(tail -n 1 "$work/client3.err")"
 
-if [ "$ok2" -eq 1 ] && [ "$rc3" -eq 0 ]; then
+say "4/4  The client crashes and comes back:  tcpspool run --resume peer-addr -- ./server_a"
+step "server A serves two connections, a child each; each child writes all $count"
+step "messages, closes its socket and stays (--end close-hold) until the demo ends."
+spool4=$work/spool4
+mkfifo "$work/start4" "$work/hold4"
+# Two gates, opened by writing a byte: the client's first read (4) and
+# the children's exit (5).
+exec 4<>"$work/start4" 5<>"$work/hold4"
+rm -f "$work/port"
+"$cli" run --dir "$spool4" --linger 60s --resume peer-addr -- "$server" \
+	--port-file "$work/port" --status-fd 9 --connections 2 \
+	--count "$count" --sndbuf 8192 --sndbuf-conns 1 \
+	--end close-hold --resume-fd 5 \
+	9>"$work/status4" 2>"$work/server4.err" &
+server_pid=$!
+pids+=("$server_pid")
+crash_at=$((50000 * 28))
+ok4=0 rc4a=- rc4b=- src4=-
+if wait_for 10 "port from server A" test -s "$work/port"; then
+	port=$(cat "$work/port")
+	"$reader" --port "$port" --rcvbuf 4096 --read-size 1024 --pause-us 500 \
+		--count "$count" --reset-after "$crash_at" --start-fd 4 \
+		2>"$work/client4a.err" &
+	reader_pid=$!
+	pids+=("$reader_pid")
+	if wait_for 60 "\"done conn=0\" from server A" \
+	    grep -q '^done conn=0 ' "$work/status4"; then
+		sndbuf=$(field bytes "$(grep -m1 '^sndbuf conn=0 ' "$work/status4")")
+		step "server A wrote all $count messages on the first connection: what did not fit"
+		step "in its $sndbuf-byte send buffer is in the spool."
+		step "The client reads slowly, then crashes after about $((crash_at / 1024)) KiB: its socket is reset."
+		echo go >&4
+		set +e
+		wait "$reader_pid"
+		rc4a=$?
+		set -e
+		crashed=$(tail -n 1 "$work/client4a.err")
+	fi
+fi
+ls_shows_waiting() {
+	grep -q waiting <<<"$("$cli" ls --dir "$spool4" 2>&1)"
+}
+spool4_empty() {
+	[ -z "$("$cli" ls --dir "$spool4" 2>&1)" ]
+}
+if [ "$rc4a" = 0 ] && wait_for 10 "waiting stream in tcpspool ls" ls_shows_waiting; then
+	step "tcpspool ls: the spool waits for the client's address"
+	"$cli" ls --dir "$spool4" | sed 's/^/      /'
+	step "The client comes back from 127.0.0.1 (reading at full speed this time)."
+	set +e
+	"$reader" --port "$port" --read-size 65536 --count "$count" --resumed \
+		2>"$work/client4b.err"
+	rc4b=$?
+	set -e
+	back=$(tail -n 1 "$work/client4b.err")
+	echo go >&5
+	set +e
+	wait "$server_pid"
+	src4=$?
+	set -e
+	read_msgs=$(field messages "$crashed")
+	read_bytes=$(field bytes "$crashed")
+	from=$(field resumed_from "$back")
+	step "What happened:"
+	torn=$((read_bytes - read_msgs * 28))
+	if [ "$torn" -gt 0 ]; then
+		step "- the crashed client had read $read_msgs whole messages (seq 1 to $read_msgs)"
+		step "  and the first $torn bytes of seq $((read_msgs + 1))"
+	else
+		step "- the crashed client had read $read_msgs messages (seq 1 to $read_msgs)"
+	fi
+	if [ "$rc4b" -eq 0 ]; then
+		step "- back, it got seq $from to $count first, from the old connection's spool: the"
+		step "  resumed stream started at a message boundary, with a whole message;"
+		step "- then the new connection's own messages, seq 1 to $count, then EOF"
+		if [ "$from" -gt $((read_msgs + 1)) ]; then
+			lost=$((from - read_msgs - 1))
+			step "- seq $((read_msgs + 1)) to $((from - 1)) ($lost messages, $((lost * 28)) bytes) never reached it: the"
+			step "  kernel had taken them on the old connection (server A's send buffer, the"
+			step "  client's receive buffer, unread) and they are lost with that connection."
+			step "  The spool holds only what the kernel refused (README, \"When the client"
+			step "  comes back\"); a protocol that needs every message needs its own acks."
+		elif [ "$from" -eq $((read_msgs + 1)) ]; then
+			step "- nothing was lost between the two connections"
+		else
+			step "- seq $from to $read_msgs arrived again (a record partly delivered is sent again whole)"
+		fi
+	fi
+	if [ "$rc4b" -eq 0 ] && [ "$src4" -eq 0 ] &&
+	    wait_for 10 "empty spool dir" spool4_empty; then
+		step "tcpspool ls: nothing left in the spool dir"
+		ok4=1
+	fi
+fi
+
+if [ "$ok2" -eq 1 ] && [ "$rc3" -eq 0 ] && [ "$ok4" -eq 1 ]; then
 	say "Every message arrived, in order, exactly once, then EOF — even across kill -9."
+	step "And a client that crashed got what was spooled for it first when it came back."
 	echo
 	echo "Run your own server the same way:"
 	echo "  $cli run -- ./your_server"
 	echo "  LD_PRELOAD=$top/build/preload/libtcpspool.so ./your_server"
 	echo "  $cli daemon &    # delivery outlives the server"
+	echo "  $cli run --resume peer-addr -- ./your_server    # a client that comes back gets its spool"
 	exit 0
 fi
-say "A run under tcpspool did not deliver everything (act 2: client $rc, server $src; act 3: client $rc3)."
-cat "$work/client2.err" "$work/server.err" "$work/client3.err" "$work/daemon.err" >&2
+say "A run under tcpspool did not do what it shows (act 2: client $rc, server $src; act 3: client $rc3; act 4: crashing client $rc4a, returning client $rc4b, server $src4)."
+for f in client2.err server.err client3.err daemon.err status4 server4.err client4a.err client4b.err; do
+	[ -s "$work/$f" ] && { echo "== $f" >&2; cat "$work/$f" >&2; }
+done
 exit 1
