@@ -426,8 +426,10 @@ fdtab_reset_after_fork(void)
 
 			if (FDTAB_IS_STREAM(p))
 				keep_forgotten(p);
-			/* Tags of the child's own files stay true. */
-			if (FDTAB_IS_STREAM(p) || p == FDTAB_PRIVATE)
+			/* Tags of the child's own files stay true; a claim
+			 * in flight was another thread's. */
+			if (FDTAB_IS_STREAM(p) || p == FDTAB_PRIVATE ||
+			    p == FDTAB_CLAIMING)
 				atomic_store_explicit(&c[j], NULL,
 				    memory_order_relaxed);
 		}

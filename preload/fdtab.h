@@ -14,6 +14,9 @@
  *   FDTAB_CHECKED   a connection that may spool, whose peer had nothing
  *                   waiting for it at its first write (TCPSPOOL_RESUME,
  *                   resume.h): as NULL, but not asked again;
+ *   FDTAB_CLAIMING  a thread looks at the registry for this fd's first
+ *                   write (resume.c): other writers of the fd wait, a
+ *                   nested hook gets an EAGAIN of ours;
  *   a stream        this application fd writes to that stream (several fds,
  *                   after dup, may share one stream).
  *
@@ -49,7 +52,8 @@ struct stream;
 #define FDTAB_PRIVATE ((struct stream *)(uintptr_t)2)
 #define FDTAB_EPOLL ((struct stream *)(uintptr_t)3)
 #define FDTAB_CHECKED ((struct stream *)(uintptr_t)4)
-#define FDTAB_IS_STREAM(p) ((uintptr_t)(p) > 4)
+#define FDTAB_CLAIMING ((struct stream *)(uintptr_t)5)
+#define FDTAB_IS_STREAM(p) ((uintptr_t)(p) > 5)
 
 /* Nothing that decides yet: a fd whose first EAGAIN makes a stream. */
 static inline bool

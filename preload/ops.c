@@ -137,6 +137,13 @@ nested_write(struct wreq *w)
 	struct stream *s;
 	ssize_t r;
 
+	if (fdtab_peek(w->fd) == FDTAB_CLAIMING) {
+		/* Its first look at the registry is under way on another
+		 * thread: nothing may pass what it may adopt. */
+		replay_poke(w->fd);
+		errno = EAGAIN;
+		return -1;
+	}
 	if (!FDTAB_IS_STREAM(fdtab_peek(w->fd)))
 		return w->direct(w);
 	if ((s = fdtab_tryget(w->fd)) == NULL) {
@@ -177,11 +184,15 @@ write_req(struct wreq *w)
 
 	if (rt_nested())
 		return nested_write(w);
-	if (fdtab_peek(w->fd) == NULL && !w->unspoolable &&
+	p = fdtab_peek(w->fd);
+	if ((p == NULL || p == FDTAB_CLAIMING) &&
 	    atomic_load_explicit(&resume_armed, memory_order_relaxed))
 		resume_first_write(w->fd);
 	for (;;) {
-		p = fdtab_peek(w->fd);
+		if ((p = fdtab_peek(w->fd)) == FDTAB_CLAIMING) {
+			resume_wait_claimed(w->fd);
+			continue;
+		}
 		if (!FDTAB_IS_STREAM(p)) {
 			r = w->direct(w);
 			if (r >= 0 ? (size_t)r >= w->len : !is_eagain(errno))
@@ -350,10 +361,15 @@ op_sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags)
 
 	if (vlen > UIO_MAXIOV)
 		vlen = UIO_MAXIOV;
-	if (p == NULL && vlen > 0 && !rt_nested() &&
+	if ((p == NULL || p == FDTAB_CLAIMING) && vlen > 0 && !rt_nested() &&
 	    atomic_load_explicit(&resume_armed, memory_order_relaxed)) {
 		resume_first_write(fd);
 		p = fdtab_peek(fd);
+	}
+	if (p == FDTAB_CLAIMING) {	/* nested, another thread claims */
+		replay_poke(fd);
+		errno = EAGAIN;
+		return -1;
 	}
 	if (!FDTAB_IS_STREAM(p)) {
 		r = real.sendmmsg(fd, vec, vlen, flags);
@@ -768,7 +784,7 @@ after_dup(int fd, int nfd)
 	op_new_fd(nfd);
 	/* Both numbers must find one stream: a connection resumes (or is
 	 * checked) before it gets its second number. */
-	if (fdtab_peek(fd) == NULL &&
+	if ((fdtab_peek(fd) == NULL || fdtab_peek(fd) == FDTAB_CLAIMING) &&
 	    atomic_load_explicit(&resume_armed, memory_order_relaxed))
 		resume_first_write(fd);
 	rt_enter();

@@ -25,6 +25,8 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <sched.h>
+#include <time.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,21 +47,15 @@
 _Atomic bool resume_armed;
 
 /*
- * One first write looks at the registry at a time (SAFETY.md): a second
- * thread's first write on the same fd waits for the first's claim and
- * then finds the fd's stream, so none of its bytes can go ahead of
- * adopted records, and two claims never split one peer's waiting
- * streams. Held across the registry's disk I/O, by no thread inside
- * another library lock, never from a nested hook; made new in a fork
- * child.
+ * A fd's first look at the registry is made under its slot's tag
+ * FDTAB_CLAIMING, set from NULL by one thread (compare and swap): another
+ * thread's write or dup of the same fd waits until the tag is gone
+ * (resume_wait_claimed) and then finds the fd's stream, so none of its
+ * bytes go ahead of adopted records; a nested hook gets an EAGAIN of ours
+ * instead (ops.c). No lock is held meanwhile: other fds' first writes
+ * never wait for this one's disk. Two processes' claims are kept apart by
+ * the streams' dir locks (spool/waiting.c).
  */
-static pthread_mutex_t claim_mu = PTHREAD_MUTEX_INITIALIZER;
-
-void
-resume_fork_child(void)
-{
-	pthread_mutex_init(&claim_mu, NULL);
-}
 
 void
 resume_arm(void)
@@ -90,9 +86,9 @@ mark_adopted(struct spool_dir *d, struct spool_claimed *c, int fd)
 		log_warn("spool %s: status: %s", c->name, e.msg);
 }
 
-/* Waiting again for the peer: the registry entry first, then the status
- * (FORMAT.md §11: a claim meanwhile puts the entry back, its holder
- * running). */
+/* Waiting again for the peer: its entry is still in the registry (made
+ * again if it is not), its status says so, and then its lock goes: no
+ * claim sees it between the two (FORMAT.md §11). */
 static void
 wait_again(struct spool_dir *d, const char *key, struct spool_claimed *c,
     int64_t at)
@@ -108,6 +104,7 @@ wait_again(struct spool_dir *d, const char *key, struct spool_claimed *c,
 	    spool_status_release(d, c->name, &st, &e) < 0)
 		log_warn("spool %s: cannot wait for its peer again, kept as "
 		    "an orphan: %s", c->name, e.msg);
+	spool_claimed_unlock(c);
 }
 
 static int64_t
@@ -142,6 +139,8 @@ give_back(struct resume_prefix *pre, int fd, const char *peer)
 		    pre->n - pre->i > 1 ? "" : "s");
 		syncer_sweep_at(at, 0);
 	}
+	for (i = 0; i < pre->n; i++)
+		spool_claimed_unlock(&pre->v[i]);
 	free(pre);
 }
 
@@ -195,7 +194,11 @@ resume_next(struct stream *s, int rc, const struct spool_err *e)
 		pre->cur = NULL;
 	}
 	if (rc == 0 && l.records == 0) {
-		int r = spool_stream_remove(d, c->name, &re);
+		int r;
+
+		/* Out of the registry, then gone; then our lock. */
+		(void)spool_waiting_take(d, pre->key, c->created_ns, c->name);
+		r = spool_stream_remove(d, c->name, &re);
 
 		if (r < 0 && r != -ENOENT)
 			log_warn("spool %s: sent, but: %s", c->name, re.msg);
@@ -211,10 +214,12 @@ resume_next(struct stream *s, int rc, const struct spool_err *e)
 		st.holder = 0;
 		st.updated_ns = 0;
 		(void)spool_status_release(d, c->name, &st, &re);
+		(void)spool_waiting_take(d, pre->key, c->created_ns, c->name);
 		log_error("fd %d (peer %s): resumed spool %s: %s; kept as an "
 		    "orphan", s->fd, s->id.peer, c->name, rc < 0 ? e->msg :
 		    "records lost to corruption");
 	}
+	spool_claimed_unlock(c);
 	if (++pre->i >= pre->n)
 		atomic_store(&s->resuming, false);
 }
@@ -329,40 +334,43 @@ same_peer(int fd, const struct sockinfo *si)
 	return strcmp(peer, si->peer) == 0;
 }
 
+/*
+ * Ends a claim: the slot, still FDTAB_CLAIMING unless the fd was closed
+ * meanwhile, becomes to (NULL: asked again at the next write).
+ */
+static void
+claim_end(int fd, struct stream *to)
+{
+	struct stream *old = NULL;
+
+	(void)fdtab_install(fd, FDTAB_CLAIMING, to, &old);
+}
+
 static void
 adopt(int fd, const struct sockinfo *si, struct resume_prefix *pre)
 {
 	struct spool_dir *d = runtime_dir();
-	struct stream *s, *old;
+	struct stream *s, *old = NULL;
 	uint64_t bytes = 0;
 	int i, n;
 
+	/* fd is still the connection the claim was for (not closed, and
+	 * its number given to another, meanwhile). */
+	if (!same_peer(fd, si) || (s = stream_new(fd, si)) == NULL) {
+		give_back(pre, fd, si->peer);
+		claim_end(fd, NULL);
+		return;
+	}
 	for (i = 0; i < pre->n; i++) {
 		mark_adopted(d, &pre->v[i], fd);
 		bytes += pre->v[i].status.pending_bytes;
 	}
-	if ((s = stream_new(fd, si)) == NULL) {
-		give_back(pre, fd, si->peer);	/* no memory: wait again */
-		return;
-	}
 	pthread_mutex_lock(&s->mu);
 	s->pre = pre;
 	atomic_store(&s->resuming, true);
-	if (!fdtab_install(fd, NULL, s, &old)) {
-		resume_give_back(s);	/* fd is another's now: wait again */
+	if (!fdtab_install(fd, FDTAB_CLAIMING, s, &old)) {
+		resume_give_back(s);	/* closed meanwhile: wait again */
 		pthread_mutex_unlock(&s->mu);
-		stream_unref(s);
-		return;
-	}
-	if (!same_peer(fd, si)) {
-		/* fd was closed while we claimed, and its number given to
-		 * another connection: not theirs; the slot as it was. */
-		resume_give_back(s);
-		old = NULL;
-		(void)fdtab_install(fd, s, NULL, &old);
-		pthread_mutex_unlock(&s->mu);
-		if (old != NULL)
-			stream_unref(old);
 		stream_unref(s);
 		return;
 	}
@@ -380,61 +388,89 @@ adopt(int fd, const struct sockinfo *si, struct resume_prefix *pre)
 	    fd, si->peer, n, n > 1 ? "s" : "", bytes);
 }
 
+/* Under the fd's FDTAB_CLAIMING tag: ends it, one way or another. */
 static void
-first_write_locked(int fd)
+first_write_claimed(int fd)
 {
+	struct spool_claimed v[RESUME_MAX];
 	struct resume_prefix *pre;
-	struct stream *old;
 	struct sockinfo si;
 	struct spool_err e;
 	struct spool_dir *d;
+	char key[SPOOL_KEY_MAX];
 	int n = 0;
 
 	if (!runtime_active() || runtime_config()->resume == RESUME_OFF) {
 		atomic_store(&resume_armed, false);
+		claim_end(fd, NULL);
 		return;
 	}
-	if (replay_exiting() || !runtime_own_process())
+	if (replay_exiting() || !runtime_own_process()) {
+		claim_end(fd, NULL);
 		return;
+	}
 	switch (classify_fd(fd, runtime_config(), &si)) {
 	case FD_NEVER:
-		(void)fdtab_install(fd, NULL, FDTAB_IGNORED, &old);
+		claim_end(fd, FDTAB_IGNORED);
 		return;
 	case FD_NOT_NOW:
+		claim_end(fd, NULL);
 		return;
 	case FD_SPOOL:
 		break;
 	}
-	if ((pre = calloc(1, sizeof(*pre))) == NULL)
-		return;
-	if (si.family == AF_UNIX || spool_peer_key(si.peer, pre->key) < 0 ||
+	/* Nothing is allocated unless something waits for this peer. */
+	if (si.family == AF_UNIX || spool_peer_key(si.peer, key) < 0 ||
 	    (d = runtime_dir()) == NULL ||
-	    (n = spool_waiting_claim(d, pre->key, pre->v, RESUME_MAX,
-	    &e)) <= 0) {
+	    (n = spool_waiting_claim(d, key, v, RESUME_MAX, &e)) <= 0) {
 		if (n < 0)
 			log_warn("fd %d (peer %s): cannot look for spools "
 			    "waiting for it: %s", fd, si.peer, e.msg);
-		free(pre);
-		(void)fdtab_install(fd, NULL, FDTAB_CHECKED, &old);
+		claim_end(fd, FDTAB_CHECKED);
 		return;
 	}
+	if ((pre = calloc(1, sizeof(*pre))) == NULL) {
+		while (n > 0)
+			spool_claimed_unlock(&v[--n]);	/* as they were */
+		claim_end(fd, NULL);
+		return;
+	}
+	memcpy(pre->v, v, (size_t)n * sizeof(v[0]));
+	strlcpy(pre->key, key, sizeof(pre->key));
 	pre->n = n;
 	adopt(fd, &si, pre);
 }
 
 void
+resume_wait_claimed(int fd)
+{
+	struct timespec ts = { 0, 1000000 };
+	int i;
+
+	for (i = 0; fdtab_peek(fd) == FDTAB_CLAIMING; i++)
+		if (i < 64)
+			sched_yield();
+		else
+			nanosleep(&ts, NULL);	/* its claim reads the disk */
+}
+
+void
 resume_first_write(int fd)
 {
-	int saved = errno;
+	struct stream *old = NULL;
+	int saved = errno, cancel;
 
 	if (rt_nested())
 		return;
 	rt_enter();
-	pthread_mutex_lock(&claim_mu);
-	/* Another thread's first write may have settled it meanwhile. */
-	if (fdtab_peek(fd) == NULL)
-		first_write_locked(fd);
-	pthread_mutex_unlock(&claim_mu);
+	if (fdtab_install(fd, NULL, FDTAB_CLAIMING, &old)) {
+		/* A status read is a cancellation point: a claim cancelled
+		 * half way would leave the tag, and its fd's writers, stuck. */
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+		first_write_claimed(fd);
+		pthread_setcancelstate(cancel, NULL);
+	} else
+		resume_wait_claimed(fd);	/* another thread's claim */
 	rt_leave();
 	errno = saved;
 }

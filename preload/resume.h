@@ -37,8 +37,9 @@ struct resume_prefix {
  */
 extern _Atomic bool resume_armed;
 void resume_arm(void);
-/* In the child of fork (runtime.c). */
-void resume_fork_child(void);
+/* Returns once fd's slot is no longer FDTAB_CLAIMING (another thread's
+ * first look at the registry for it). Not from a nested hook. */
+void resume_wait_claimed(int fd);
 
 /*
  * Before the first write on fd, whose slot holds nothing: a socket that

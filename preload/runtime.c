@@ -54,6 +54,10 @@ fork_prepare(void)
 	replay_fork_prepare();
 	syncer_fork_prepare();
 	log_fork_prepare();	/* last: the log lock is taken under ours */
+	/* Until our parent and child handlers: a hook called by another
+	 * library's fork handler meanwhile (theirs run inside ours) must
+	 * take no lock we hold: it is nested (SAFETY.md, fork). */
+	rt_enter();
 }
 
 static void
@@ -65,6 +69,7 @@ fork_parent(void)
 	syncer_fork_parent();
 	replay_fork_parent();
 	pthread_mutex_unlock(&rt.mu);
+	rt_leave();
 }
 
 /*
@@ -87,7 +92,8 @@ fork_child(void)
 	rt.dir_failed = false;
 	atomic_store(&rt.pid, (pid_t)syscall(SYS_getpid));
 	pthread_mutex_init(&rt.mu, NULL);
-	resume_fork_child();
+	if (fork_locked)
+		rt_leave();
 }
 
 /* Our fds go at or above this: half the soft limit, at most 1024, so a

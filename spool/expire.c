@@ -35,27 +35,17 @@ struct sweep {
 	int removed;
 };
 
-/*
- * A waiting stream (waiting.c) is the sweep's only once it removed the
- * stream's registry entry: false if a new connection of its peer claimed
- * it first (its claimer writes its status at once). One whose entry was
- * never made (a crash between the status and the entry) or whose
- * claimer died before it wrote the status goes a minute after its
- * expiry. A stream of unknown identity has no entry to find.
- */
-#define TOKENLESS_GRACE_NS	(60LL * 1000000000LL)
-static bool
-waiting_token(struct spool_dir *d, const char *name,
-    const struct spool_status *st, const struct spool_stream_info *info,
-    int64_t now_ns)
+/* A waiting or resumed stream (waiting.c) leaves the registry first. */
+static void
+waiting_untoken(struct spool_dir *d, const char *name,
+    const struct spool_status *st, const struct spool_stream_info *info)
 {
 	char key[SPOOL_KEY_MAX];
 
-	if (strcmp(st->state, "waiting") != 0 || !info->id_known ||
-	    spool_peer_key(info->id.peer, key) < 0)
-		return true;
-	return spool_waiting_take(d, key, info->id.created_ns, name) !=
-	    -ENOENT || now_ns - st->expires_ns > TOKENLESS_GRACE_NS;
+	if ((strcmp(st->state, "waiting") == 0 ||
+	    strcmp(st->state, "resumed") == 0) && info->id_known &&
+	    spool_peer_key(info->id.peer, key) == 0)
+		(void)spool_waiting_take(d, key, info->id.created_ns, name);
 }
 
 static int
@@ -64,22 +54,14 @@ sweep_one(void *arg, const char *name)
 	struct sweep *w = arg;
 	struct spool_err e = { "" };
 	struct spool_stream_info info;
-	struct spool_status st;
+	struct spool_status st, st2;
 	struct spool_expired x;
 	int sfd, rc;
 
 	memset(&info, 0, sizeof(info));
-	if (spool_status_read(w->d, name, &st, &e) < 0 || !st.released)
-		return 0;	/* gone meanwhile, or live */
-	/* A resumed stream whose sender died waits again (FORMAT.md §11). */
-	if (!w->dry_run && strcmp(st.state, "resumed") == 0 &&
-	    !spool_pid_alive(st.holder) && st.expires_ns > w->now_ns) {
-		(void)spool_waiting_restore(w->d, name, &st);
-		return 0;
-	}
-	if (st.expires_ns <= 0 || st.expires_ns > w->now_ns ||
-	    (strcmp(st.state, "resumed") == 0 && spool_pid_alive(st.holder)))
-		return 0;	/* not yet, or being sent */
+	if (spool_status_read(w->d, name, &st, &e) < 0 || !st.released ||
+	    st.expires_ns <= 0 || st.expires_ns > w->now_ns)
+		return 0;	/* gone meanwhile, live, or not yet */
 	/* released is believed only from the writer's own status: the pid
 	 * its segment headers name (FORMAT.md §7). */
 	if (spool_stream_info_flags(w->d, name, SPOOL_INFO_QUICK, &info,
@@ -100,9 +82,13 @@ sweep_one(void *arg, const char *name)
 			x.busy = true;	/* a replay, a verify: next time */
 		else
 			x.err = strerror(errno);
-	} else if (!waiting_token(w->d, name, &st, &info, w->now_ns)) {
-		/* A new connection of its peer took it first: not expired. */
-	} else if ((rc = spool_stream_remove(w->d, name, &e)) < 0) {
+	} else if (spool_status_read(w->d, name, &st2, &e) < 0 ||
+	    !st2.released || st2.expires_ns <= 0 ||
+	    st2.expires_ns > w->now_ns) {
+		/* Changed before we held it (a resumed stream given back
+		 * with a new expiry): not expired after all. */
+	} else if (waiting_untoken(w->d, name, &st2, &info),
+	    (rc = spool_stream_remove(w->d, name, &e)) < 0) {
 		if (rc != -ENOENT)
 			x.err = e.msg;
 	} else {

@@ -619,29 +619,33 @@ int spool_peer_key(const char *peer, char key[SPOOL_KEY_MAX]);
  * waiting can always be claimed (FORMAT.md §11). */
 int spool_waiting_add(struct spool_dir *d, const char *key,
     int64_t created_ns, const char *name, struct spool_err *err);
-/* Removes that entry: 0 if this call did (the stream is the caller's),
- * -ENOENT if another took it. */
+/* Removes that entry (the stream was delivered or is being removed);
+ * 0, or -ENOENT if it was not there. */
 int spool_waiting_take(struct spool_dir *d, const char *key,
     int64_t created_ns, const char *name);
 struct spool_claimed {
 	int64_t created_ns;
 	char name[SPOOL_NAME_MAX];
 	struct spool_status status;	/* as the claim found it */
+	int lock_fd;		/* the stream dir's flock: it is ours */
 };
 /*
  * Takes up to max streams waiting under key, oldest first, into v: each
- * entry removed by this call, whose stream still says waiting. Returns
- * how many (0 costs one failed open when none waits), or a negative errno.
+ * locked by this call (flock of its dir, held through lock_fd until
+ * spool_claimed_unlock; the kernel drops it with a process that dies),
+ * whose status says waiting, or resumed by a process that died, and has
+ * not expired. Stops at the first it cannot lock (another process sends
+ * it, the sweep removes it, a command holds it): nothing newer passes
+ * it. Drops entries whose stream is gone or no longer waits. Returns how
+ * many (0 costs one failed open when none waits), or a negative errno.
  */
 int spool_waiting_claim(struct spool_dir *d, const char *key,
     struct spool_claimed *v, int max, struct spool_err *err);
 
+/* Lets go of a claimed stream (closes its lock fd). */
+void spool_claimed_unlock(struct spool_claimed *c);
 /* A process that runs (kill 0; EPERM counts as running). */
 bool spool_pid_alive(int32_t pid);
-/* A resumed stream whose sender died waits again: its token, then its
- * status st says waiting (FORMAT.md §11). */
-int spool_waiting_restore(struct spool_dir *d, const char *name,
-    const struct spool_status *st);
 
 /*
  * Writes the released status st of stream name (its writer is gone): for

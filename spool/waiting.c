@@ -9,10 +9,13 @@
  *
  * names it under its peer's address (key: "4-" and 8 hex digits for IPv4,
  * an IPv4-mapped IPv6 address included; "6-" and 32 for IPv6). The entry
- * is the stream's token: whoever unlinks it (unlinkat, atomic) owns the
- * stream: a new connection from that address adopting it, or the sweep
- * deleting it when it expired. Nobody else touches a waiting stream. Names
- * sort by creation, so the oldest waiting stream of an address comes first.
+ * is an index, made before the status and removed with the stream. Who
+ * holds the stream dir's lock (flock, as every tcpspool command) owns the
+ * stream: a process sending it to a new connection from that address, for
+ * as long as it does (the kernel drops the lock with a process that dies,
+ * and the stream is free again), or the sweep deleting it when it
+ * expired. Names sort by creation, so the oldest waiting stream of an
+ * address comes first, and a claim never passes one it cannot take.
  */
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -115,8 +118,14 @@ spool_waiting_take(struct spool_dir *d, const char *key, int64_t created_ns,
 {
 	char path[128];
 
+	int rc;
+
 	entry_path(path, sizeof(path), key, created_ns, name);
-	return unlinkat(d->fd, path, 0) == 0 ? 0 : -errno;
+	rc = unlinkat(d->fd, path, 0) == 0 ? 0 : -errno;
+	/* An address with nothing left costs one failed open again. */
+	snprintf(path, sizeof(path), WAITING_DIR "/%s", key);
+	(void)unlinkat(d->fd, path, AT_REMOVEDIR);
+	return rc;
 }
 
 /* An entry's name: its creation time and stream name, or false. */
@@ -145,73 +154,34 @@ spool_pid_alive(int32_t pid)
 }
 #define pid_alive spool_pid_alive
 
-int
-spool_waiting_restore(struct spool_dir *d, const char *name,
-    const struct spool_status *st)
-{
-	struct spool_stream_info info;
-	struct spool_status w = *st;
-	struct spool_err e;
-	char key[SPOOL_KEY_MAX];
-	int rc;
-
-	if ((rc = spool_stream_info_flags(d, name, SPOOL_INFO_QUICK, &info,
-	    &e)) < 0)
-		return rc;
-	if (!info.id_known || (rc = spool_peer_key(info.id.peer, key)) < 0)
-		return -EINVAL;
-	strlcpy(w.state, "waiting", sizeof(w.state));
-	w.holder = 0;
-	w.updated_ns = 0;
-	if ((rc = spool_waiting_add(d, key, info.id.created_ns, name,
-	    &e)) < 0)
-		return rc;
-	return spool_status_release(d, name, &w, &e);
-}
-
-/* The stream dir's lock is free (no tcpspool command holds it). */
-static bool
-unlocked(struct spool_dir *d, const char *name)
+/*
+ * Locks stream name's dir for the caller (flock, exclusive, not waiting):
+ * the fd, -ENOENT if it is gone, -EWOULDBLOCK if another holds it (a
+ * process sending it, the sweep, a tcpspool command), or a negative
+ * errno.
+ */
+static int
+lock_stream(struct spool_dir *d, const char *name)
 {
 	struct spool_err e;
-	bool free_;
-	int sfd;
+	int sfd, rc;
 
 	if ((sfd = open_stream_dir(d, name, &e)) < 0)
-		return false;
-	free_ = flock(sfd, LOCK_EX | LOCK_NB) == 0;
-	sysio_close(sfd);	/* and with it the lock */
-	return free_;
+		return sfd;
+	if (flock(sfd, LOCK_EX | LOCK_NB) == -1) {
+		rc = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+		sysio_close(sfd);
+		return rc;
+	}
+	return sfd;
 }
 
-enum token_verdict { TOKEN_TAKE, TOKEN_RESTORE, TOKEN_LEAVE, TOKEN_DROP };
-
-/*
- * What a claimed token's stream is. A token is made before the status
- * that says "waiting" (a writer that dies between the two leaves a token
- * that is dropped, never a waiting stream nobody can claim): a stream
- * whose writer, or whose resumed stream's holder, runs may be between
- * the two, and its token is put back. A resumed stream whose holder died
- * is taken over (from its record boundary again). Anything else is not
- * waiting: the token is stale.
- */
-static enum token_verdict
-token_verdict(const struct spool_status *st, int64_t now)
+void
+spool_claimed_unlock(struct spool_claimed *c)
 {
-	bool take = (st->released && strcmp(st->state, "waiting") == 0) ||
-	    (st->released && strcmp(st->state, "resumed") == 0 &&
-	    !pid_alive(st->holder));
-
-	/* Expired: the sweep's (a client late by its TTL gets nothing). */
-	if (take && st->expires_ns > 0 && st->expires_ns <= now)
-		return TOKEN_LEAVE;
-	if (take)
-		return TOKEN_TAKE;
-	if (st->released && strcmp(st->state, "resumed") == 0)
-		return TOKEN_RESTORE;
-	if (!st->released && pid_alive(st->pid))
-		return TOKEN_RESTORE;
-	return TOKEN_DROP;
+	if (c->lock_fd >= 0)
+		sysio_close(c->lock_fd);
+	c->lock_fd = -1;
 }
 
 static int
@@ -234,9 +204,8 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 	struct dirent *de;
 	char path[128];
 	int64_t now = now_real_ns();
-	enum token_verdict verdict;
 	bool stop = false;
-	int fd, n = 0, i, got = 0;
+	int fd, lfd, rc, n = 0, i, got = 0;
 	DIR *dp;
 
 	snprintf(path, sizeof(path), WAITING_DIR "/%s", key);
@@ -268,32 +237,43 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 	for (i = 0; i < n && !stop; i++) {
 		entry_path(path, sizeof(path), key, v[i].created_ns,
 		    v[i].name);
-		if (unlinkat(d->fd, path, 0) == -1)
-			continue;	/* another took it first */
-		/* Ours now: the stream's status says what it is. */
-		if (spool_status_read(d, v[i].name, &st, &e) < 0)
-			continue;	/* gone: a stale token goes too */
-		verdict = token_verdict(&st, now);
-		/* A tcpspool command (replay, verify) holds it: not now. */
-		if (verdict == TOKEN_TAKE && !unlocked(d, v[i].name))
-			verdict = TOKEN_RESTORE;
-		switch (verdict) {
-		case TOKEN_TAKE:
-			v[i].status = st;
-			v[got++] = v[i];
-			break;
-		case TOKEN_RESTORE:
-			/* Not to be passed by a newer one: the rest wait
-			 * too, for the next connection. */
-			stop = true;
-			/* fall through */
-		case TOKEN_LEAVE:
-			(void)spool_waiting_add(d, key, v[i].created_ns,
-			    v[i].name, &e);
-			break;
-		case TOKEN_DROP:
-			break;
+		v[i].lock_fd = -1;
+		if ((lfd = lock_stream(d, v[i].name)) == -ENOENT) {
+			(void)unlinkat(d->fd, path, 0);	/* stale */
+			continue;
 		}
+		if (lfd < 0) {
+			/* Held (sent to another connection now, swept, a
+			 * command's) or unreadable: nothing newer passes it. */
+			stop = true;
+			continue;
+		}
+		if ((rc = spool_status_read(d, v[i].name, &st, &e)) < 0) {
+			sysio_close(lfd);
+			if (rc == -ENOENT)
+				(void)unlinkat(d->fd, path, 0);
+			else
+				stop = true;
+			continue;
+		}
+		if (st.released && (strcmp(st.state, "waiting") == 0 ||
+		    strcmp(st.state, "resumed") == 0)) {
+			if (st.expires_ns > 0 && st.expires_ns <= now) {
+				sysio_close(lfd);	/* the sweep's */
+				continue;
+			}
+			/* Waiting, or resumed by a process that died (its
+			 * lock went with it): ours while we hold the lock. */
+			v[i].status = st;
+			v[i].lock_fd = lfd;
+			v[got++] = v[i];
+			continue;
+		}
+		sysio_close(lfd);
+		/* Its writer is between the token and the status that says
+		 * waiting: for the next look. Else the token is stale. */
+		if (!(!st.released && pid_alive(st.pid)))
+			(void)unlinkat(d->fd, path, 0);
 	}
 	sysio_closedir(dp);
 	/* An address with nothing left costs one failed open again. */

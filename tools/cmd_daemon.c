@@ -36,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -378,6 +379,7 @@ wait_for_peer(struct delivery *dv)
 	struct spool_err e = { "" };
 	char key[SPOOL_KEY_MAX], path[SPOOL_NAME_MAX + 16];
 	struct timespec now;
+	int lock;
 
 	if (spool_stream_info_flags(dm.dir, dv->name, SPOOL_INFO_QUICK, &info,
 	    &e) < 0 || !info.id_known ||
@@ -396,12 +398,20 @@ wait_for_peer(struct delivery *dv)
 	st.updated_ns = 0;
 	st.expires_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec +
 	    (int64_t)dm.resume_ttl_ms * 1000000LL;
-	if (spool_waiting_add(dm.dir, key, info.id.created_ns, dv->name,
+	/* Under the stream's lock: no claim sees it between its registry
+	 * entry and its status (FORMAT.md §11). */
+	if ((lock = openat(spool_dir_fd(dm.dir), dv->name, O_RDONLY |
+	    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+	    flock(lock, LOCK_EX) == -1 ||
+	    spool_waiting_add(dm.dir, key, info.id.created_ns, dv->name,
 	    &e) < 0 || spool_status_release(dm.dir, dv->name, &st, &e) < 0) {
 		dlog("warn", "spool %s (pid %d): cannot wait for its peer: %s",
-		    dv->name, (int)dv->pid, e.msg);
+		    dv->name, (int)dv->pid, e.msg[0] ? e.msg : strerror(errno));
+		if (lock >= 0)
+			close(lock);
 		return false;
 	}
+	close(lock);
 	snprintf(path, sizeof(path), "%s/daemon", dv->name);
 	(void)unlinkat(spool_dir_fd(dm.dir), path, 0);
 	dlog("info", "spool %s (pid %d): the peer %s went away; the rest "

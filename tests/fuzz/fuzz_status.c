@@ -7,8 +7,8 @@
  * stream.
  *
  * Input: byte 0 is flags (bit 0: the rest is the ledger, else the status;
- * bit 1: the stream also has a waiting token, FORMAT.md §11, which a claim
- * takes only for a released stream, before the sweep).
+ * bit 1: the stream also has a registry entry, FORMAT.md §11, which a
+ * claim takes only for a released stream, before the sweep).
  * Seed corpus: corpus/status/. Built by meson with -Dfuzz=true (clang).
  */
 #include <sys/stat.h>
@@ -114,6 +114,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (n < 0 || n > 1 || (n == 1 && (!st.released ||
 		    strcmp(v[0].name, NAME) != 0)))
 			abort();
+		if (n == 1)
+			spool_claimed_unlock(&v[0]);
 		/* A token put back (a writer that runs): gone for the next. */
 		(void)spool_waiting_take(dir, "4-7f000001", 1, NAME);
 	}

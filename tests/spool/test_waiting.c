@@ -110,7 +110,7 @@ Test(waiting, claimed_once_oldest_first)
 	cr_assert_str_eq(v[0].status.state, "waiting");
 	cr_assert_str_eq(v[0].status.reason, "peer reset");
 	cr_assert_eq(v[0].status.expires_ns, later);
-	/* Tokens are taken once: a second claim finds none. */
+	/* Held by the first claim (its locks): a second one takes none. */
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
 	/* Another address's stream is not touched. */
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000002", v, 4, &e), 1);
@@ -119,6 +119,18 @@ Test(waiting, claimed_once_oldest_first)
 	cr_assert_eq(spool_waiting_claim(d, "6-00000000000000000000000000000001",
 	    v, 4, &e), 0);
 	spool_dir_close(d);
+}
+
+/* What a sender does with a stream it sent: out of the registry, gone. */
+static void
+delivered(struct spool_dir *d, struct spool_claimed *c)
+{
+	struct spool_err e = { "" };
+
+	cr_assert_eq(spool_waiting_take(d, "4-7f000001", c->created_ns,
+	    c->name), 0);
+	cr_assert_eq(spool_stream_remove(d, c->name, &e), 0, "%s", e.msg);
+	spool_claimed_unlock(c);
 }
 
 Test(waiting, claim_takes_the_oldest_max)
@@ -135,11 +147,30 @@ Test(waiting, claim_takes_the_oldest_max)
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 2, &e), 2);
 	cr_assert_str_eq(v[0].name, n[0]);
 	cr_assert_str_eq(v[1].name, n[1]);
+	/* Held: another claim passes none of them, not even to newer. */
+	{
+		struct spool_claimed w[2];
+
+		cr_assert_eq(spool_waiting_claim(d, "4-7f000001", w, 2, &e),
+		    0);
+	}
+	delivered(d, &v[0]);
+	delivered(d, &v[1]);
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 2, &e), 2);
 	cr_assert_str_eq(v[0].name, n[2]);
 	cr_assert_str_eq(v[1].name, n[3]);
+	delivered(d, &v[0]);
+	delivered(d, &v[1]);
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 2, &e), 1);
 	cr_assert_str_eq(v[0].name, n[4]);
+	delivered(d, &v[0]);
+	/* The address dir went with its last entry. */
+	{
+		char path[8192];
+
+		snprintf(path, sizeof(path), "%s/waiting/4-7f000001", t.spool);
+		cr_assert_eq(access(path, F_OK), -1);
+	}
 	spool_dir_close(d);
 }
 
@@ -191,7 +222,7 @@ Test(waiting, stale_and_hostile_entries_are_never_claimed)
 	spool_dir_close(d);
 }
 
-Test(waiting, sweep_removes_an_expired_waiting_stream_only_with_its_token)
+Test(waiting, sweep_removes_an_expired_waiting_stream_not_one_being_sent)
 {
 	struct spool_dir *d = open_dir(&t, NULL);
 	struct spool_claimed v[4];
@@ -201,7 +232,8 @@ Test(waiting, sweep_removes_an_expired_waiting_stream_only_with_its_token)
 
 	make_waiting(d, "4-7f000001", 1, exp, 2, a);
 	make_waiting(d, "4-7f000002", 2, exp, 2, b);
-	/* b is claimed by a new connection of its peer before it expires. */
+	/* b is claimed by a new connection of its peer before it expires,
+	 * and is still being sent when it does. */
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000002", v, 4, &e), 1);
 	cr_assert_eq(spool_dir_expire(d, exp - NS, 0, NULL, NULL), 0);
 	cr_assert_eq(spool_dir_expire(d, exp + NS, 0, NULL, NULL), 1);
@@ -209,13 +241,12 @@ Test(waiting, sweep_removes_an_expired_waiting_stream_only_with_its_token)
 	cr_assert_eq(access(path, F_OK), -1, "expired waiting stream kept");
 	snprintf(path, sizeof(path), "%s/waiting/4-7f000001/%020d-%s",
 	    t.spool, 1, a);
-	cr_assert_eq(access(path, F_OK), -1, "its token was left");
+	cr_assert_eq(access(path, F_OK), -1, "its entry was left");
 	snprintf(path, sizeof(path), "%s/%s", t.spool, b);
-	cr_assert_eq(access(path, F_OK), 0, "a claimed stream was removed");
-	/* A claimer that never wrote its status (it died): the stream goes
-	 * a minute after its expiry. */
-	cr_assert_eq(spool_dir_expire(d, exp + 30 * NS, 0, NULL, NULL), 0);
-	cr_assert_eq(spool_dir_expire(d, exp + 62 * NS, 0, NULL, NULL), 1);
+	cr_assert_eq(access(path, F_OK), 0, "a stream being sent was removed");
+	/* Its sender died (its lock went with it): expired, it goes. */
+	spool_claimed_unlock(&v[0]);
+	cr_assert_eq(spool_dir_expire(d, exp + NS, 0, NULL, NULL), 1);
 	cr_assert_eq(access(path, F_OK), -1);
 	spool_dir_close(d);
 }
@@ -238,9 +269,9 @@ Test(waiting, an_expired_stream_is_not_claimed)
 	spool_dir_close(d);
 }
 
-/* A sender that died while sending a resumed stream: the sweep makes it
- * wait again until its expiry, and the next claim takes it. */
-Test(waiting, a_resumed_stream_whose_sender_died_waits_again)
+/* A sender that died while sending a resumed stream: the kernel dropped
+ * its lock, and the next claim takes the stream over at once. */
+Test(waiting, a_resumed_stream_whose_sender_died_is_taken_over)
 {
 	struct spool_dir *d = open_dir(&t, NULL);
 	struct spool_claimed v[4];
@@ -248,30 +279,27 @@ Test(waiting, a_resumed_stream_whose_sender_died_waits_again)
 	struct spool_status st;
 	char a[SPOOL_NAME_MAX];
 	int64_t now = real_now(), exp = now + 600 * NS;
-	pid_t dead;
 
 	make_waiting(d, "4-7f000001", 1, exp, 2, a);
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
-	if ((dead = fork()) == 0)
-		_exit(0);
-	cr_assert_eq(waitpid(dead, NULL, 0), dead);
 	st = v[0].status;
 	strcpy(st.state, "resumed");
-	st.holder = dead;
+	st.holder = getpid();
 	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
-	/* Its holder is dead and nothing has a token: only the sweep. */
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
-	cr_assert_eq(spool_dir_expire(d, now, 0, NULL, NULL), 0);
-	cr_assert_eq(spool_status_read(d, a, &st, &e), 0);
-	cr_assert_str_eq(st.state, "waiting");
-	cr_assert_eq(st.expires_ns, exp);
+	/* Being sent: nobody else takes it, the sweep leaves it. */
+	{
+		struct spool_claimed w[4];
+
+		cr_assert_eq(spool_waiting_claim(d, "4-7f000001", w, 4, &e),
+		    0);
+	}
+	cr_assert_eq(spool_dir_expire(d, exp + NS, 0, NULL, NULL), 0);
+	/* Its sender is gone. */
+	spool_claimed_unlock(&v[0]);
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
 	cr_assert_str_eq(v[0].name, a);
-	/* Held by a live sender: left alone, even past its expiry. */
-	st.holder = getpid();
-	strcpy(st.state, "resumed");
-	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
-	cr_assert_eq(spool_dir_expire(d, exp + NS, 0, NULL, NULL), 0);
+	cr_assert_str_eq(v[0].status.state, "resumed");
+	spool_claimed_unlock(&v[0]);
 	spool_dir_close(d);
 }
 
@@ -314,77 +342,43 @@ Test(waiting, a_resumed_cursor_starts_at_the_record_boundary)
 	spool_cursor_close(c);
 	spool_dir_close(d);
 }
-
-/* The token comes before the status that says waiting: a claim that
- * finds a stream whose writer (or resumed holder) runs and has not
- * written that status yet puts the token back; a resumed stream whose
- * holder died is taken over. */
-Test(waiting, a_token_ahead_of_its_status_is_put_back)
+/* The entry comes before the status that says waiting: a claim that
+ * finds a stream whose writer runs and has not written that status yet
+ * leaves the entry for the next look; one whose writer died there drops
+ * it. */
+Test(waiting, an_entry_ahead_of_its_status)
 {
 	struct spool_dir *d = open_dir(&t, NULL);
 	struct spool_claimed v[4];
 	struct spool_err e = { "" };
 	struct spool_status st;
-	char a[SPOOL_NAME_MAX];
+	char a[SPOOL_NAME_MAX], path[8192];
 	int64_t later = real_now() + 600 * NS;
 	pid_t dead;
+	FILE *f;
 
 	make_waiting(d, "4-7f000001", 1, later, 2, a);
-	/* Its writer (this process) is between token and status: the
-	 * status it published last is a live one. */
 	cr_assert_eq(spool_status_read(d, a, &st, &e), 0);
-	{
-		char path[8192];
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/%s/status", t.spool, a);
-		cr_assert_not_null(f = fopen(path, "w"));
-		fprintf(f, "version=1\npid=%d\nstate=spooling\nreleased=0\n",
-		    (int)getpid());
-		fclose(f);
-	}
+	snprintf(path, sizeof(path), "%s/%s/status", t.spool, a);
+	cr_assert_not_null(f = fopen(path, "w"));
+	fprintf(f, "version=1\npid=%d\nstate=spooling\nreleased=0\n",
+	    (int)getpid());
+	fclose(f);
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
-	/* Now it says waiting: the token put back makes it claimable. */
-	st.released = true;
-	strcpy(st.state, "waiting");
-	st.expires_ns = later;
 	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
-	/* Resumed by a holder that runs, given back token first: put back. */
-	strcpy(st.state, "resumed");
-	st.holder = getpid();
-	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
-	cr_assert_eq(spool_waiting_add(d, "4-7f000001", 1, a, &e), 0);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
-	/* Its holder died: the next claim takes it over. */
+	spool_claimed_unlock(&v[0]);
+	/* A writer that died before its status: the entry is dropped. */
 	if ((dead = fork()) == 0)
 		_exit(0);
-	cr_assert_gt(dead, 0);
 	cr_assert_eq(waitpid(dead, NULL, 0), dead);
-	st.holder = dead;
-	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
-	cr_assert_str_eq(v[0].name, a);
-	/* A writer that died before its status: the token is dropped. */
-	{
-		char path[8192];
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/%s/status", t.spool, a);
-		cr_assert_not_null(f = fopen(path, "w"));
-		fprintf(f, "version=1\npid=%d\nstate=spooling\nreleased=0\n",
-		    (int)dead);
-		fclose(f);
-	}
-	cr_assert_eq(spool_waiting_add(d, "4-7f000001", 1, a, &e), 0);
+	cr_assert_not_null(f = fopen(path, "w"));
+	fprintf(f, "version=1\npid=%d\nstate=spooling\nreleased=0\n",
+	    (int)dead);
+	fclose(f);
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
-	{
-		char path[8192];
-
-		snprintf(path, sizeof(path), "%s/waiting/4-7f000001/%020d-%s",
-		    t.spool, 1, a);
-		cr_assert_eq(access(path, F_OK), -1, "a stale token was kept");
-	}
+	snprintf(path, sizeof(path), "%s/waiting/4-7f000001/%020d-%s",
+	    t.spool, 1, a);
+	cr_assert_eq(access(path, F_OK), -1, "a stale entry was kept");
 	spool_dir_close(d);
 }

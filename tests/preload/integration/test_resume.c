@@ -914,3 +914,21 @@ ParameterizedTest(struct armed_case *c, resume,
 	h_story_finish(&st);
 	h_story_assert_delivered(&st, 40000LL * MSG);
 }
+
+/* A library's fork handlers (run inside the library's own) that write on
+ * a new connection: their first write must not wait for a lock the
+ * library holds across fork (it did, with resume on: fork never
+ * returned). The bound is a hang guard. */
+Test(resume, a_fork_handler_writing_on_a_new_connection_does_not_hang)
+{
+	struct h_spawn o = { .preload = true, .env = resume_env };
+	struct h_argv a = { .n = 0 };
+	char prog[PATH_MAX];
+	struct h_proc *p;
+
+	h_fixture(prog, sizeof(prog), "atfork_host");
+	p = h_spawn("atfork_host", prog, &a, &o);
+	cr_assert(h_wait(p, PHASE_MS), "fork under the library never "
+	    "returned: %s", h_describe(p));
+	cr_expect_eq(h_exit_code(p), 0, "%s", h_describe(p));
+}
