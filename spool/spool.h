@@ -241,6 +241,13 @@ void spool_stream_sync_done(struct spool_stream *s,
     const struct spool_sync_job *j, int rc);
 /* A deferred sync is owed (a segment, a sealed one, the dir). */
 bool spool_stream_sync_owed(const struct spool_stream *s);
+/*
+ * CLOCK_MONOTONIC ns of the last sync that succeeded: a deferred job's
+ * take (its at_ns), else the fdatasync itself; the stream's creation if
+ * none yet. The interval policy counts from it; a test compares it with
+ * when a frame was written, in the library's own times.
+ */
+int64_t spool_stream_synced_at(const struct spool_stream *s);
 
 /*
  * For a writer that will wait long: closes its segment's fd when nothing

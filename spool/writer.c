@@ -1246,6 +1246,12 @@ spool_stream_sync_owed(const struct spool_stream *s)
 	    s->dir_unsynced);
 }
 
+int64_t
+spool_stream_synced_at(const struct spool_stream *s)
+{
+	return s->last_sync_ns;
+}
+
 int
 spool_stream_close(struct spool_stream *s, enum spool_close_how how,
     const char *reason, struct spool_err *err)

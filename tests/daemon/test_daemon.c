@@ -356,12 +356,15 @@ Test(daemon, kill_9_under_fsync_always_loses_nothing)
 /*
  * Clean exit with 100 MiB spooled and a daemon: the process is gone at
  * once, not after the linger time; the client, reading only afterwards,
- * gets everything, then EOF.
+ * gets everything, then EOF. The linger time is the longest there is
+ * (24 h): an exit that waited for it never comes, and the hang guard
+ * (DEADLINE_MS) says so; how fast the exit is (the README's 50 ms goal)
+ * is printed, a benchmark's figure, not asserted.
  */
 Test(daemon, clean_exit_with_100_mib_spooled_is_immediate)
 {
 	enum { MSGS = 3750000 };
-	static const char *const env[] = { "TCPSPOOL_LINGER=60s", NULL };
+	static const char *const env[] = { "TCPSPOOL_LINGER=24h", NULL };
 	struct h_spawn o = { .preload = true, .env = env };
 	struct h_story st;
 	struct h_proc *dmn;
@@ -375,13 +378,11 @@ Test(daemon, clean_exit_with_100_mib_spooled_is_immediate)
 	    (const char *[]){ count, "--read-size=65536", NULL });
 	h_story_wait_status(&st, "done ", 1);
 	t0 = now_ms();
-	cr_assert(h_wait(st.server, DEADLINE_MS), "server_a never exited");
+	cr_assert(h_wait(st.server, DEADLINE_MS), "server_a never exited: "
+	    "it waited for the linger time (24 h)");
 	took = now_ms() - t0;
 	fprintf(stderr, "# exit with %d MiB spooled took %lld ms after its "
 	    "last write\n", MSGS * REL_MSG >> 20, (long long)took);
-	/* 50 ms is the goal (README); a loaded 2-core runner gets slack, the
-	 * linger time it replaces is 60 s. */
-	cr_expect_lt(took, 1000, "exit took %lld ms", (long long)took);
 	h_story_finish_readers(&st);
 	daemon_stop(dmn);
 	h_story_assert_delivered(&st, (long long)MSGS * REL_MSG);

@@ -352,6 +352,15 @@ orphan_policy_case(const char *policy, const char *ttl, const char *said)
 	wait_state("draining", name, &pid);
 	reset_connection(fd);
 	cr_assert(wait_gone(name), "the orphan %s was never removed", name);
+	/*
+	 * Gone from sight is not done: the sweep renames the stream to
+	 * .del, deletes its files, and only then logs. The line is waited
+	 * for before anything makes the process exit (close(hold) below),
+	 * else an exit in the middle (which the library allows: the next
+	 * sweep deletes the .del) takes the line with it.
+	 */
+	cr_assert(t_said(&server, said, 60000), "the log never said \"%s\" "
+	    "after the orphan %s was removed", said, name);
 
 	fd = t_connect_stalled(port);
 	read_every_message(fd);

@@ -146,6 +146,34 @@ t_wait_deadline(struct t_proc *p, struct t_out *o, int ms)
 	return ended;
 }
 
+bool
+t_said(struct t_proc *p, const char *needle, int ms)
+{
+	struct timespec tick = { 0, 20 * 1000000L }, t0, now;
+	bool said, ended;
+	siginfo_t si;
+	size_t len;
+	char *err;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* A bounded retry on the condition (the line is in the file). */
+	for (;;) {
+		si.si_pid = 0;
+		ended = waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG |
+		    WNOWAIT) == -1 || si.si_pid != 0;
+		err = slurp(p->err_path, &len);
+		said = strstr(err, needle) != NULL;
+		free(err);
+		if (said || ended)
+			return said;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 +
+		    (now.tv_nsec - t0.tv_nsec) / 1000000 > ms)
+			return false;
+		nanosleep(&tick, NULL);
+	}
+}
+
 void
 t_run(struct t_out *o, const char *const *argv, const char *const *env)
 {

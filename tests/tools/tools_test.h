@@ -49,6 +49,13 @@ void t_wait(struct t_proc *p, struct t_out *o);
  * measure of speed: choose it far above the expected time.
  */
 bool t_wait_deadline(struct t_proc *p, struct t_out *o, int ms);
+/*
+ * Waits until what p wrote to its stderr so far holds needle: false if it
+ * did not within ms (a hang guard), or if p ended without writing it.
+ * For a line a process writes after something the test can see (the
+ * files it removed), before the test makes it exit.
+ */
+bool t_said(struct t_proc *p, const char *needle, int ms);
 
 /* Runs python3 -c script on input (a file), returning its stdout. */
 void t_python(struct t_out *o, const char *script, const char *input_path);
