@@ -366,6 +366,10 @@ op_sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags)
 		resume_first_write(fd);
 		p = fdtab_peek(fd);
 	}
+	while (p == FDTAB_CLAIMING && !rt_nested()) {
+		resume_wait_claimed(fd);	/* another thread's claim */
+		p = fdtab_peek(fd);
+	}
 	if (p == FDTAB_CLAIMING) {	/* nested, another thread claims */
 		replay_poke(fd);
 		errno = EAGAIN;
@@ -605,6 +609,14 @@ op_close(int fd)
 	struct stream *p = fdtab_peek(fd);
 	int saved;
 
+	/* A claim for this fd ends first: its tag is not another's to end,
+	 * nor its adopted streams to be sent on the next connection that
+	 * gets the number. */
+	if (p == FDTAB_CLAIMING && !rt_nested()) {
+		resume_wait_claimed(fd);
+		p = fdtab_peek(fd);
+	}
+
 	if (p == NULL)
 		return real.close(fd);
 	if (p == FDTAB_PRIVATE)
@@ -819,6 +831,10 @@ before_replace(int fd, int fd2)
 {
 	struct stream *p = fdtab_peek(fd2);
 
+	if (p == FDTAB_CLAIMING && !rt_nested()) {
+		resume_wait_claimed(fd2);	/* as op_close */
+		p = fdtab_peek(fd2);
+	}
 	if (p == NULL || fd == fd2)
 		return true;
 	if (p == FDTAB_PRIVATE) {

@@ -39,6 +39,7 @@
 #include "log.h"
 #include "real.h"
 #include "replay.h"
+#include "resume.h"
 #include "runtime.h"
 #include "stream.h"
 #include "sysio.h"
@@ -771,9 +772,11 @@ replay_fork_child(bool consistent)
 	size_t i;
 
 	if (consistent) {
-		for (i = 0; i < rp.n; i++)
+		for (i = 0; i < rp.n; i++) {
 			if (rp.list[i]->registered && rp.list[i]->dup >= 0)
 				real.close(rp.list[i]->dup);
+			resume_fork_child_close(rp.list[i]);
+		}
 		for (i = 0; i < rp.ngrave; i++)
 			real.close(rp.grave[i]);
 		if (rp.closing >= 0)

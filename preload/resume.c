@@ -23,6 +23,7 @@
  * old connection's kernel buffers held is gone with it (README).
  */
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 #include <errno.h>
 #include <sched.h>
@@ -30,6 +31,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "classify.h"
 #include "fdtab.h"
@@ -66,9 +68,16 @@ resume_arm(void)
 	    strcmp(v, "off") != 0, memory_order_relaxed);
 }
 
-/* The status of an adopted stream: delivered by this process now. Its
- * pid stays the writer's (the sweep believes only that one's status, and
- * expires_ns 0 keeps it from the sweep meanwhile). */
+static int64_t
+resume_deadline(void)
+{
+	return real_ns() + (int64_t)runtime_config()->resume_ttl_ms *
+	    NS_PER_MS;
+}
+
+/* The status of an adopted stream: delivered by this process now, which
+ * holds its lock. Its pid stays the writer's (the sweep believes only
+ * that one's status). */
 static void
 mark_adopted(struct spool_dir *d, struct spool_claimed *c, int fd)
 {
@@ -78,8 +87,9 @@ mark_adopted(struct spool_dir *d, struct spool_claimed *c, int fd)
 	strlcpy(st.state, "resumed", sizeof(st.state));
 	snprintf(st.reason, sizeof(st.reason), "sent to fd %d of pid %d",
 	    fd, (int)runtime_pid());
-	/* The expiry stays: a sender that dies leaves it to the sweep,
-	 * which makes it wait again until then (FORMAT.md §11). */
+	/* A TTL from now: a sender that dies leaves it to the next
+	 * connection of the peer (FORMAT.md §11) for that long. */
+	st.expires_ns = resume_deadline();
 	st.updated_ns = 0;
 	st.holder = runtime_pid();
 	if (spool_status_release(d, c->name, &st, &e) < 0)
@@ -107,12 +117,6 @@ wait_again(struct spool_dir *d, const char *key, struct spool_claimed *c,
 	spool_claimed_unlock(c);
 }
 
-static int64_t
-resume_deadline(void)
-{
-	return real_ns() + (int64_t)runtime_config()->resume_ttl_ms *
-	    NS_PER_MS;
-}
 
 /* The adopted streams of pre not sent in full wait again; pre is freed. */
 static void
@@ -388,44 +392,25 @@ adopt(int fd, const struct sockinfo *si, struct resume_prefix *pre)
 	    fd, si->peer, n, n > 1 ? "s" : "", bytes);
 }
 
-/* Under the fd's FDTAB_CLAIMING tag: ends it, one way or another. */
+/* Under the fd's FDTAB_CLAIMING tag (si its connection, TCP): ends it,
+ * one way or another. */
 static void
-first_write_claimed(int fd)
+first_write_claimed(int fd, const struct sockinfo *si)
 {
 	struct spool_claimed v[RESUME_MAX];
 	struct resume_prefix *pre;
-	struct sockinfo si;
 	struct spool_err e;
 	struct spool_dir *d;
 	char key[SPOOL_KEY_MAX];
 	int n = 0;
 
-	if (!runtime_active() || runtime_config()->resume == RESUME_OFF) {
-		atomic_store(&resume_armed, false);
-		claim_end(fd, NULL);
-		return;
-	}
-	if (replay_exiting() || !runtime_own_process()) {
-		claim_end(fd, NULL);
-		return;
-	}
-	switch (classify_fd(fd, runtime_config(), &si)) {
-	case FD_NEVER:
-		claim_end(fd, FDTAB_IGNORED);
-		return;
-	case FD_NOT_NOW:
-		claim_end(fd, NULL);
-		return;
-	case FD_SPOOL:
-		break;
-	}
 	/* Nothing is allocated unless something waits for this peer. */
-	if (si.family == AF_UNIX || spool_peer_key(si.peer, key) < 0 ||
-	    (d = runtime_dir()) == NULL ||
-	    (n = spool_waiting_claim(d, key, v, RESUME_MAX, &e)) <= 0) {
+	if (spool_peer_key(si->peer, key) < 0 || (d = runtime_dir()) ==
+	    NULL || (n = spool_waiting_claim(d, key, v, RESUME_MAX, &e)) <=
+	    0) {
 		if (n < 0)
 			log_warn("fd %d (peer %s): cannot look for spools "
-			    "waiting for it: %s", fd, si.peer, e.msg);
+			    "waiting for it: %s", fd, si->peer, e.msg);
 		claim_end(fd, FDTAB_CHECKED);
 		return;
 	}
@@ -438,7 +423,7 @@ first_write_claimed(int fd)
 	memcpy(pre->v, v, (size_t)n * sizeof(v[0]));
 	strlcpy(pre->key, key, sizeof(pre->key));
 	pre->n = n;
-	adopt(fd, &si, pre);
+	adopt(fd, si, pre);
 }
 
 void
@@ -458,19 +443,66 @@ void
 resume_first_write(int fd)
 {
 	struct stream *old = NULL;
+	struct sockinfo si;
 	int saved = errno, cancel;
 
 	if (rt_nested())
 		return;
+	if (fdtab_peek(fd) == FDTAB_CLAIMING) {
+		resume_wait_claimed(fd);	/* another thread's claim */
+		errno = saved;
+		return;
+	}
 	rt_enter();
+	if (!runtime_active() || runtime_config()->resume == RESUME_OFF) {
+		atomic_store(&resume_armed, false);
+		goto out;
+	}
+	if (replay_exiting() || !runtime_own_process())
+		goto out;
+	/* Classified first: only a TCP connection is ever tagged claiming
+	 * (a pipe's or a file's writers never wait). */
+	switch (classify_fd(fd, runtime_config(), &si)) {
+	case FD_NEVER:
+		(void)fdtab_install(fd, NULL, FDTAB_IGNORED, &old);
+		goto out;
+	case FD_NOT_NOW:
+		goto out;
+	case FD_SPOOL:
+		break;
+	}
+	if (si.family == AF_UNIX) {
+		(void)fdtab_install(fd, NULL, FDTAB_CHECKED, &old);
+		goto out;
+	}
 	if (fdtab_install(fd, NULL, FDTAB_CLAIMING, &old)) {
 		/* A status read is a cancellation point: a claim cancelled
 		 * half way would leave the tag, and its fd's writers, stuck. */
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
-		first_write_claimed(fd);
+		first_write_claimed(fd, &si);
 		pthread_setcancelstate(cancel, NULL);
-	} else
+	} else if (fdtab_peek(fd) == FDTAB_CLAIMING) {
+		rt_leave();
 		resume_wait_claimed(fd);	/* another thread's claim */
+		errno = saved;
+		return;
+	}
+out:
 	rt_leave();
 	errno = saved;
+}
+
+void
+resume_fork_child_close(struct stream *s)
+{
+	int i;
+
+	/* The parent's locks: closing our copies of their open file
+	 * descriptions keeps them held by the parent (flock), and lets the
+	 * parent's release be the last. */
+	if (s->pre == NULL)
+		return;
+	for (i = 0; i < s->pre->n && i < RESUME_MAX; i++)
+		if (s->pre->v[i].lock_fd >= 0)
+			(void)syscall(SYS_close, s->pre->v[i].lock_fd);
 }

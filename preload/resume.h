@@ -37,6 +37,9 @@ struct resume_prefix {
  */
 extern _Atomic bool resume_armed;
 void resume_arm(void);
+/* In a fork child: closes its copies of s's adopted streams' locks, so
+ * that the parent's release is the last (replay.c). */
+void resume_fork_child_close(struct stream *s);
 /* Returns once fd's slot is no longer FDTAB_CLAIMING (another thread's
  * first look at the registry for it). Not from a nested hook. */
 void resume_wait_claimed(int fd);

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -92,18 +93,25 @@ spool_waiting_add(struct spool_dir *d, const char *key, int64_t created_ns,
 	char path[128];
 	int fd;
 
+	char entry[128];
+	int tries = 0;
+
 	snprintf(path, sizeof(path), WAITING_DIR "/%s", key);
+	entry_path(entry, sizeof(entry), key, created_ns, name);
+again:
 	if ((mkdirat(d->fd, WAITING_DIR, 0700) == -1 && errno != EEXIST) ||
 	    (mkdirat(d->fd, path, 0700) == -1 && errno != EEXIST)) {
 		spool_seterr(err, "%s/%s: mkdir: %s", d->path, path,
 		    strerror(errno));
 		return -errno;
 	}
-	entry_path(path, sizeof(path), key, created_ns, name);
-	fd = sysio_openat(d->fd, path, O_WRONLY | O_CREAT | O_EXCL |
+	fd = sysio_openat(d->fd, entry, O_WRONLY | O_CREAT | O_EXCL |
 	    O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+	/* The address dir was removed with its last entry meanwhile. */
+	if (fd == -1 && errno == ENOENT && tries++ < 3)
+		goto again;
 	if (fd == -1 && errno != EEXIST) {
-		spool_seterr(err, "%s/%s: create: %s", d->path, path,
+		spool_seterr(err, "%s/%s: create: %s", d->path, entry,
 		    strerror(errno));
 		return -errno;
 	}
@@ -203,9 +211,10 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 	struct spool_err e;
 	struct dirent *de;
 	char path[128];
+	struct timespec pause = { 0, 2000000 };
 	int64_t now = now_real_ns();
 	bool stop = false;
-	int fd, lfd, rc, n = 0, i, got = 0;
+	int fd, lfd, rc, n = 0, i, got = 0, tries;
 	DIR *dp;
 
 	snprintf(path, sizeof(path), WAITING_DIR "/%s", key);
@@ -238,13 +247,28 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 		entry_path(path, sizeof(path), key, v[i].created_ns,
 		    v[i].name);
 		v[i].lock_fd = -1;
+		memset(&st, 0, sizeof(st));
 		if ((lfd = lock_stream(d, v[i].name)) == -ENOENT) {
 			(void)unlinkat(d->fd, path, 0);	/* stale */
 			continue;
 		}
+		for (tries = 0; lfd == -EWOULDBLOCK && tries < 10; tries++) {
+			/* A sweep or a command holds it for a moment; an
+			 * expired one is the sweep's anyway. */
+			if (spool_status_read(d, v[i].name, &st, &e) == 0 &&
+			    st.released && st.expires_ns > 0 &&
+			    st.expires_ns <= now)
+				break;
+			nanosleep(&pause, NULL);
+			lfd = lock_stream(d, v[i].name);
+		}
 		if (lfd < 0) {
-			/* Held (sent to another connection now, swept, a
-			 * command's) or unreadable: nothing newer passes it. */
+			/* Expired (the sweep's), or held (sent to another
+			 * connection now), or unreadable: then nothing newer
+			 * passes it. */
+			if (lfd == -EWOULDBLOCK && st.released &&
+			    st.expires_ns > 0 && st.expires_ns <= now)
+				continue;
 			stop = true;
 			continue;
 		}
@@ -270,9 +294,12 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 			continue;
 		}
 		sysio_close(lfd);
-		/* Its writer is between the token and the status that says
-		 * waiting: for the next look. Else the token is stale. */
-		if (!(!st.released && pid_alive(st.pid)))
+		/* Its writer is between the entry and the status that says
+		 * waiting: for the next look, and nothing newer passes it.
+		 * Else the entry is stale. */
+		if (!st.released && pid_alive(st.pid))
+			stop = true;
+		else
 			(void)unlinkat(d->fd, path, 0);
 	}
 	sysio_closedir(dp);

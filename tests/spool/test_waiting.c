@@ -352,22 +352,32 @@ Test(waiting, an_entry_ahead_of_its_status)
 	struct spool_claimed v[4];
 	struct spool_err e = { "" };
 	struct spool_status st;
-	char a[SPOOL_NAME_MAX], path[8192];
+	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX], path[8192];
 	int64_t later = real_now() + 600 * NS;
 	pid_t dead;
 	FILE *f;
 
 	make_waiting(d, "4-7f000001", 1, later, 2, a);
+	make_waiting(d, "4-7f000001", 2, later, 2, b);
 	cr_assert_eq(spool_status_read(d, a, &st, &e), 0);
 	snprintf(path, sizeof(path), "%s/%s/status", t.spool, a);
 	cr_assert_not_null(f = fopen(path, "w"));
 	fprintf(f, "version=1\npid=%d\nstate=spooling\nreleased=0\n",
 	    (int)getpid());
 	fclose(f);
+	/* Nor does the newer b pass it meanwhile. */
 	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
 	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 2);
+	cr_assert_str_eq(v[0].name, a);
 	spool_claimed_unlock(&v[0]);
+	spool_claimed_unlock(&v[1]);
+	{
+		struct spool_err re = { "" };
+
+		cr_assert_eq(spool_waiting_take(d, "4-7f000001", 2, b), 0);
+		cr_assert_eq(spool_stream_remove(d, b, &re), 0);
+	}
 	/* A writer that died before its status: the entry is dropped. */
 	if ((dead = fork()) == 0)
 		_exit(0);
