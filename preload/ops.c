@@ -184,16 +184,19 @@ write_req(struct wreq *w)
 
 	if (rt_nested())
 		return nested_write(w);
-	p = fdtab_peek(w->fd);
-	if ((p == NULL || p == FDTAB_CLAIMING) &&
-	    atomic_load_explicit(&resume_armed, memory_order_relaxed))
+	/* Resume armed: a fd's first write looks at the registry first.
+	 * Tested before the slot, so the stream path pays one relaxed load
+	 * when resume is off. */
+	if (atomic_load_explicit(&resume_armed, memory_order_relaxed) &&
+	    ((p = fdtab_peek(w->fd)) == NULL || p == FDTAB_CLAIMING))
 		resume_first_write(w->fd);
 	for (;;) {
-		if ((p = fdtab_peek(w->fd)) == FDTAB_CLAIMING) {
-			resume_wait_claimed(w->fd);
-			continue;
-		}
+		p = fdtab_peek(w->fd);
 		if (!FDTAB_IS_STREAM(p)) {
+			if (p == FDTAB_CLAIMING) {
+				resume_wait_claimed(w->fd);
+				continue;
+			}
 			r = w->direct(w);
 			if (r >= 0 ? (size_t)r >= w->len : !is_eagain(errno))
 				return r;
