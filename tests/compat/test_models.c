@@ -225,7 +225,10 @@ edge_triggered(bool preload, bool quota)
 	models_end(&s, n);
 	for (int i = 0; i < n; i++)
 		scn_expect_delivered(&s, i, want);
-	if (preload)
+	/* At the quota the spool holds 4 MiB for a moment only, which the
+	 * dir's sampling can miss on a fast machine: there the library's
+	 * EAGAIN at the quota (below) is what proves it spooled. */
+	if (preload && !quota)
 		cr_expect(s.spool_max > 0, "%s: nothing was spooled", s.what);
 	if (preload && quota)
 		cr_expect(eagains(&s, n) > 0, "%s: the library never "
