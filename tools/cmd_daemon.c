@@ -90,6 +90,9 @@ static const char daemon_usage[] =
     "next connection from the same address (TCPSPOOL_RESUME_TTL), as the\n"
     "library's do.\n"
     "\n"
+    "It removes the dir's expired streams (orphans and spools whose client\n"
+    "did not come back in time) at its start, then every minute.\n"
+    "\n"
     "exit: 0 ok (SIGTERM), 1 error, 64 usage.\n";
 
 /* ----------------------------------------------------------------- log */
@@ -1017,6 +1020,69 @@ next_timeout(void)
 	return t < 0 ? -1 : (int)(t > 60000 ? 60000 : t);
 }
 
+/* --------------------------------------------------------------- sweep */
+
+/*
+ * Streams released with an expiry (orphans, FORMAT.md §7, and streams
+ * waiting for their peer, §11) are deleted by whoever uses the dir after
+ * the expiry. The library's processes sweep while they run; the daemon
+ * does too, or a dir where no library process spools any more keeps them
+ * until `tcpspool rm --expired`: at its start, then every minute, from a
+ * thread of its own (a sweep of a large dir must not hold up the loop
+ * that takes handovers). A stream is deleted only under its lock (a
+ * delivery holds it) and only if its writer's status says released.
+ */
+#define SWEEP_EVERY_S	60
+
+static void
+swept(void *arg, const struct spool_expired *x)
+{
+	(void)arg;
+	if (x->removed)
+		dlog("info", "spool %s: expired, removed (%" PRIu64 " bytes "
+		    "undelivered, %s)", x->name, x->status->pending_bytes,
+		    x->status->reason[0] ? x->status->reason : "no reason");
+	else if (x->err[0] != '\0')
+		dlog("warn", "spool %s: expired, kept for now: %s", x->name,
+		    x->err);
+}
+
+static void *
+sweep_main(void *arg)
+{
+	struct timespec now;
+	int rc;
+	bool said = false;
+
+	(void)arg;
+	for (;;) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		rc = spool_dir_expire(dm.dir, (int64_t)now.tv_sec *
+		    1000000000LL + now.tv_nsec, SPOOL_EXPIRE_SKIP_IF_BUSY,
+		    swept, NULL);
+		if (rc < 0 && !said)
+			dlog("warn", "sweep of %s: %s (said once)",
+			    spool_dir_path(dm.dir), strerror(-rc));
+		said = said || rc < 0;
+		sleep(SWEEP_EVERY_S);
+	}
+	return NULL;
+}
+
+static void
+sweeps_start(void)
+{
+	pthread_attr_t a;
+	pthread_t t;
+
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &a, sweep_main, NULL) != 0)
+		dlog("warn", "no sweep thread: expired streams stay until "
+		    "tcpspool rm --expired");
+	pthread_attr_destroy(&a);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static int
@@ -1336,6 +1402,7 @@ cmd_daemon(int argc, char **argv)
 	if ((ls = listen_on(dm.sock)) < 0)
 		return EXIT_ERR;
 	dlog("info", "daemon listening on %s", dm.sock);
+	sweeps_start();
 	rc = serve(ls, sfd);
 	unlink(dm.sock);
 	dlog("info", "daemon stopped (SIGTERM); %zu processes' connections "

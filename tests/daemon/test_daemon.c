@@ -19,6 +19,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1107,6 +1108,70 @@ Test(daemon, client_gone_while_the_daemon_delivers_waits_and_resumes)
 	h_story_wait_server(&st);
 	/* The second connection's own spool now waits in turn (its client
 	 * went away early): no daemon_stop, which waits for an empty dir. */
+	kill(h_pid(dmn), SIGTERM);
+	cr_assert(h_wait(dmn, DEADLINE_MS), "daemon ignores SIGTERM");
+	cr_expect_eq(h_exit_code(dmn), 0, "%s", h_describe(dmn));
+}
+
+/* A released stream of this process in the test's spool dir, with an
+ * expiry (0: none), as the library leaves an orphan or a waiting spool. */
+static void
+released_stream(int64_t expires_ns, char name[SPOOL_NAME_MAX])
+{
+	struct spool_identity id = { .pid = getpid(), .fd = 7 };
+	struct spool_err e = { "" };
+	struct spool_options o;
+	struct spool_stream *s;
+	struct spool_dir *d;
+	struct iovec iov = { "not delivered\n", 14 };
+
+	cr_assert(spool_dir_open(h_spool_dir(), NULL, &d, &e) == 0, "%s",
+	    e.msg);
+	strlcpy(id.local, "127.0.0.1:8080", sizeof(id.local));
+	strlcpy(id.peer, "127.0.0.1:54321", sizeof(id.peer));
+	spool_options_default(&o);
+	cr_assert(spool_stream_create(d, &id, &o, &s, &e) == 0, "%s", e.msg);
+	cr_assert(spool_stream_append(s, &iov, 1, 0, &e) == 0, "%s", e.msg);
+	cr_assert(spool_stream_flush(s, &e) == 0, "%s", e.msg);
+	strlcpy(name, spool_stream_name(s), SPOOL_NAME_MAX);
+	spool_stream_set_expiry(s, expires_ns);
+	cr_assert(spool_stream_close(s, SPOOL_CLOSE_KEEP, "peer reset", &e) ==
+	    0, "%s", e.msg);
+	spool_dir_close(d);
+}
+
+static bool
+stream_exists(const char *name)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", h_spool_dir(), name);
+	return stat(path, &st) == 0;
+}
+
+/* A dir where no library process spools any more: the daemon removes its
+ * expired streams (at its start, then every minute), and only those. */
+Test(daemon, removes_expired_streams_and_keeps_the_rest)
+{
+	struct timespec now;
+	char gone[SPOOL_NAME_MAX], later[SPOOL_NAME_MAX], kept[SPOOL_NAME_MAX];
+	struct h_proc *dmn;
+	int64_t ns;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+	released_stream(ns - 1000000000LL, gone);
+	released_stream(ns + 3600 * 1000000000LL, later);
+	released_stream(0, kept);
+	dmn = daemon_start();
+	wait_stderr(dmn, "expired, removed");
+	cr_assert(!stream_exists(gone), "the expired stream %s is still there",
+	    gone);
+	cr_assert(strstr(h_stderr(dmn), gone) != NULL, "%s",
+	    h_stderr(dmn));
+	cr_assert(stream_exists(later), "a stream not yet expired went");
+	cr_assert(stream_exists(kept), "a stream without an expiry went");
 	kill(h_pid(dmn), SIGTERM);
 	cr_assert(h_wait(dmn, DEADLINE_MS), "daemon ignores SIGTERM");
 	cr_expect_eq(h_exit_code(dmn), 0, "%s", h_describe(dmn));

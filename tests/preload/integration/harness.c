@@ -674,6 +674,9 @@ count_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 		return 0;
 	if (ftw->level == 1 && strcmp(path + ftw->base, "ledger") == 0)
 		return 0;	/* the ledger outlives streams (FORMAT.md §9) */
+	if (ftw->level == 1 && strcmp(path + ftw->base, "sweep.lock") == 0)
+		return 0;	/* so does the sweepers' lock (the daemon sweeps
+				 * at its start) */
 	walk.n++;
 	if (walk.list != NULL && walk.used < walk.len) {
 		int w = snprintf(walk.list + walk.used, walk.len - walk.used,
