@@ -180,6 +180,7 @@ struct spool_sync_job {
 	bool cur;			/* fd was taken: */
 	uint64_t seg_seq, seg_end;	/* where it stood at the take */
 	bool dir;			/* fsync the stream dir too */
+	bool parent;			/* and the spool dir (a new stream) */
 	int64_t at_ns;			/* CLOCK_MONOTONIC of the take */
 };
 

@@ -78,6 +78,11 @@ struct spool_stream {
 	 * owner's next sync job. */
 	bool dir_unsynced;
 	uint64_t sealed_lo, sealed_hi;	/* [lo, hi): sealed, not synced */
+	/* The stream dir's own name (the rename of tmp in the spool dir)
+	 * not yet synced: the spool dir's fsync is owed, or after a power
+	 * loss the stream could come back as `.new`, which the sweep
+	 * deletes (FORMAT.md §1). */
+	bool parent_unsynced;
 
 	/* Budget checked ahead (budget.c): appends up to this many bytes
 	 * need no look at the dir's limits. */
@@ -480,6 +485,9 @@ sync_policy(struct spool_stream *s, bool force)
 		return 0;
 	if (sysio_fdatasync(s->seg_fd) == -1)
 		return -errno;
+	if (s->parent_unsynced && sysio_fsync(s->dir->fd) == -1)
+		return -errno;
+	s->parent_unsynced = false;
 	s->last_sync_ns = now;
 	s->unsynced = false;
 	return 0;
@@ -793,6 +801,9 @@ spool_stream_create(struct spool_dir *d, struct spool_identity *id,
 		goto fail;
 	}
 	s->creating = false;
+	/* Owed with the first data sync (sync_policy) or the owner's next
+	 * job (deferred): never a wait of its own on the append path. */
+	s->parent_unsynced = s->opt.fsync != SPOOL_FSYNC_NEVER;
 	id->stream_id = s->id.stream_id;
 	pthread_mutex_lock(&d->mu);
 	LIST_INSERT_HEAD(&d->lives, l, link);
@@ -1112,6 +1123,10 @@ close_keep(struct spool_stream *s, const char *reason, struct spool_err *err)
 	/* The last thing this writer does to the stream: it lets go. */
 	if (status_write(s, &st, true, rc < 0 ? NULL : err) < 0 && rc == 0)
 		rc = -EIO;
+	/* A kept stream's name is as durable as its sealed segments (a
+	 * deferred one's: sync_owed_now, after this). */
+	if (s->parent_unsynced && !deferred(s) && sysio_fsync(s->dir->fd) == 0)
+		s->parent_unsynced = false;
 	return rc;
 }
 
@@ -1192,8 +1207,10 @@ spool_stream_sync_take(struct spool_stream *s, struct spool_sync_job *j)
 	}
 	j->dir = s->dir_unsynced;
 	s->dir_unsynced = false;
+	j->parent = s->parent_unsynced;
+	s->parent_unsynced = false;
 	j->at_ns = now_mono_ns();
-	return j->fd >= 0 || j->seal_lo < j->seal_hi || j->dir;
+	return j->fd >= 0 || j->seal_lo < j->seal_hi || j->dir || j->parent;
 }
 
 int
@@ -1215,6 +1232,8 @@ spool_sync_run(struct spool_sync_job *j)
 	if (j->dir && (r = sync_dir_by_name(j->dirfd, j->name)) < 0 &&
 	    rc == 0)
 		rc = r;
+	if (j->parent && sysio_fsync(j->dirfd) == -1 && rc == 0)
+		rc = -errno;
 	return rc;
 }
 
@@ -1232,6 +1251,7 @@ spool_stream_sync_done(struct spool_stream *s, const struct spool_sync_job *j,
 		 */
 		s->unsynced = s->seg_fd != -1;
 		s->dir_unsynced = true;
+		s->parent_unsynced = s->parent_unsynced || j->parent;
 		return;
 	}
 	if (j->cur && j->seg_seq == s->seg_seq && j->seg_end == s->seg_end)
@@ -1243,7 +1263,7 @@ bool
 spool_stream_sync_owed(const struct spool_stream *s)
 {
 	return deferred(s) && (s->unsynced || s->sealed_lo < s->sealed_hi ||
-	    s->dir_unsynced);
+	    s->dir_unsynced || s->parent_unsynced);
 }
 
 int64_t
