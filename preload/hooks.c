@@ -475,6 +475,174 @@ _Exit(int status)
 		(void)syscall(SYS_exit_group, status);
 }
 
+/* -------------------------------------------------------- image end */
+
+/*
+ * exec ends the image that holds the spools, not the connections: every
+ * spool is delivered first (op_exec; nothing when nothing spools). The
+ * list forms build the argv glibc would and go through the vector ones.
+ */
+TCPSPOOL_EXPORT int
+execve(const char *path, char *const argv[], char *const envp[])
+{
+	if (!real_ready())
+		return (int)RAW(SYS_execve, path, argv, envp);
+	op_exec();
+	return real.execve(path, argv, envp);
+}
+
+TCPSPOOL_EXPORT int
+execveat(int dirfd, const char *path, char *const argv[],
+    char *const envp[], int flags)
+{
+	if (!real_ready())
+		return (int)RAW(SYS_execveat, dirfd, path, argv, envp, flags);
+	op_exec();
+	return real.execveat(dirfd, path, argv, envp, flags);
+}
+
+TCPSPOOL_EXPORT int
+fexecve(int fd, char *const argv[], char *const envp[])
+{
+	if (!real_ready())
+		return (int)RAW(SYS_execveat, fd, "", argv, envp,
+		    AT_EMPTY_PATH);
+	op_exec();
+	return real.fexecve(fd, argv, envp);
+}
+
+TCPSPOOL_EXPORT int
+execv(const char *path, char *const argv[])
+{
+	if (!real_ready())
+		return (int)RAW(SYS_execve, path, argv, environ);
+	op_exec();
+	return real.execv(path, argv);
+}
+
+TCPSPOOL_EXPORT int
+execvp(const char *file, char *const argv[])
+{
+	if (!real_ready()) {
+		errno = ENOSYS;	/* no PATH search without libc */
+		return -1;
+	}
+	op_exec();
+	return real.execvp(file, argv);
+}
+
+TCPSPOOL_EXPORT int
+execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	if (!real_ready()) {
+		errno = ENOSYS;
+		return -1;
+	}
+	op_exec();
+	return real.execvpe(file, argv, envp);
+}
+
+/* Arguments after arg up to the NULL, at most this many (as E2BIG). */
+#define EXEC_ARGS_MAX	(1 << 20)
+
+/* How many arguments arg and the list hold before their NULL; -1 if too
+ * many. */
+static long
+list_count(const char *arg, va_list ap)
+{
+	long n = 0;
+
+	if (arg == NULL)
+		return 0;
+	for (n = 1; va_arg(ap, const char *) != NULL; n++)
+		if (n >= EXEC_ARGS_MAX)
+			return -1;
+	return n;
+}
+
+/* The argv of arg and the list: n of them, then NULL. */
+static void
+list_fill(char **argv, long n, const char *arg, va_list ap)
+{
+	long i;
+
+	if (n > 0)
+		argv[0] = (char *)arg;
+	for (i = 1; i < n; i++)
+		argv[i] = va_arg(ap, char *);
+	argv[n] = NULL;
+}
+
+#define LIST_TOO_LONG() do { errno = E2BIG; return -1; } while (0)
+
+TCPSPOOL_EXPORT int
+execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	long n;
+
+	va_start(ap, arg);
+	n = list_count(arg, ap);
+	va_end(ap);
+	if (n < 0)
+		LIST_TOO_LONG();
+	{
+		char *argv[n + 1];
+
+		va_start(ap, arg);
+		list_fill(argv, n, arg, ap);
+		va_end(ap);
+		return execv(path, argv);
+	}
+}
+
+TCPSPOOL_EXPORT int
+execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	long n;
+
+	va_start(ap, arg);
+	n = list_count(arg, ap);
+	va_end(ap);
+	if (n < 0)
+		LIST_TOO_LONG();
+	{
+		char *argv[n + 1];
+
+		va_start(ap, arg);
+		list_fill(argv, n, arg, ap);
+		va_end(ap);
+		return execvp(file, argv);
+	}
+}
+
+/* execle: the environment follows the list's NULL. */
+TCPSPOOL_EXPORT int
+execle(const char *path, const char *arg, ...)
+{
+	char *const *envp;
+	va_list ap;
+	long n;
+
+	va_start(ap, arg);
+	n = list_count(arg, ap);
+	va_end(ap);
+	if (n < 0)
+		LIST_TOO_LONG();
+	{
+		char *argv[n + 1];
+
+		va_start(ap, arg);
+		list_fill(argv, n, arg, ap);
+		if (n > 0)
+			(void)va_arg(ap, char *);	/* the NULL */
+		envp = va_arg(ap, char *const *);
+		va_end(ap);
+		return execve(path, argv, envp);
+	}
+}
+
 /* exit() and return from main: after the host's own atexit handlers. */
 __attribute__((destructor)) static void
 tcpspool_fini(void)

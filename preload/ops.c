@@ -898,3 +898,9 @@ op_exit(bool immediate)
 {
 	runtime_exit(immediate);
 }
+
+void
+op_exec(void)
+{
+	runtime_exec();
+}

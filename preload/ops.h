@@ -60,5 +60,6 @@ int op_new_epoll(int fd);
 /* Process end; immediate: _exit or _Exit (no code of the host runs after
  * it on this thread), else exit or return from main. */
 void op_exit(bool immediate);
+void op_exec(void);
 
 #endif

@@ -75,6 +75,8 @@ static _Atomic uint32_t exit_done;	/* a futex word: the thread is done */
 static _Atomic pid_t exit_tid;		/* the thread that called it */
 static _Atomic bool exit_immediate;	/* from _exit or _Exit */
 static _Atomic bool thread_running;	/* the thread exists and will answer */
+/* rp.registered, for readers without rp.mu (replay_busy). */
+static _Atomic size_t registered_now;
 
 /*
  * The replay's own fds go the way of the spool's (sysio): placed in the
@@ -657,6 +659,7 @@ replay_register(struct stream *s, int fd)
 	s->registered = true;
 	s->ever_registered = true;
 	rp.registered++;
+	atomic_fetch_add(&registered_now, 1);
 	atomic_store(&s->flush_due, 0);
 	atomic_store(&s->linger_due, 0);
 	atomic_store(&s->sync_due, 0);
@@ -684,6 +687,7 @@ replay_unregister(struct stream *s)
 		s->registered = false;
 		atomic_store(&s->ready, false);
 		rp.registered--;
+		atomic_fetch_sub(&registered_now, 1);
 	}
 	pthread_mutex_unlock(&rp.mu);
 	errno = saved;
@@ -732,6 +736,12 @@ replay_drain(int64_t deadline_ns, bool now, bool immediate)
 		(void)syscall(SYS_futex, &exit_done, FUTEX_WAIT_PRIVATE, 0, &ts,
 		    NULL, 0);
 	}
+}
+
+bool
+replay_busy(void)
+{
+	return atomic_load(&thread_running) && atomic_load(&registered_now) > 0;
 }
 
 bool
@@ -791,6 +801,7 @@ replay_fork_child(bool consistent)
 	}
 	rp.list = NULL;
 	rp.n = rp.cap = rp.registered = 0;
+	atomic_store(&registered_now, 0);
 	/* The parent's waiters do not exist here. */
 	rp.blocked = NULL;
 	rp.nblocked = rp.capblocked = 0;

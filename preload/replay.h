@@ -61,6 +61,9 @@ void replay_poke(int fd);
  * interrupted anything. Once called, no stream registers any more.
  */
 void replay_drain(int64_t deadline_ns, bool now, bool immediate);
+/* Some stream is registered with a running thread: spooling, or still
+ * delivering or lingering after its close (lock-free, for exec). */
+bool replay_busy(void);
 /* replay_drain was called (lock-free). */
 bool replay_exiting(void);
 /* It was called by _exit or _Exit, and not on this thread: a write to a

@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdatomic.h>
@@ -270,6 +271,33 @@ runtime_exit(bool immediate)
 	 * takes over when we are gone (linger.c, stream_orphan_at_exit). */
 	replay_drain(mono_ns() + (handover_covers_all() ? 0 :
 	    (int64_t)rt.cfg.linger_ms * 1000000LL), rt_nested(), immediate);
+	errno = saved;
+}
+
+/*
+ * exec: the image that holds the spools ends, not the process nor the
+ * connections it does not close on exec; what was spooled would be lost,
+ * and the new program's bytes would follow a gap in the stream. So every
+ * spool is delivered first, as at the process end, for up to
+ * TCPSPOOL_LINGER, even with tcpspool daemon (it delivers only for a
+ * process that is gone, and this one lives on); what is left then stays
+ * on disk as an orphan, and the stream's fd fails with EPIPE should the
+ * exec fail and the program go on. Nothing happens when nothing spools:
+ * a failed exec then changes nothing.
+ */
+void
+runtime_exec(void)
+{
+	int saved = errno;
+
+	if (atomic_load(&rt.stage) != STAGE_ACTIVE || !runtime_own_process() ||
+	    !replay_busy())
+		return;
+	if (!rt_nested())
+		log_info("exec: delivering what is spooled first (up to "
+		    "TCPSPOOL_LINGER, %" PRIu32 " ms)", rt.cfg.linger_ms);
+	replay_drain(mono_ns() + (int64_t)rt.cfg.linger_ms * 1000000LL,
+	    rt_nested(), false);
 	errno = saved;
 }
 
