@@ -406,8 +406,8 @@ first_write_claimed(int fd, const struct sockinfo *si)
 
 	/* Nothing is allocated unless something waits for this peer. */
 	if (spool_peer_key(si->peer, key) < 0 || (d = runtime_dir()) ==
-	    NULL || (n = spool_waiting_claim(d, key, v, RESUME_MAX, &e)) <=
-	    0) {
+	    NULL || (n = spool_waiting_claim(d, key, v, RESUME_MAX, NULL,
+	    &e)) <= 0) {
 		if (n < 0)
 			log_warn("fd %d (peer %s): cannot look for spools "
 			    "waiting for it: %s", fd, si->peer, e.msg);
