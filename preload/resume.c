@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <time.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -58,6 +59,24 @@ _Atomic bool resume_armed;
  * instead (ops.c). No lock is held meanwhile: other fds' first writes
  * never wait for this one's disk. Two processes' claims are kept apart by
  * the streams' dir locks (spool/waiting.c).
+ *
+ * The look runs with every signal blocked on its thread (what glibc lets
+ * pthread_sigmask block: not its own SIGCANCEL and SIGSETXID), so that no
+ * handler of the host runs in the middle of it. A handler may leave a
+ * write(2) with siglongjmp (write is async-signal-safe): out of a claim
+ * it would leave the tag (every later writer, close or dup2 of the fd
+ * waiting for it forever), the thread marked as in the library
+ * (rt_depth: its later hooks all nested), the claim's dir locks held for
+ * good, and maybe a lock (claims.mu, rt.mu, the allocator's). A waiter
+ * that noticed an abandoned tag (an owner thread id and a generation)
+ * could clear the tag, but none of the rest; blocking costs two system
+ * calls on the first write of a fd while resume is on, next to the
+ * classification's and the registry's own, and defers the thread's
+ * signals by one look (a few system calls; at most about 20 ms per
+ * stream a sweep or a command holds for a moment). A signal that came
+ * meanwhile is delivered when the mask is restored, after the look and
+ * before the write itself: a handler that leaves then leaves a write that
+ * did nothing, as without the library. (SAFETY.md, signals.)
  */
 
 /*
@@ -566,6 +585,7 @@ resume_first_write(int fd)
 {
 	struct stream *old = NULL;
 	struct sockinfo si;
+	sigset_t all, mask;
 	int saved = errno, cancel;
 
 	if (rt_nested())
@@ -575,6 +595,10 @@ resume_first_write(int fd)
 		errno = saved;
 		return;
 	}
+	/* No handler of the host runs on this thread until the look is
+	 * over (see the top of this file). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &mask);
 	rt_enter();
 	if (!runtime_active() || runtime_config()->resume == RESUME_OFF) {
 		atomic_store(&resume_armed, false);
@@ -605,12 +629,15 @@ resume_first_write(int fd)
 		pthread_setcancelstate(cancel, NULL);
 	} else if (fdtab_peek(fd) == FDTAB_CLAIMING) {
 		rt_leave();
+		pthread_sigmask(SIG_SETMASK, &mask, NULL);
 		resume_wait_claimed(fd);	/* another thread's claim */
 		errno = saved;
 		return;
 	}
 out:
 	rt_leave();
+	/* A signal that came meanwhile is delivered here, the look over. */
+	pthread_sigmask(SIG_SETMASK, &mask, NULL);
 	errno = saved;
 }
 

@@ -952,6 +952,7 @@ struct pause_case { char mode[16], pause[16]; };
 
 static struct pause_case pause_cases[] = {
 	{ "claim-fork", "read" }, { "claim-fork", "getpeername" },
+	{ "claim-longjmp", "read" }, { "claim-longjmp", "getpeername" },
 };
 
 /* A listener on 127.0.0.1 (kernel's port). */
