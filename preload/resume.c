@@ -72,8 +72,8 @@ _Atomic bool resume_armed;
  * could clear the tag, but none of the rest; blocking costs two system
  * calls on the first write of a fd while resume is on, next to the
  * classification's and the registry's own, and defers the thread's
- * signals by one look (a few system calls; at most about 20 ms per
- * stream a sweep or a command holds for a moment). A signal that came
+ * signals by one look (a few system calls; about 20 ms more when a sweep
+ * or a command holds a waiting stream for a moment). A signal that came
  * meanwhile is delivered when the mask is restored, after the look and
  * before the write itself: a handler that leaves then leaves a write that
  * did nothing, as without the library. (SAFETY.md, signals.)
