@@ -173,7 +173,8 @@ resume_fork_child(bool consistent)
 	int i;
 
 	/* The claiming threads are the parent's: our copies of their
-	 * locks go (see resume_fork_child_close). */
+	 * locks go (see resume_fork_child_close). Their records are on
+	 * their stacks, of which this process has a copy. */
 	for (rec = consistent ? claims.head : NULL; rec != NULL;
 	    rec = rec->next)
 		for (i = 0; i < rec->n; i++)
