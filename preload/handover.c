@@ -48,7 +48,6 @@ static struct {
 	pthread_cond_t cv;
 	struct ho_node *head, *tail;
 	bool thread;		/* started (in this process) */
-	bool atfork;
 	/* The thread's; closed by it or by a child. Read without lock at
 	 * process end (handover_covers_all). */
 	_Atomic int conn;
@@ -66,7 +65,6 @@ static struct {
 
 static _Atomic int live_n, held_n;
 static _Atomic bool said_absent;
-static __thread bool fork_locked __attribute__((tls_model("initial-exec")));
 
 static bool
 is_live(enum stream_state st)
@@ -74,30 +72,36 @@ is_live(enum stream_state st)
 	return st == STREAM_SPOOLING || st == STREAM_LINGER;
 }
 
-static void
-fork_prepare(void)
+/*
+ * fork: called by runtime.c's handlers, in its lock order (stream mu,
+ * ho.mu, sysio's gate: ho.mu after rp.mu and sq.mu, which no holder of
+ * ho.mu takes). Not a pthread_atfork of our own: handlers run in reverse
+ * order of registration, so another library's handler registered between
+ * the runtime's and ours would have run with ho.mu held and outside the
+ * runtime's nested mark, and deadlocked on ho.mu in a hook that starts a
+ * stream's spool (take) on the forking thread.
+ */
+void
+handover_fork_prepare(void)
 {
-	fork_locked = !rt_nested();
-	if (fork_locked)
-		pthread_mutex_lock(&ho.mu);
+	pthread_mutex_lock(&ho.mu);
 }
 
-static void
-fork_parent(void)
+void
+handover_fork_parent(void)
 {
-	if (fork_locked)
-		pthread_mutex_unlock(&ho.mu);
+	pthread_mutex_unlock(&ho.mu);
 }
 
 /* The child: the connection, the queue and the held streams are the
  * parent's. Our copies of the fds go; the memory is left (the parent's
  * streams are forgotten the same way, fdtab.c). */
-static void
-fork_child(void)
+void
+handover_fork_child(bool consistent)
 {
 	struct ho_node *n;
 
-	if (fork_locked) {
+	if (consistent) {
 		for (n = ho.head; n != NULL; n = n->next)
 			if (n->fd >= 0)
 				(void)syscall(SYS_close, n->fd);
@@ -532,11 +536,6 @@ start_locked(void)
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&ho.cv, &ca);
 		pthread_condattr_destroy(&ca);
-	}
-	if (!ho.atfork) {
-		if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0)
-			return false;
-		ho.atfork = true;
 	}
 	sigfillset(&all);
 	pthread_attr_init(&attr);

@@ -22,7 +22,8 @@
  * and sent by a small thread of ours that holds no lock while it sends.
  * No daemon socket: one stat per new spool, one debug line per process.
  * Every fd of ours is O_CLOEXEC and placed by sysio; a child of fork
- * forgets the connection and the queue (they are the parent's).
+ * forgets the connection and the queue (they are the parent's): the
+ * runtime's fork handlers call ours.
  */
 #ifndef TCPSPOOL_HANDOVER_H
 #define TCPSPOOL_HANDOVER_H
@@ -48,5 +49,16 @@ void handover_leave_to_daemon(struct stream *s);
 /* Process end, without lock: every stream still spooling or lingering is
  * held by the daemon (and there is at least one). */
 bool handover_covers_all(void);
+
+/*
+ * fork, from runtime.c's handlers only (one registration, one lock
+ * order): prepare takes the hand-over lock, parent releases it; the child
+ * forgets the parent's queue, connection and held streams, closes its
+ * copies of their fds when consistent (prepare took the lock), and makes
+ * the lock new.
+ */
+void handover_fork_prepare(void);
+void handover_fork_parent(void);
+void handover_fork_child(bool consistent);
 
 #endif

@@ -26,7 +26,9 @@
 #include <sys/syscall.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <time.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -57,7 +59,132 @@ _Atomic bool resume_armed;
  * instead (ops.c). No lock is held meanwhile: other fds' first writes
  * never wait for this one's disk. Two processes' claims are kept apart by
  * the streams' dir locks (spool/waiting.c).
+ *
+ * The look runs with every signal blocked on its thread (what glibc lets
+ * pthread_sigmask block: not its own SIGCANCEL and SIGSETXID), so that no
+ * handler of the host runs in the middle of it. A handler may leave a
+ * write(2) with siglongjmp (write is async-signal-safe): out of a claim
+ * it would leave the tag (every later writer, close or dup2 of the fd
+ * waiting for it forever), the thread marked as in the library
+ * (rt_depth: its later hooks all nested), the claim's dir locks held for
+ * good, and maybe a lock (claims.mu, rt.mu, the allocator's). A waiter
+ * that noticed an abandoned tag (an owner thread id and a generation)
+ * could clear the tag, but none of the rest; blocking costs two system
+ * calls on the first write of a fd while resume is on, next to the
+ * classification's and the registry's own, and defers the thread's
+ * signals by one look (a few system calls; about 20 ms more when a sweep
+ * or a command holds a waiting stream for a moment). A signal that came
+ * meanwhile is delivered when the mask is restored, after the look and
+ * before the write itself: a handler that leaves then leaves a write that
+ * did nothing, as without the library. (SAFETY.md, signals.)
  */
+
+/*
+ * Claims and fork. A claim's stream dir locks are flocks: held by an
+ * open file description, which a fork child's copy of the fd shares, so
+ * a child that lives on would keep the parent's claim locked after the
+ * parent let go. A registered stream's adopted locks are closed in a
+ * child by replay_fork_child (resume_fork_child_close); before that, the
+ * claim in flight is named here, and resume_fork_child closes its locks.
+ *
+ * claims.mu guards the list and every change of a claim's lock fds (made
+ * and stored, closed and set to -1, moved: spool_waiting_claim's fd_mu,
+ * claim_unlock). It is a leaf: nothing else is locked under it, only
+ * sysio's gate is entered (to make and close an fd), and it is taken by
+ * our fork prepare handler after every other lock of ours but the log's.
+ * A fork waits for it at most one openat and one flock.
+ */
+struct resume_claim {
+	struct resume_claim *next, **prevp;
+	struct spool_claimed *v;	/* lock_fd of v[0..n): ours or -1 */
+	int n;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct resume_claim *head;
+} claims = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* rec names v[0..n) (every lock_fd -1) until claim_forget. */
+static void
+claim_track(struct resume_claim *rec, struct spool_claimed *v, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		v[i].lock_fd = -1;
+	pthread_mutex_lock(&claims.mu);
+	rec->v = v;
+	rec->n = n;
+	if ((rec->next = claims.head) != NULL)
+		claims.head->prevp = &rec->next;
+	rec->prevp = &claims.head;
+	claims.head = rec;
+	pthread_mutex_unlock(&claims.mu);
+}
+
+/* The first n of rec's entries move to v (the prefix's): rec names them
+ * there from now on. */
+static void
+claim_move(struct resume_claim *rec, struct spool_claimed *v, int n)
+{
+	pthread_mutex_lock(&claims.mu);
+	memcpy(v, rec->v, (size_t)n * sizeof(*v));
+	rec->v = v;
+	rec->n = n;
+	pthread_mutex_unlock(&claims.mu);
+}
+
+/* Its locks are closed, or a registered stream holds them. */
+static void
+claim_forget(struct resume_claim *rec)
+{
+	pthread_mutex_lock(&claims.mu);
+	if ((*rec->prevp = rec->next) != NULL)
+		rec->next->prevp = rec->prevp;
+	pthread_mutex_unlock(&claims.mu);
+}
+
+/* Lets go of one claimed stream. */
+static void
+claim_unlock(struct spool_claimed *c)
+{
+	pthread_mutex_lock(&claims.mu);
+	spool_claimed_unlock(c);
+	pthread_mutex_unlock(&claims.mu);
+}
+
+void
+resume_fork_prepare(void)
+{
+	pthread_mutex_lock(&claims.mu);
+}
+
+void
+resume_fork_parent(void)
+{
+	pthread_mutex_unlock(&claims.mu);
+}
+
+void
+resume_fork_child(bool consistent)
+{
+	struct resume_claim *rec;
+	int i;
+
+	/* The claiming threads are the parent's: our copies of their
+	 * locks go (see resume_fork_child_close). Their records are on
+	 * their stacks, of which this process has a copy. */
+	for (rec = consistent ? claims.head : NULL; rec != NULL;
+	    rec = rec->next)
+		for (i = 0; i < rec->n; i++)
+			if (rec->v[i].lock_fd >= 0) {
+				(void)syscall(SYS_close, rec->v[i].lock_fd);
+				rec->v[i].lock_fd = -1;
+			}
+	claims.head = NULL;
+	pthread_mutex_init(&claims.mu, NULL);
+}
 
 void
 resume_arm(void)
@@ -114,11 +241,12 @@ wait_again(struct spool_dir *d, const char *key, struct spool_claimed *c,
 	    spool_status_release(d, c->name, &st, &e) < 0)
 		log_warn("spool %s: cannot wait for its peer again, kept as "
 		    "an orphan: %s", c->name, e.msg);
-	spool_claimed_unlock(c);
+	claim_unlock(c);
 }
 
 
-/* The adopted streams of pre not sent in full wait again; pre is freed. */
+/* The adopted streams of pre not sent in full wait again; pre's claim in
+ * flight (if any) is forgotten once its locks are let go; pre is freed. */
 static void
 give_back(struct resume_prefix *pre, int fd, const char *peer)
 {
@@ -144,7 +272,9 @@ give_back(struct resume_prefix *pre, int fd, const char *peer)
 		syncer_sweep_at(at, 0);
 	}
 	for (i = 0; i < pre->n; i++)
-		spool_claimed_unlock(&pre->v[i]);
+		claim_unlock(&pre->v[i]);
+	if (pre->claim != NULL)
+		claim_forget(pre->claim);
 	free(pre);
 }
 
@@ -223,7 +353,7 @@ resume_next(struct stream *s, int rc, const struct spool_err *e)
 		    "orphan", s->fd, s->id.peer, c->name, rc < 0 ? e->msg :
 		    "records lost to corruption");
 	}
-	spool_claimed_unlock(c);
+	claim_unlock(c);
 	if (++pre->i >= pre->n)
 		atomic_store(&s->resuming, false);
 }
@@ -372,18 +502,21 @@ adopt(int fd, const struct sockinfo *si, struct resume_prefix *pre)
 	pthread_mutex_lock(&s->mu);
 	s->pre = pre;
 	atomic_store(&s->resuming, true);
-	if (!fdtab_install(fd, FDTAB_CLAIMING, s, &old)) {
-		resume_give_back(s);	/* closed meanwhile: wait again */
+	/* Not installed (closed meanwhile), or replay could not start (its
+	 * spool_release gave them back already): they wait again. */
+	if (!fdtab_install(fd, FDTAB_CLAIMING, s, &old) ||
+	    !start_spooling(s, fd)) {
+		resume_give_back(s);
+		claim_end(fd, NULL);
 		pthread_mutex_unlock(&s->mu);
 		stream_unref(s);
 		return;
 	}
-	if (!start_spooling(s, fd)) {
-		resume_give_back(s);	/* replay could not start */
-		pthread_mutex_unlock(&s->mu);
-		stream_unref(s);
-		return;
-	}
+	/* Registered: a fork child finds the locks through the replay list
+	 * from here (replay_fork_child); through both, each once, until the
+	 * claim is forgotten (under s->mu: no give-back frees pre before). */
+	claim_forget(pre->claim);
+	pre->claim = NULL;
 	n = pre->n;	/* pre is the replay thread's from here */
 	pthread_mutex_unlock(&s->mu);
 	stream_unref(s);	/* the slot holds its own */
@@ -401,13 +534,20 @@ first_write_claimed(int fd, const struct sockinfo *si)
 	struct resume_prefix *pre;
 	struct spool_err e;
 	struct spool_dir *d;
+	struct resume_claim rec;
 	char key[SPOOL_KEY_MAX];
-	int n = 0;
+	int n = 0, i;
 
-	/* Nothing is allocated unless something waits for this peer. */
 	if (spool_peer_key(si->peer, key) < 0 || (d = runtime_dir()) ==
-	    NULL || (n = spool_waiting_claim(d, key, v, RESUME_MAX, &e)) <=
-	    0) {
+	    NULL) {
+		claim_end(fd, FDTAB_CHECKED);
+		return;
+	}
+	/* Nothing is allocated unless something waits for this peer. */
+	claim_track(&rec, v, RESUME_MAX);
+	if ((n = spool_waiting_claim(d, key, v, RESUME_MAX, &claims.mu,
+	    &e)) <= 0) {
+		claim_forget(&rec);
 		if (n < 0)
 			log_warn("fd %d (peer %s): cannot look for spools "
 			    "waiting for it: %s", fd, si->peer, e.msg);
@@ -415,15 +555,17 @@ first_write_claimed(int fd, const struct sockinfo *si)
 		return;
 	}
 	if ((pre = calloc(1, sizeof(*pre))) == NULL) {
-		while (n > 0)
-			spool_claimed_unlock(&v[--n]);	/* as they were */
+		for (i = 0; i < n; i++)
+			claim_unlock(&v[i]);	/* as they were */
+		claim_forget(&rec);
 		claim_end(fd, NULL);
 		return;
 	}
-	memcpy(pre->v, v, (size_t)n * sizeof(v[0]));
+	claim_move(&rec, pre->v, n);
+	pre->claim = &rec;
 	strlcpy(pre->key, key, sizeof(pre->key));
 	pre->n = n;
-	adopt(fd, si, pre);
+	adopt(fd, si, pre);	/* forgets rec */
 }
 
 void
@@ -444,6 +586,7 @@ resume_first_write(int fd)
 {
 	struct stream *old = NULL;
 	struct sockinfo si;
+	sigset_t all, mask;
 	int saved = errno, cancel;
 
 	if (rt_nested())
@@ -453,6 +596,10 @@ resume_first_write(int fd)
 		errno = saved;
 		return;
 	}
+	/* No handler of the host runs on this thread until the look is
+	 * over (see the top of this file). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &mask);
 	rt_enter();
 	if (!runtime_active() || runtime_config()->resume == RESUME_OFF) {
 		atomic_store(&resume_armed, false);
@@ -483,12 +630,15 @@ resume_first_write(int fd)
 		pthread_setcancelstate(cancel, NULL);
 	} else if (fdtab_peek(fd) == FDTAB_CLAIMING) {
 		rt_leave();
+		pthread_sigmask(SIG_SETMASK, &mask, NULL);
 		resume_wait_claimed(fd);	/* another thread's claim */
 		errno = saved;
 		return;
 	}
 out:
 	rt_leave();
+	/* A signal that came meanwhile is delivered here, the look over. */
+	pthread_sigmask(SIG_SETMASK, &mask, NULL);
 	errno = saved;
 }
 
@@ -499,10 +649,13 @@ resume_fork_child_close(struct stream *s)
 
 	/* The parent's locks: closing our copies of their open file
 	 * descriptions keeps them held by the parent (flock), and lets the
-	 * parent's release be the last. */
+	 * parent's release be the last. Each is closed once: a claim not
+	 * yet forgotten names the same entries (resume_fork_child). */
 	if (s->pre == NULL)
 		return;
 	for (i = 0; i < s->pre->n && i < RESUME_MAX; i++)
-		if (s->pre->v[i].lock_fd >= 0)
+		if (s->pre->v[i].lock_fd >= 0) {
 			(void)syscall(SYS_close, s->pre->v[i].lock_fd);
+			s->pre->v[i].lock_fd = -1;
+		}
 }

@@ -19,6 +19,8 @@ struct stream;
 /* Streams one new connection adopts at most; more wait for the next. */
 #define RESUME_MAX	16
 
+struct resume_claim;
+
 /* The adopted streams of a stream, sent before its own spool. */
 struct resume_prefix {
 	/* The replay thread's alone (like the stream's cur), and under mu
@@ -27,6 +29,9 @@ struct resume_prefix {
 	int i, n;
 	char key[SPOOL_KEY_MAX];
 	struct spool_claimed v[RESUME_MAX];
+	/* The claim in flight that names v for a fork child until the
+	 * stream is registered (resume.c), then NULL. */
+	struct resume_claim *claim;
 };
 
 /*
@@ -40,6 +45,14 @@ void resume_arm(void);
 /* In a fork child: closes its copies of s's adopted streams' locks, so
  * that the parent's release is the last (replay.c). */
 void resume_fork_child_close(struct stream *s);
+/*
+ * fork (runtime.c): prepare takes the lock of the claims in flight,
+ * parent releases it; the child (consistent: prepare took it) closes its
+ * copies of their locks and makes the lock new.
+ */
+void resume_fork_prepare(void);
+void resume_fork_parent(void);
+void resume_fork_child(bool consistent);
 /* Returns once fd's slot is no longer FDTAB_CLAIMING (another thread's
  * first look at the registry for it). Not from a nested hook. */
 void resume_wait_claimed(int fd);

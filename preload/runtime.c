@@ -51,9 +51,13 @@ fork_prepare(void)
 	fork_locked = !rt_nested();
 	if (!fork_locked)
 		return;
+	/* Every lock of ours, in the lock order (SAFETY.md): these are the
+	 * library's only fork handlers. */
 	pthread_mutex_lock(&rt.mu);
 	replay_fork_prepare();
 	syncer_fork_prepare();
+	handover_fork_prepare();
+	resume_fork_prepare();	/* a leaf: taken under rp.mu and s->mu */
 	log_fork_prepare();	/* last: the log lock is taken under ours */
 	/* Until our parent and child handlers: a hook called by another
 	 * library's fork handler meanwhile (theirs run inside ours) must
@@ -67,6 +71,8 @@ fork_parent(void)
 	if (!fork_locked)
 		return;
 	log_fork_parent();
+	resume_fork_parent();
+	handover_fork_parent();
 	syncer_fork_parent();
 	replay_fork_parent();
 	pthread_mutex_unlock(&rt.mu);
@@ -87,6 +93,8 @@ fork_child(void)
 	fdtab_reset_after_fork();
 	replay_fork_child(fork_locked);
 	syncer_fork_child(fork_locked);
+	handover_fork_child(fork_locked);
+	resume_fork_child(fork_locked);
 	if (rt.dir != NULL && fork_locked)
 		(void)syscall(SYS_close, spool_dir_fd(rt.dir));
 	rt.dir = NULL;	/* the parent's, its lock may be held: leaked */

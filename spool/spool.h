@@ -37,6 +37,7 @@
 #ifndef TCPSPOOL_SPOOL_H
 #define TCPSPOOL_SPOOL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -646,9 +647,18 @@ struct spool_claimed {
  * it, the sweep removes it, a command holds it): nothing newer passes
  * it. Drops entries whose stream is gone or no longer waits. Returns how
  * many (0 costs one failed open when none waits), or a negative errno.
+ *
+ * fd_mu (may be NULL) is for a caller that forks: a lock fd shares its
+ * lock with every copy of it, a fork child's too. Each change of a lock
+ * fd in v (made, locked and stored; closed and set to -1; an entry moved)
+ * is one step under fd_mu, and nothing else is done under it. A fork
+ * handler that holds fd_mu finds in v[0..max) every lock fd this call
+ * holds, once, and -1 in every other lock_fd, provided that the caller
+ * set them all to -1 before the call.
  */
 int spool_waiting_claim(struct spool_dir *d, const char *key,
-    struct spool_claimed *v, int max, struct spool_err *err);
+    struct spool_claimed *v, int max, pthread_mutex_t *fd_mu,
+    struct spool_err *err);
 
 /* Lets go of a claimed stream (closes its lock fd). */
 void spool_claimed_unlock(struct spool_claimed *c);

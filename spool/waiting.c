@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -192,6 +193,50 @@ spool_claimed_unlock(struct spool_claimed *c)
 	c->lock_fd = -1;
 }
 
+/*
+ * The claim's changes of a lock fd in v, each one step under fd_mu (if
+ * not NULL): the fd made, locked and written in c->lock_fd; closed and
+ * c->lock_fd -1; an entry moved. Whoever holds fd_mu sees in v every
+ * lock fd the claim holds, once, and nothing else (spool.h).
+ */
+static int
+lock_entry(struct spool_dir *d, struct spool_claimed *c, pthread_mutex_t *mu)
+{
+	int lfd;
+
+	if (mu != NULL)
+		pthread_mutex_lock(mu);
+	lfd = lock_stream(d, c->name);
+	c->lock_fd = lfd >= 0 ? lfd : -1;
+	if (mu != NULL)
+		pthread_mutex_unlock(mu);
+	return lfd;
+}
+
+static void
+unlock_entry(struct spool_claimed *c, pthread_mutex_t *mu)
+{
+	if (mu != NULL)
+		pthread_mutex_lock(mu);
+	spool_claimed_unlock(c);
+	if (mu != NULL)
+		pthread_mutex_unlock(mu);
+}
+
+static void
+move_entry(struct spool_claimed *to, struct spool_claimed *from,
+    pthread_mutex_t *mu)
+{
+	if (to == from)
+		return;
+	if (mu != NULL)
+		pthread_mutex_lock(mu);
+	*to = *from;
+	from->lock_fd = -1;
+	if (mu != NULL)
+		pthread_mutex_unlock(mu);
+}
+
 static int
 claimed_cmp(const void *a, const void *b)
 {
@@ -204,7 +249,8 @@ claimed_cmp(const void *a, const void *b)
 
 int
 spool_waiting_claim(struct spool_dir *d, const char *key,
-    struct spool_claimed *v, int max, struct spool_err *err)
+    struct spool_claimed *v, int max, pthread_mutex_t *fd_mu,
+    struct spool_err *err)
 {
 	struct spool_claimed c;
 	struct spool_status st;
@@ -231,7 +277,9 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 		sysio_close(fd);
 		return -ENOMEM;
 	}
-	/* The max oldest entries, found first; claimed oldest first. */
+	/* The max oldest entries, found first; claimed oldest first. None
+	 * holds a lock fd yet. */
+	c.lock_fd = -1;
 	while ((de = readdir(dp)) != NULL) {
 		if (!entry_parse(de->d_name, &c.created_ns, c.name))
 			continue;
@@ -246,9 +294,8 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 	for (i = 0; i < n && !stop; i++) {
 		entry_path(path, sizeof(path), key, v[i].created_ns,
 		    v[i].name);
-		v[i].lock_fd = -1;
 		memset(&st, 0, sizeof(st));
-		if ((lfd = lock_stream(d, v[i].name)) == -ENOENT) {
+		if ((lfd = lock_entry(d, &v[i], fd_mu)) == -ENOENT) {
 			(void)unlinkat(d->fd, path, 0);	/* stale */
 			continue;
 		}
@@ -260,7 +307,7 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 			    st.expires_ns <= now)
 				break;
 			nanosleep(&pause, NULL);
-			lfd = lock_stream(d, v[i].name);
+			lfd = lock_entry(d, &v[i], fd_mu);
 		}
 		if (lfd < 0) {
 			/* Expired (the sweep's), or held (sent to another
@@ -273,7 +320,7 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 			continue;
 		}
 		if ((rc = spool_status_read(d, v[i].name, &st, &e)) < 0) {
-			sysio_close(lfd);
+			unlock_entry(&v[i], fd_mu);
 			if (rc == -ENOENT)
 				(void)unlinkat(d->fd, path, 0);
 			else
@@ -283,17 +330,16 @@ spool_waiting_claim(struct spool_dir *d, const char *key,
 		if (st.released && (strcmp(st.state, "waiting") == 0 ||
 		    strcmp(st.state, "resumed") == 0)) {
 			if (st.expires_ns > 0 && st.expires_ns <= now) {
-				sysio_close(lfd);	/* the sweep's */
+				unlock_entry(&v[i], fd_mu);	/* the sweep's */
 				continue;
 			}
 			/* Waiting, or resumed by a process that died (its
 			 * lock went with it): ours while we hold the lock. */
 			v[i].status = st;
-			v[i].lock_fd = lfd;
-			v[got++] = v[i];
+			move_entry(&v[got++], &v[i], fd_mu);
 			continue;
 		}
-		sysio_close(lfd);
+		unlock_entry(&v[i], fd_mu);
 		/* Its writer is between the entry and the status that says
 		 * waiting: for the next look, and nothing newer passes it.
 		 * Else the entry is stale. */

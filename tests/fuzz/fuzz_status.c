@@ -110,7 +110,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (spool_waiting_add(dir, "4-7f000001", 1, NAME, &err) != 0)
 			abort();
-		n = spool_waiting_claim(dir, "4-7f000001", v, 2, &err);
+		n = spool_waiting_claim(dir, "4-7f000001", v, 2, NULL, &err);
 		if (n < 0 || n > 1 || (n == 1 && (!st.released ||
 		    strcmp(v[0].name, NAME) != 0)))
 			abort();

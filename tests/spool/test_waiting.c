@@ -5,11 +5,13 @@
  * removes an expired waiting stream only with its token, and a cursor
  * that starts a resumed stream at a record boundary.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "helpers.h"
@@ -102,8 +104,8 @@ Test(waiting, claimed_once_oldest_first)
 	make_waiting(d, "4-7f000001", 3000, later, 3, c);
 	make_waiting(d, "4-7f000001", 1000, later, 3, a);
 	make_waiting(d, "4-7f000002", 2000, later, 3, b);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 2, "%s",
-	    e.msg);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, NULL, &e), 2,
+	    "%s", e.msg);
 	cr_assert_str_eq(v[0].name, a);
 	cr_assert_eq(v[0].created_ns, 1000);
 	cr_assert_str_eq(v[1].name, c);
@@ -111,13 +113,13 @@ Test(waiting, claimed_once_oldest_first)
 	cr_assert_str_eq(v[0].status.reason, "peer reset");
 	cr_assert_eq(v[0].status.expires_ns, later);
 	/* Held by the first claim (its locks): a second one takes none. */
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, NULL, &e), 0);
 	/* Another address's stream is not touched. */
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000002", v, 4, &e), 1);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000002", v, 4, NULL, &e), 1);
 	cr_assert_str_eq(v[0].name, b);
 	/* An address nothing ever waited for: 0, no error. */
 	cr_assert_eq(spool_waiting_claim(d, "6-00000000000000000000000000000001",
-	    v, 4, &e), 0);
+	    v, 4, NULL, &e), 0);
 	spool_dir_close(d);
 }
 
@@ -144,24 +146,24 @@ Test(waiting, claim_takes_the_oldest_max)
 
 	for (i = 4; i >= 0; i--)
 		make_waiting(d, "4-7f000001", 100 + i, later, 1, n[i]);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 2, &e), 2);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 2, NULL, &e), 2);
 	cr_assert_str_eq(v[0].name, n[0]);
 	cr_assert_str_eq(v[1].name, n[1]);
 	/* Held: another claim passes none of them, not even to newer. */
 	{
 		struct spool_claimed w[2];
 
-		cr_assert_eq(spool_waiting_claim(d, "4-7f000001", w, 2, &e),
-		    0);
+		cr_assert_eq(spool_waiting_claim(d, "4-7f000001", w, 2,
+		    NULL, &e), 0);
 	}
 	delivered(d, &v[0]);
 	delivered(d, &v[1]);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 2, &e), 2);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 2, NULL, &e), 2);
 	cr_assert_str_eq(v[0].name, n[2]);
 	cr_assert_str_eq(v[1].name, n[3]);
 	delivered(d, &v[0]);
 	delivered(d, &v[1]);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 2, &e), 1);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 2, NULL, &e), 1);
 	cr_assert_str_eq(v[0].name, n[4]);
 	delivered(d, &v[0]);
 	/* The address dir went with its last entry. */
@@ -208,16 +210,16 @@ Test(waiting, stale_and_hostile_entries_are_never_claimed)
 	    "%s/waiting/4-7f000001/0000000000000000000x-%s", t.spool, a);
 	cr_assert_geq(fd = open(path, O_CREAT | O_WRONLY, 0600), 0);
 	close(fd);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, NULL, &e), 1);
 	cr_assert_str_eq(v[0].name, a);
 	snprintf(path, sizeof(path), "%s/waiting/4-7f000001/junk", t.spool);
 	cr_assert_eq(access(path, F_OK), 0, "a foreign file was removed");
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, NULL, &e), 0);
 	/* A key that is a file, not a dir: an error, no crash. */
 	snprintf(path, sizeof(path), "%s/waiting/4-01020304", t.spool);
 	cr_assert_geq(fd = open(path, O_CREAT | O_WRONLY, 0600), 0);
 	close(fd);
-	cr_assert_lt(spool_waiting_claim(d, "4-01020304", v, 4, &e), 0);
+	cr_assert_lt(spool_waiting_claim(d, "4-01020304", v, 4, NULL, &e), 0);
 	cr_assert_neq(e.msg[0], '\0');
 	spool_dir_close(d);
 }
@@ -234,7 +236,7 @@ Test(waiting, sweep_removes_an_expired_waiting_stream_not_one_being_sent)
 	make_waiting(d, "4-7f000002", 2, exp, 2, b);
 	/* b is claimed by a new connection of its peer before it expires,
 	 * and is still being sent when it does. */
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000002", v, 4, &e), 1);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000002", v, 4, NULL, &e), 1);
 	cr_assert_eq(spool_dir_expire(d, exp - NS, 0, NULL, NULL), 0);
 	cr_assert_eq(spool_dir_expire(d, exp + NS, 0, NULL, NULL), 1);
 	snprintf(path, sizeof(path), "%s/%s", t.spool, a);
@@ -263,9 +265,47 @@ Test(waiting, an_expired_stream_is_not_claimed)
 
 	make_waiting(d, "4-7f000001", 1, now - NS, 2, a);
 	make_waiting(d, "4-7f000001", 2, now + 600 * NS, 2, b);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, NULL, &e), 1);
 	cr_assert_str_eq(v[0].name, b);
 	cr_assert_eq(spool_dir_expire(d, now, 0, NULL, NULL), 1);
+	spool_dir_close(d);
+}
+
+/* With fd_mu, what a fork handler holding it would find in v: the lock
+ * fd of each stream claimed, and -1 in every other entry (one expired and
+ * let go, one held by another, one behind it never tried); fd_mu free. */
+Test(waiting, a_claim_names_in_v_only_the_locks_it_holds)
+{
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	struct spool_dir *d = open_dir(&t, NULL);
+	struct spool_claimed v[4];
+	struct spool_err e = { "" };
+	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX], c[SPOOL_NAME_MAX];
+	char x[SPOOL_NAME_MAX], path[8192];
+	int64_t now = real_now();
+	int cfd, i;
+
+	make_waiting(d, "4-7f000001", 1, now - NS, 2, a);
+	make_waiting(d, "4-7f000001", 2, now + 600 * NS, 2, b);
+	make_waiting(d, "4-7f000001", 3, now + 600 * NS, 2, c);
+	make_waiting(d, "4-7f000001", 4, now + 600 * NS, 2, x);
+	snprintf(path, sizeof(path), "%s/%s", t.spool, c);
+	cfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cr_assert_geq(cfd, 0);
+	cr_assert_eq(flock(cfd, LOCK_EX), 0);
+	for (i = 0; i < 4; i++)
+		v[i].lock_fd = -1;
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &mu, &e), 1,
+	    "%s", e.msg);
+	cr_assert_str_eq(v[0].name, b);
+	cr_assert_geq(v[0].lock_fd, 0);
+	for (i = 1; i < 4; i++)
+		cr_assert_eq(v[i].lock_fd, -1, "v[%d] (%s) names fd %d", i,
+		    v[i].name, v[i].lock_fd);
+	cr_assert_eq(pthread_mutex_trylock(&mu), 0);
+	pthread_mutex_unlock(&mu);
+	spool_claimed_unlock(&v[0]);
+	close(cfd);
 	spool_dir_close(d);
 }
 
@@ -281,7 +321,7 @@ Test(waiting, a_resumed_stream_whose_sender_died_is_taken_over)
 	int64_t now = real_now(), exp = now + 600 * NS;
 
 	make_waiting(d, "4-7f000001", 1, exp, 2, a);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, NULL, &e), 1);
 	st = v[0].status;
 	strcpy(st.state, "resumed");
 	st.holder = getpid();
@@ -290,13 +330,13 @@ Test(waiting, a_resumed_stream_whose_sender_died_is_taken_over)
 	{
 		struct spool_claimed w[4];
 
-		cr_assert_eq(spool_waiting_claim(d, "4-7f000001", w, 4, &e),
-		    0);
+		cr_assert_eq(spool_waiting_claim(d, "4-7f000001", w, 4,
+		    NULL, &e), 0);
 	}
 	cr_assert_eq(spool_dir_expire(d, exp + NS, 0, NULL, NULL), 0);
 	/* Its sender is gone. */
 	spool_claimed_unlock(&v[0]);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 1);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, NULL, &e), 1);
 	cr_assert_str_eq(v[0].name, a);
 	cr_assert_str_eq(v[0].status.state, "resumed");
 	spool_claimed_unlock(&v[0]);
@@ -366,9 +406,9 @@ Test(waiting, an_entry_ahead_of_its_status)
 	    (int)getpid());
 	fclose(f);
 	/* Nor does the newer b pass it meanwhile. */
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, NULL, &e), 0);
 	cr_assert_eq(spool_status_release(d, a, &st, &e), 0);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 2);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, NULL, &e), 2);
 	cr_assert_str_eq(v[0].name, a);
 	spool_claimed_unlock(&v[0]);
 	spool_claimed_unlock(&v[1]);
@@ -386,7 +426,7 @@ Test(waiting, an_entry_ahead_of_its_status)
 	fprintf(f, "version=1\npid=%d\nstate=spooling\nreleased=0\n",
 	    (int)dead);
 	fclose(f);
-	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, &e), 0);
+	cr_assert_eq(spool_waiting_claim(d, "4-7f000001", v, 4, NULL, &e), 0);
 	snprintf(path, sizeof(path), "%s/waiting/4-7f000001/%020d-%s",
 	    t.spool, 1, a);
 	cr_assert_eq(access(path, F_OK), -1, "a stale entry was kept");

@@ -99,6 +99,36 @@ Test(dropin, forked_child_spools_and_delivers_after_activation)
 	dropin_expect_stream(rd, &r, 40000 * MSG);
 }
 
+/*
+ * pthread_atfork prepare handlers run in reverse order of registration;
+ * the library registers its own when it starts. A handler registered
+ * after that runs before the library's, outside it: its write, the first
+ * spool of a connection offered to a tcpspool daemon, must not wait for
+ * a lock of the library's (it waited forever for the hand-over lock that
+ * a separate handler of the library's took first). One registered before
+ * runs inside the library's handlers: its write to a spooling connection
+ * gets EAGAIN (SAFETY.md, signals), and fork returns.
+ */
+Test(dropin, fork_handlers_registered_before_and_after_the_library_do_not_hang)
+{
+	unsigned short port;
+	struct h_proc *p = dropin_host("forksafe_host", NULL, &port,
+	    "handler-order", NULL);
+	const char *line;
+
+	dropin_expect(p, "forking", DROPIN_STEP_MS, "the connections set up");
+	line = dropin_expect(p, "forked ", DROPIN_STEP_MS, "fork with a "
+	    "prepare handler that starts a hand-over");
+	cr_expect_eq(h_field(line, "late_r"), MSG, "the write of the handler "
+	    "registered after the library (the first spool of its "
+	    "connection) should be spooled and reported sent: %s", line);
+	cr_expect(h_field(line, "early_r") == -1 &&
+	    h_field(line, "early_errno") == EAGAIN, "the write of the handler "
+	    "registered before the library, on a spooling connection, should "
+	    "get EAGAIN (the nested path): %s", line);
+	dropin_expect_exit(p, DROPIN_STEP_MS, 0, "forksafe_host handler-order");
+}
+
 /* ---------------------------------------------------------- vfork (9) */
 
 static void

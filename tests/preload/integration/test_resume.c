@@ -23,6 +23,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -32,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -931,4 +933,187 @@ Test(resume, a_fork_handler_writing_on_a_new_connection_does_not_hang)
 	cr_assert(h_wait(p, PHASE_MS), "fork under the library never "
 	    "returned: %s", h_describe(p));
 	cr_expect_eq(h_exit_code(p), 0, "%s", h_describe(p));
+}
+
+/*
+ * A claim caught in the middle. forksafe_host's first write on a
+ * connection to the test (from 127.0.0.1, for which a stream waits)
+ * claims the waiting stream; the program pauses the claim while it holds
+ * the stream dir's lock (flock), either as it reads the stream's status
+ * (pause "read", inside the claim) or as it checks its connection before
+ * adopting (pause "getpeername", between the claim and the stream's
+ * registration), and then forks, or leaves with siglongjmp from a signal
+ * handler. What the test's connection must get: the waiting stream's
+ * remainder, then the program's messages 1..FORKSAFE_COUNT, then EOF.
+ */
+#define FORKSAFE_COUNT	100
+
+struct pause_case { char mode[16], pause[16]; };
+
+static struct pause_case pause_cases[] = {
+	{ "claim-fork", "read" }, { "claim-fork", "getpeername" },
+	{ "claim-longjmp", "read" }, { "claim-longjmp", "getpeername" },
+};
+
+/* A listener on 127.0.0.1 (kernel's port). */
+static int
+tcp_listener(unsigned short *port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(l, 0, "socket: %s", strerror(errno));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(bind(l, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    listen(l, 4) == 0 && getsockname(l, (struct sockaddr *)&sin,
+	    &len) == 0, "listen on 127.0.0.1: %s", strerror(errno));
+	*port = ntohs(sin.sin_port);
+	return l;
+}
+
+/* Accepts one connection within PHASE_MS. */
+static int
+accept_within(int l, struct h_proc *p)
+{
+	struct pollfd pfd = { .fd = l, .events = POLLIN };
+	int c;
+
+	cr_assert_eq(poll(&pfd, 1, PHASE_MS), 1, "forksafe_host did not "
+	    "connect: %s", h_describe(p));
+	c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	cr_assert_geq(c, 0, "accept: %s", strerror(errno));
+	return c;
+}
+
+/* How many of pid's fds are open on path (a dir), removed or not; -1
+ * if pid is gone. */
+static int
+fds_open_on(pid_t pid, const char *path)
+{
+	char dir[64], link[PATH_MAX + 64], target[PATH_MAX];
+	struct dirent *de;
+	int n = 0;
+	ssize_t len;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(dir)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
+		if ((len = readlink(link, target, sizeof(target) - 1)) < 0)
+			continue;
+		target[len] = '\0';
+		/* " (deleted)" once the stream is delivered and removed. */
+		if (strncmp(target, path, strlen(path)) == 0 &&
+		    (target[strlen(path)] == '\0' ||
+		    target[strlen(path)] == ' '))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Whether a lock of dfd's dir can be had within ms (bounded retry on
+ * the condition): another holder (a process, or a child's copy of its
+ * fd) keeps it. */
+static bool
+lock_within(int dfd, int ms)
+{
+	long long deadline = now_ms() + ms;
+
+	while (flock(dfd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK || now_ms() > deadline)
+			return false;
+		poll(NULL, 0, 20);
+	}
+	flock(dfd, LOCK_UN);
+	return true;
+}
+
+ParameterizedTestParameters(resume, a_claim_caught_by_fork_or_siglongjmp)
+{
+	return cr_make_param_array(struct pause_case, pause_cases,
+	    sizeof(pause_cases) / sizeof(pause_cases[0]));
+}
+
+/*
+ * claim-fork: a fork child (another thread forked while the claim held
+ * the lock) that lives on must hold no copy of the claim's lock fds, or
+ * the stream stays locked after the parent let go of it. claim-longjmp:
+ * the handler's siglongjmp must not leave the fd's claim in place (the
+ * program's next write on the fd waited for it forever), nor the claim
+ * half done: the program's writes go behind the adopted records.
+ */
+ParameterizedTest(struct pause_case *c, resume,
+    a_claim_caught_by_fork_or_siglongjmp)
+{
+	struct h_spawn so = { .preload = true, .env = resume_env };
+	struct h_argv a = { .n = 0 };
+	char prog[PATH_MAX], path[PATH_MAX];
+	bool forking = strcmp(c->mode, "claim-fork") == 0;
+	struct h_proc *p;
+	struct server sv;
+	unsigned short port;
+	const char *line;
+	struct old o;
+	struct got g;
+	pid_t child = -1;
+	int l, fd, dfd;
+
+	server_start(&sv, resume_env, 1, COUNT, 1, NULL);
+	old_connect(&sv, &o, 0);
+	old_read_and_reset(&o, 2000, "waiting");
+	h_fmt(path, sizeof(path), "%s/%s", h_spool_dir(), o.row.stream);
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cr_assert_geq(dfd, 0, "the waiting stream's dir %s: %s", path,
+	    strerror(errno));
+	l = tcp_listener(&port);
+	h_fixture(prog, sizeof(prog), "forksafe_host");
+	h_args(&a, c->mode, NULL);
+	h_arg(&a, "%u", port);
+	h_arg(&a, "%s", c->pause);
+	p = h_spawn("forksafe_host", prog, &a, &so);
+	fd = accept_within(l, p);
+	if (forking) {
+		line = h_status_line(p, "child ", 0, PHASE_MS);
+		cr_assert(line != NULL, "no fork while the claim held the "
+		    "lock; status:\n%s\n%s", h_status_text(p), h_describe(p));
+		child = (pid_t)h_field(line, "pid");
+		cr_assert_gt(child, 0, "%s", line);
+	}
+	line = h_status_line(p, "wrote ", 0, PHASE_MS);
+	cr_assert(line != NULL, "forksafe_host %s (pause at %s) never got "
+	    "its writes through: a claim left behind blocks its fd; "
+	    "status:\n%s\n%s", c->mode, c->pause, h_status_text(p),
+	    h_describe(p));
+	cr_assert_eq(h_field(line, "paused"), 1, "the claim was not caught "
+	    "holding the lock (nothing claimed?): %s\n%s", line,
+	    h_describe(p));
+	if (forking) {
+		/* The child's fds are final: it only waits to be killed. */
+		cr_expect_eq(fds_open_on(child, path), 0, "the fork child "
+		    "(pid %d) holds %d fds on the claimed stream's dir %s: the "
+		    "parent's claim lock, shared", (int)child,
+		    fds_open_on(child, path), path);
+	}
+	got_init(&g);
+	read_to_end(fd, &g);
+	close(fd);
+	close(l);
+	assert_resumed(&g, &o, 1, COUNT, FORKSAFE_COUNT);
+	cr_assert(h_wait(p, PHASE_MS), "forksafe_host did not end: %s",
+	    h_describe(p));
+	cr_expect_eq(h_exit_code(p), 0, "%s", h_describe(p));
+	/* Delivered, the stream is let go by the process that adopted it:
+	 * nobody (the fork child included) holds its lock any more. */
+	cr_expect(lock_within(dfd, STATE_MS), "the claimed stream %s is still "
+	    "locked %d ms after the process that adopted it ended%s",
+	    o.row.stream, STATE_MS, forking ? " (the fork child's copy of "
+	    "the claim's lock fd)" : "");
+	close(dfd);
+	server_finish(&sv);
 }
