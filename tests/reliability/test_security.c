@@ -298,7 +298,8 @@ secure_copy_is_never_spooled(const char *name, uid_t owner, gid_t group,
 	const char *line;
 
 	/* Control: the linked copy, not secure, spools (so the library is
-	 * really active in it). */
+	 * really active in it): it writes its 1.1 MB to a reader that reads
+	 * nothing until then, through a few KiB of socket buffers. */
 	secure_copy(prog, sizeof(prog), "plain", geteuid(), getegid(), 0755);
 	h_args(&a, "--status-fd", "3", "--sndbuf=4096", "--count=40000",
 	    "--no-fork", NULL);
@@ -307,21 +308,31 @@ secure_copy_is_never_spooled(const char *name, uid_t owner, gid_t group,
 	cr_assert(line != NULL, "%s", h_describe(p));
 	{
 		unsigned short port = (unsigned short)atoi(line + 5);
-		struct h_proc *r = h_reader(0, port, NULL, "--rcvbuf=4096",
-		    "--stall-ms=300", "--count=40000", NULL);
+		struct h_gate gate;
+		struct h_proc *r;
 
+		h_gate_init(&gate);
+		r = h_reader(0, port, &gate, "--rcvbuf=4096", "--count=40000",
+		    NULL);
+		cr_assert(h_status_line(p, "done ", 0, H_DEADLINE_MS) != NULL,
+		    "the linked server_a did not spool (control): %s",
+		    h_describe(p));
+		h_gate_open(&gate);
 		cr_assert(h_wait(r, H_DEADLINE_MS) && h_wait(p, H_DEADLINE_MS));
+		close(gate.rfd);
 		cr_assert_eq(h_exit_code(p), 0, "the linked server_a did not "
 		    "spool (control): %s", h_describe(p));
 		cr_assert_eq(h_exit_code(r), 0, "%s", h_describe(r));
 	}
 	cr_assert(h_spool_wait_empty(10000), "the control's spool stayed");
 
-	/* The same program, secure, started by root. */
+	/* The same program, secure, started by root: its reader reads
+	 * nothing until it gave up, as server A does without the library. */
 	secure_copy(prog, sizeof(prog), name, owner, group, mode);
 	{
 		struct h_argv b = { .n = 0 };
 		unsigned short port;
+		struct h_gate gate;
 		struct h_proc *r;
 		struct h_result res;
 
@@ -333,9 +344,15 @@ secure_copy_is_never_spooled(const char *name, uid_t owner, gid_t group,
 		port = (unsigned short)atoi(line + 5);
 		cr_expect(maps_library(h_pid(p)), "the library is not loaded "
 		    "in the %s copy: the test proves nothing", name);
-		r = h_reader(1, port, NULL, "--rcvbuf=4096", "--stall-ms=300",
-		    "--expect-prefix", "--count=40000", NULL);
+		h_gate_init(&gate);
+		r = h_reader(1, port, &gate, "--rcvbuf=4096", "--expect-prefix",
+		    "--count=40000", NULL);
+		cr_expect(h_status_line(p, "gaveup ", 0, H_DEADLINE_MS) != NULL,
+		    "the %s server_a did not see EAGAIN with its reader "
+		    "stopped: %s", name, h_describe(p));
+		h_gate_open(&gate);
 		cr_assert(h_wait(p, H_DEADLINE_MS) && h_wait(r, H_DEADLINE_MS));
+		close(gate.rfd);
 		cr_expect_eq(h_exit_code(p), 3, "the %s server_a did not "
 		    "see EAGAIN as without the library: %s", name,
 		    h_describe(p));

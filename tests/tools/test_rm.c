@@ -35,6 +35,35 @@ stream_path(const char *name)
 	return p;
 }
 
+/*
+ * Makes an orphan whose every sign of life rm --older-than reads is at
+ * (CLOCK_REALTIME ns, in the past): its identity's creation time, its
+ * status's time and its dir's mtime (its records' times are T_TS, 2023).
+ */
+static void
+make_orphan_idle_since(int64_t at, char name[SPOOL_NAME_MAX])
+{
+	struct t_stream_spec sp = { .writer = T_ORPHAN, .records = 3,
+		.created_ns = at };
+	struct spool_err e = { "" };
+	struct spool_status st;
+	struct spool_dir *d;
+	struct timespec mtime[2];
+
+	t_make_stream(&sp, name);
+	cr_assert(spool_dir_open(t_spool, NULL, &d, &e) == 0, "%s", e.msg);
+	cr_assert(spool_status_read(d, name, &st, &e) >= 0, "%s", e.msg);
+	st.updated_ns = at;
+	cr_assert(spool_status_release(d, name, &st, &e) == 0, "%s", e.msg);
+	spool_dir_close(d);
+	/* Last: writing the status renamed a file in the dir. */
+	mtime[0].tv_sec = at / 1000000000LL;
+	mtime[0].tv_nsec = at % 1000000000LL;
+	mtime[1] = mtime[0];
+	cr_assert(utimensat(AT_FDCWD, stream_path(name), mtime,
+	    AT_SYMLINK_NOFOLLOW) == 0);
+}
+
 Test(tools_rm, removes_named_streams_by_name_and_prefix)
 {
 	struct t_stream_spec sp = { .writer = T_ORPHAN, .records = 3 };
@@ -107,23 +136,28 @@ Test(tools_rm, orphans_removes_only_streams_whose_writer_is_gone)
 Test(tools_rm, older_than_spares_recent_orphans)
 {
 	struct t_stream_spec sp = { .writer = T_ORPHAN, .records = 3 };
-	char name[SPOOL_NAME_MAX];
-	struct timespec pause = { 0, 300 * 1000000L };
+	char recent[SPOOL_NAME_MAX], idle[SPOOL_NAME_MAX], want[128];
 	struct t_out o;
 
-	t_make_stream(&sp, name);
-	t_cli(&o, "rm", "--orphans", "--older-than", "1h", "--dir", t_spool,
+	t_make_stream(&sp, recent);
+	make_orphan_idle_since(t_realtime_ns() - 7200 * 1000000000LL, idle);
+
+	/* Idle for 2 h, not 3: both stay. */
+	t_cli(&o, "rm", "--orphans", "--older-than", "3h", "--dir", t_spool,
 	    NULL);
 	cr_assert_eq(o.status, 0, "%s", o.err);
 	cr_assert_eq(o.out_len, 0, "%s", o.out);
-	cr_assert(exists(stream_path(name)));
+	cr_assert(exists(stream_path(recent)) && exists(stream_path(idle)));
 	t_out_free(&o);
 
-	nanosleep(&pause, NULL);
-	t_cli(&o, "rm", "--orphans", "--older-than", "200ms", "--dir", t_spool,
-	    NULL);
+	/* 90 min, in ms: the one idle for 2 h goes, the recent one stays. */
+	t_cli(&o, "rm", "--orphans", "--older-than", "5400000ms", "--dir",
+	    t_spool, NULL);
 	cr_assert_eq(o.status, 0, "%s", o.err);
-	cr_assert(!exists(stream_path(name)), "%s", o.out);
+	snprintf(want, sizeof(want), "removed %s\n", idle);
+	cr_assert_str_eq(o.out, want);
+	cr_assert(!exists(stream_path(idle)));
+	cr_assert(exists(stream_path(recent)));
 	t_out_free(&o);
 }
 
@@ -205,18 +239,9 @@ Test(tools_rm, removes_streams_released_by_their_running_writer)
 
 /* Issue 16 item 4: rm --expired removes the released orphans whose expiry
  * passed, and nothing else; ls shows each one's time left. */
-static int64_t
-realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 Test(tools_rm, expired_removes_only_orphans_past_their_expiry)
 {
-	int64_t now = realtime_ns();
+	int64_t now = t_realtime_ns();
 	struct t_stream_spec past = { .writer = T_LIVE_CLOSED, .records = 3,
 		.expires_ns = now - 1000000000LL };
 	struct t_stream_spec future = { .writer = T_LIVE_CLOSED, .records = 3,
@@ -307,7 +332,7 @@ Test(tools_rm, expired_removes_only_orphans_past_their_expiry)
  * (the pid of the segment headers) is never removed. */
 Test(tools_rm, expired_skips_a_held_stream_and_a_foreign_status)
 {
-	int64_t now = realtime_ns();
+	int64_t now = t_realtime_ns();
 	struct t_stream_spec past = { .writer = T_LIVE_CLOSED, .records = 3,
 		.expires_ns = now - 1000000000LL };
 	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX], path[800], buf[2048];

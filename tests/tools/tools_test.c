@@ -320,6 +320,15 @@ t_dead_pid(void)
 	return p;
 }
 
+int64_t
+t_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Writes the stream; in a child for the dead-writer kinds. */
 static void
 write_stream(const struct t_stream_spec *sp, pid_t pid, char *name,
@@ -340,6 +349,7 @@ write_stream(const struct t_stream_spec *sp, pid_t pid, char *name,
 	memset(&id, 0, sizeof(id));
 	id.pid = pid;
 	id.fd = 7;
+	id.created_ns = sp->created_ns;
 	strlcpy(id.local, sp->local ? sp->local : "127.0.0.1:8080",
 	    sizeof(id.local));
 	strlcpy(id.peer, sp->peer ? sp->peer : "127.0.0.1:54321",

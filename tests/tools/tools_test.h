@@ -98,6 +98,7 @@ struct t_stream_spec {
 	const char *local, *peer;	/* default 127.0.0.1:8080 / :54321 */
 	uint64_t segment_max;	/* 0: default */
 	int64_t expires_ns;	/* the released status's expiry; 0: none */
+	int64_t created_ns;	/* the identity's creation time; 0: now */
 };
 
 /* Makes a stream in t_spool; fills name. Returns the writer's pid. */
@@ -108,6 +109,9 @@ uint8_t *t_stream_bytes(size_t (*rec)(uint64_t, uint8_t *, size_t),
     uint64_t n, size_t *len);
 /* A pid that no process has (a reaped child's). */
 pid_t t_dead_pid(void);
+/* CLOCK_REALTIME in ns: the clock of the times a spool holds (created_ns,
+ * updated_ns, expires_ns) and of the CLI's ages. */
+int64_t t_realtime_ns(void);
 
 /* Frame offsets and record ranges of a stream, from spool_scan. */
 struct t_frame {

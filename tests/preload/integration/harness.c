@@ -574,6 +574,23 @@ h_stderr_lines_with(struct h_proc *p, const char *needle)
 	return n;
 }
 
+bool
+h_said(struct h_proc *p, const char *needle, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		/* Reaped first: what it wrote before it ended is all there. */
+		bool ended = try_reap(p);
+
+		if (h_stderr_lines_with(p, needle) > 0)
+			return true;
+		if (ended || left_ms(deadline) == 0)
+			return false;
+		poll(NULL, 0, 20);
+	}
+}
+
 void
 h_gate_init(struct h_gate *g)
 {

@@ -113,6 +113,13 @@ long long h_stdout_size(const struct h_proc *p);
 const char *h_stdout(struct h_proc *p);
 /* Lines of p's stderr containing needle. */
 int h_stderr_lines_with(struct h_proc *p, const char *needle);
+/*
+ * Waits until a line of p's stderr holds needle (a bounded retry on the
+ * file: nothing to wait on but its growth): false if it did not within
+ * timeout_ms, or if p ended without writing it. For what the library logs
+ * at the moment it does something (a quota reached), before the test acts.
+ */
+bool h_said(struct h_proc *p, const char *needle, int timeout_ms);
 
 /* A gate: readers block on the read end until h_gate_open. */
 struct h_gate { int rfd, wfd; };
