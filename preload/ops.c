@@ -108,6 +108,24 @@ kernel:
 	return r;
 }
 
+/*
+ * Another thread called _exit or _Exit, and the library delays that end
+ * while it delivers: without the library this thread would be gone. A
+ * write that left bytes unsent here (nothing spools once the end began)
+ * must not let it act on an EAGAIN or a short count it would never have
+ * seen (a server that gives up on EAGAIN exits with its own status before
+ * the _exit's): it waits for the end, as a write to a spooling stream
+ * does (stream_write). No lock is held here.
+ */
+static void
+park_if_ending(const struct wreq *w, ssize_t r)
+{
+	if ((r >= 0 ? (size_t)r < w->len : is_eagain(errno)) &&
+	    replay_exit_parks())
+		for (;;)
+			pause();
+}
+
 /* Every library lock below is taken with the thread marked (rt_enter):
  * a nested hook never reaches one (SAFETY.md, signals). */
 static ssize_t
@@ -122,6 +140,7 @@ first_spool(struct wreq *w, ssize_t r, int err, int saved)
 	rt_enter();
 	out = first_spool_locked(w, r, err, saved);
 	rt_leave();
+	park_if_ending(w, out);
 	return out;
 }
 
@@ -214,6 +233,7 @@ write_req(struct wreq *w)
 		rt_leave();
 		if (r == STREAM_RETRY)
 			continue;
+		park_if_ending(w, r);
 		if (r >= 0)
 			errno = saved;
 		return r;
