@@ -15,10 +15,15 @@
 #include <sys/eventfd.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
 #include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <limits.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -478,27 +483,131 @@ _Exit(int status)
 /* -------------------------------------------------------- image end */
 
 /*
- * exec ends the image that holds the spools, not the connections: every
- * spool is delivered first (op_exec; nothing when nothing spools). The
- * list forms build the argv glibc would and go through the vector ones.
+ * exec ends the image that holds the spools, not the connections: an
+ * exec that can succeed first waits for the spools to drain (op_exec,
+ * runtime.c); one that fails at once (no such file, not executable, a
+ * PATH search that finds nothing) waits for nothing, and after any
+ * failed exec streams spool again (op_exec_failed).
  */
-TCPSPOOL_EXPORT int
-execve(const char *path, char *const argv[], char *const envp[])
+static bool
+executable(const char *p)
+{
+	struct stat st;
+
+	return faccessat(AT_FDCWD, p, X_OK, AT_EACCESS) == 0 &&
+	    stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* file, or with search and no '/' in it the first match along PATH (as
+ * execvp looks, "/bin:/usr/bin" when PATH is unset), is executable. */
+static bool
+exec_target_ok(const char *file, bool search)
+{
+	const char *path, *p, *e;
+	char buf[PATH_MAX];
+	size_t flen, dlen;
+
+	if (file == NULL || *file == '\0')
+		return false;
+	if (!search || strchr(file, '/') != NULL)
+		return executable(file);
+	if ((path = getenv("PATH")) == NULL)
+		path = "/bin:/usr/bin";
+	flen = strlen(file);
+	for (p = path;; p = e + 1) {
+		e = strchrnul(p, ':');
+		dlen = (size_t)(e - p);
+		if (dlen == 0)	/* an empty entry: the current dir */
+			p = ".", dlen = 1;
+		if (dlen + 1 + flen < sizeof(buf)) {
+			memcpy(buf, p, dlen);
+			buf[dlen] = '/';
+			memcpy(buf + dlen + 1, file, flen + 1);
+			if (executable(buf))
+				return true;
+		}
+		if (*e == '\0')
+			return false;
+	}
+}
+
+/* The real call, between op_exec and, if it returns, op_exec_failed. */
+#define EXEC_AROUND(ok, call) do {				\
+	bool began_ = (ok) && op_exec();			\
+	int r_ = (call);					\
+								\
+	if (began_)						\
+		op_exec_failed();	/* keeps errno */	\
+	return r_;						\
+} while (0)
+
+/* Without the resolver (never in a supported glibc: a symbol missing),
+ * the searching forms come from dlsym alone. */
+static int
+unresolved_execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	int (*f)(const char *, char *const[], char *const[]) =
+	    (int (*)(const char *, char *const[], char *const[]))dlsym(
+	    RTLD_NEXT, "execvpe");
+
+	if (f == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return f(file, argv, envp);
+}
+
+static int
+exec_ve(const char *path, char *const argv[], char *const envp[])
 {
 	if (!real_ready())
 		return (int)RAW(SYS_execve, path, argv, envp);
-	op_exec();
-	return real.execve(path, argv, envp);
+	EXEC_AROUND(exec_target_ok(path, false),
+	    real.execve(path, argv, envp));
 }
 
+static int
+exec_vpe(const char *file, char *const argv[], char *const envp[])
+{
+	if (!real_ready())
+		return unresolved_execvpe(file, argv, envp);
+	EXEC_AROUND(exec_target_ok(file, true),
+	    real.execvpe(file, argv, envp));
+}
+
+TCPSPOOL_EXPORT int
+execve(const char *path, char *const argv[], char *const envp[])
+{
+	return exec_ve(path, argv, envp);
+}
+
+TCPSPOOL_EXPORT int
+execv(const char *path, char *const argv[])
+{
+	return exec_ve(path, argv, environ);
+}
+
+TCPSPOOL_EXPORT int
+execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	return exec_vpe(file, argv, envp);
+}
+
+TCPSPOOL_EXPORT int
+execvp(const char *file, char *const argv[])
+{
+	return exec_vpe(file, argv, environ);
+}
+
+/* By fd: nothing to look at beforehand; a failed one lets streams spool
+ * again as any does. */
 TCPSPOOL_EXPORT int
 execveat(int dirfd, const char *path, char *const argv[],
     char *const envp[], int flags)
 {
 	if (!real_ready())
 		return (int)RAW(SYS_execveat, dirfd, path, argv, envp, flags);
-	op_exec();
-	return real.execveat(dirfd, path, argv, envp, flags);
+	EXEC_AROUND(true, real.execveat(dirfd, path, argv, envp, flags));
 }
 
 TCPSPOOL_EXPORT int
@@ -507,92 +616,42 @@ fexecve(int fd, char *const argv[], char *const envp[])
 	if (!real_ready())
 		return (int)RAW(SYS_execveat, fd, "", argv, envp,
 		    AT_EMPTY_PATH);
-	op_exec();
-	return real.fexecve(fd, argv, envp);
+	EXEC_AROUND(fd >= 0, real.fexecve(fd, argv, envp));
 }
 
-TCPSPOOL_EXPORT int
-execv(const char *path, char *const argv[])
-{
-	if (!real_ready())
-		return (int)RAW(SYS_execve, path, argv, environ);
-	op_exec();
-	return real.execv(path, argv);
-}
-
-TCPSPOOL_EXPORT int
-execvp(const char *file, char *const argv[])
-{
-	if (!real_ready()) {
-		errno = ENOSYS;	/* no PATH search without libc */
-		return -1;
-	}
-	op_exec();
-	return real.execvp(file, argv);
-}
-
-TCPSPOOL_EXPORT int
-execvpe(const char *file, char *const argv[], char *const envp[])
-{
-	if (!real_ready()) {
-		errno = ENOSYS;
-		return -1;
-	}
-	op_exec();
-	return real.execvpe(file, argv, envp);
-}
-
-/* Arguments after arg up to the NULL, at most this many (as E2BIG). */
-#define EXEC_ARGS_MAX	(1 << 20)
-
-/* How many arguments arg and the list hold before their NULL; -1 if too
- * many. */
-static long
-list_count(const char *arg, va_list ap)
-{
-	long n = 0;
-
-	if (arg == NULL)
-		return 0;
-	for (n = 1; va_arg(ap, const char *) != NULL; n++)
-		if (n >= EXEC_ARGS_MAX)
-			return -1;
-	return n;
-}
-
-/* The argv of arg and the list: n of them, then NULL. */
-static void
-list_fill(char **argv, long n, const char *arg, va_list ap)
-{
-	long i;
-
-	if (n > 0)
-		argv[0] = (char *)arg;
-	for (i = 1; i < n; i++)
-		argv[i] = va_arg(ap, char *);
-	argv[n] = NULL;
-}
-
-#define LIST_TOO_LONG() do { errno = E2BIG; return -1; } while (0)
+/*
+ * The list forms as glibc makes them (posix/execl.c): the arguments up to
+ * the NULL after arg, counted, then copied into an argv on the stack
+ * (execle: the environment follows the NULL). Each va_list is used only
+ * in the function that started it.
+ */
+#define LIST_COUNT(argc, arg, ap) do {				\
+	va_start(ap, arg);					\
+	for (argc = 1; va_arg(ap, const char *) != NULL; argc++)	\
+		if (argc == INT_MAX - 1) {			\
+			va_end(ap);				\
+			errno = E2BIG;				\
+			return -1;				\
+		}						\
+	va_end(ap);						\
+} while (0)
 
 TCPSPOOL_EXPORT int
 execl(const char *path, const char *arg, ...)
 {
 	va_list ap;
-	long n;
+	int argc, i;
 
-	va_start(ap, arg);
-	n = list_count(arg, ap);
-	va_end(ap);
-	if (n < 0)
-		LIST_TOO_LONG();
+	LIST_COUNT(argc, arg, ap);
 	{
-		char *argv[n + 1];
+		char *argv[argc + 1];
 
 		va_start(ap, arg);
-		list_fill(argv, n, arg, ap);
+		argv[0] = (char *)arg;
+		for (i = 1; i <= argc; i++)
+			argv[i] = va_arg(ap, char *);
 		va_end(ap);
-		return execv(path, argv);
+		return exec_ve(path, argv, environ);
 	}
 }
 
@@ -600,46 +659,39 @@ TCPSPOOL_EXPORT int
 execlp(const char *file, const char *arg, ...)
 {
 	va_list ap;
-	long n;
+	int argc, i;
 
-	va_start(ap, arg);
-	n = list_count(arg, ap);
-	va_end(ap);
-	if (n < 0)
-		LIST_TOO_LONG();
+	LIST_COUNT(argc, arg, ap);
 	{
-		char *argv[n + 1];
+		char *argv[argc + 1];
 
 		va_start(ap, arg);
-		list_fill(argv, n, arg, ap);
+		argv[0] = (char *)arg;
+		for (i = 1; i <= argc; i++)
+			argv[i] = va_arg(ap, char *);
 		va_end(ap);
-		return execvp(file, argv);
+		return exec_vpe(file, argv, environ);
 	}
 }
 
-/* execle: the environment follows the list's NULL. */
 TCPSPOOL_EXPORT int
 execle(const char *path, const char *arg, ...)
 {
-	char *const *envp;
+	char **envp;
 	va_list ap;
-	long n;
+	int argc, i;
 
-	va_start(ap, arg);
-	n = list_count(arg, ap);
-	va_end(ap);
-	if (n < 0)
-		LIST_TOO_LONG();
+	LIST_COUNT(argc, arg, ap);
 	{
-		char *argv[n + 1];
+		char *argv[argc + 1];
 
 		va_start(ap, arg);
-		list_fill(argv, n, arg, ap);
-		if (n > 0)
-			(void)va_arg(ap, char *);	/* the NULL */
-		envp = va_arg(ap, char *const *);
+		argv[0] = (char *)arg;
+		for (i = 1; i <= argc; i++)
+			argv[i] = va_arg(ap, char *);
+		envp = va_arg(ap, char **);
 		va_end(ap);
-		return execve(path, argv, envp);
+		return exec_ve(path, argv, envp);
 	}
 }
 

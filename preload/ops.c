@@ -919,8 +919,14 @@ op_exit(bool immediate)
 	runtime_exit(immediate);
 }
 
-void
+bool
 op_exec(void)
 {
-	runtime_exec();
+	return runtime_exec();
+}
+
+void
+op_exec_failed(void)
+{
+	runtime_exec_failed();
 }

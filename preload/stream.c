@@ -35,6 +35,8 @@ set_state(struct stream *s, enum stream_state st)
 	enum stream_state from = s->state;
 
 	__atomic_store_n(&s->state, st, __ATOMIC_RELEASE);
+	replay_spooling_changed(from == STREAM_SPOOLING,
+	    st == STREAM_SPOOLING);
 	handover_transition(s, from, st);
 }
 
