@@ -3,6 +3,7 @@
  * and segments. A spool dir is thread-safe: its counters are atomics and
  * its budget caches sit under its mutex.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -279,6 +281,33 @@ open_stream_dir(struct spool_dir *d, const char *name, struct spool_err *err)
 		return -errno;
 	}
 	return fd;
+}
+
+int
+spool_stream_lock(struct spool_dir *d, const char *name, int wait_ms,
+    struct spool_err *err)
+{
+	struct timespec pause = { 0, 20000000 };
+	int fd, rc, tries;
+
+	if ((fd = open_stream_dir(d, name, err)) < 0)
+		return fd;
+	for (tries = 0;; tries++) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return fd;
+		if (errno != EWOULDBLOCK || tries >= wait_ms / 20)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	rc = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+	if (rc == -EWOULDBLOCK)
+		spool_seterr(err, "%s: in use by another tcpspool command",
+		    name);
+	else
+		spool_seterr(err, "%s/%s: flock: %s", d->path, name,
+		    strerror(-rc));
+	sysio_close(fd);
+	return rc;
 }
 
 int

@@ -71,18 +71,16 @@ sweep_one(void *arg, const char *name)
 		.expired_ns = st.expires_ns, .err = "" };
 	if (w->dry_run)
 		goto out;
-	if ((sfd = open_stream_dir(w->d, name, &e)) < 0) {
+	if ((sfd = spool_stream_lock(w->d, name, 0, &e)) < 0) {
 		if (sfd == -ENOENT)
 			return 0;	/* removed meanwhile by another */
-		x.err = e.msg;
-		goto out;
-	}
-	if (flock(sfd, LOCK_EX | LOCK_NB) == -1) {
-		if (errno == EWOULDBLOCK)
+		if (sfd == -EWOULDBLOCK)
 			x.busy = true;	/* a replay, a verify: next time */
 		else
-			x.err = strerror(errno);
-	} else if (spool_status_read(w->d, name, &st2, &e) < 0 ||
+			x.err = e.msg;
+		goto out;
+	}
+	if (spool_status_read(w->d, name, &st2, &e) < 0 ||
 	    !st2.released || st2.expires_ns <= 0 ||
 	    st2.expires_ns > w->now_ns) {
 		/* Changed before we held it (a resumed stream given back

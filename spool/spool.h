@@ -114,6 +114,16 @@ int spool_dir_list(struct spool_dir *d,
 int spool_resolve(struct spool_dir *d, const char *given,
     char name[SPOOL_NAME_MAX], struct spool_err *err);
 
+/*
+ * The lock every tcpspool command and the library take on a stream dir
+ * before they change or delete what another may be reading (flock,
+ * exclusive): the dir's fd, locked, to close when done; -EWOULDBLOCK if
+ * another holds it for wait_ms (0: one try; else tried every 20 ms),
+ * -ENOENT if the stream is gone, another negative errno (err says).
+ */
+int spool_stream_lock(struct spool_dir *d, const char *name, int wait_ms,
+    struct spool_err *err);
+
 /* Deletes a stream dir and everything in it. */
 int spool_stream_remove(struct spool_dir *d, const char *name,
     struct spool_err *err);

@@ -163,28 +163,6 @@ spool_pid_alive(int32_t pid)
 }
 #define pid_alive spool_pid_alive
 
-/*
- * Locks stream name's dir for the caller (flock, exclusive, not waiting):
- * the fd, -ENOENT if it is gone, -EWOULDBLOCK if another holds it (a
- * process sending it, the sweep, a tcpspool command), or a negative
- * errno.
- */
-static int
-lock_stream(struct spool_dir *d, const char *name)
-{
-	struct spool_err e;
-	int sfd, rc;
-
-	if ((sfd = open_stream_dir(d, name, &e)) < 0)
-		return sfd;
-	if (flock(sfd, LOCK_EX | LOCK_NB) == -1) {
-		rc = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
-		sysio_close(sfd);
-		return rc;
-	}
-	return sfd;
-}
-
 void
 spool_claimed_unlock(struct spool_claimed *c)
 {
@@ -206,7 +184,9 @@ lock_entry(struct spool_dir *d, struct spool_claimed *c, pthread_mutex_t *mu)
 
 	if (mu != NULL)
 		pthread_mutex_lock(mu);
-	lfd = lock_stream(d, c->name);
+	/* Not waiting: -EWOULDBLOCK if another holds it (a process sending
+	 * it, the sweep, a tcpspool command). */
+	lfd = spool_stream_lock(d, c->name, 0, NULL);
 	c->lock_fd = lfd >= 0 ? lfd : -1;
 	if (mu != NULL)
 		pthread_mutex_unlock(mu);

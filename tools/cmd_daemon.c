@@ -374,25 +374,6 @@ mark(const char *name)
  * pid), and the next process of the dir whose new connection comes from
  * that address sends it first. True if it waits.
  */
-/* flock without waiting, tried for up to a second: a command holding the
- * stream (a verify, a replay) does not hold this thread for its length. */
-static bool
-lock_briefly(int fd)
-{
-	struct timespec pause = { 0, 20000000 };
-	int i;
-
-	for (i = 0; i < 50; i++) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-			return true;
-		if (errno != EWOULDBLOCK)
-			return false;
-		nanosleep(&pause, NULL);
-	}
-	errno = EWOULDBLOCK;
-	return false;
-}
-
 static bool
 wait_for_peer(struct delivery *dv)
 {
@@ -420,11 +401,11 @@ wait_for_peer(struct delivery *dv)
 	st.updated_ns = 0;
 	st.expires_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec +
 	    (int64_t)dm.resume_ttl_ms * 1000000LL;
-	/* Under the stream's lock: no claim sees it between its registry
-	 * entry and its status (FORMAT.md §11). */
-	if ((lock = openat(spool_dir_fd(dm.dir), dv->name, O_RDONLY |
-	    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
-	    !lock_briefly(lock) ||
+	/* Under the stream's lock (tried for up to a second: a command
+	 * holding the stream, a verify, does not hold this thread for its
+	 * length): no claim sees it between its registry entry and its
+	 * status (FORMAT.md §11). */
+	if ((lock = spool_stream_lock(dm.dir, dv->name, 1000, &e)) < 0 ||
 	    spool_waiting_add(dm.dir, key, info.id.created_ns, dv->name,
 	    &e) < 0 || spool_status_release(dm.dir, dv->name, &st, &e) < 0) {
 		dlog("warn", "spool %s (pid %d): cannot wait for its peer: %s",

@@ -464,20 +464,11 @@ stream_view_load(struct spool_dir *d, const char *name, struct stream_view *v)
 int
 stream_lock(struct spool_dir *d, const char *name)
 {
+	struct spool_err e = { "" };
 	int fd;
 
-	fd = openat(spool_dir_fd(d), name, O_RDONLY | O_DIRECTORY |
-	    O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1) {
-		warn("%s/%s", spool_dir_path(d), name);
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
-		if (errno == EWOULDBLOCK)
-			warnx("%s: in use by another tcpspool command", name);
-		else
-			warn("%s/%s: flock", spool_dir_path(d), name);
-		close(fd);
+	if ((fd = spool_stream_lock(d, name, 0, &e)) < 0) {
+		warnx("%s", e.msg);
 		return -1;
 	}
 	return fd;
