@@ -61,8 +61,10 @@ _Atomic bool resume_armed;
  * the streams' dir locks (spool/waiting.c).
  *
  * The look runs with every signal blocked on its thread (what glibc lets
- * pthread_sigmask block: not its own SIGCANCEL and SIGSETXID), so that no
- * handler of the host runs in the middle of it. A handler may leave a
+ * pthread_sigmask block: not its own SIGCANCEL and SIGSETXID; nor those
+ * of a fault, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP and SIGSYS, which
+ * blocked would kill the process instead of running the host's handler),
+ * so that no handler of the host runs in the middle of it. A handler may leave a
  * write(2) with siglongjmp (write is async-signal-safe): out of a claim
  * it would leave the tag (every later writer, close or dup2 of the fd
  * waiting for it forever), the thread marked as in the library
@@ -599,6 +601,15 @@ resume_first_write(int fd)
 	/* No handler of the host runs on this thread until the look is
 	 * over (see the top of this file). */
 	sigfillset(&all);
+	/* Not the signals of a fault (or of a seccomp trap on openat or
+	 * flock): blocked, they kill the process at once instead of running
+	 * the host's handler. */
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGTRAP);
+	sigdelset(&all, SIGSYS);
 	pthread_sigmask(SIG_BLOCK, &all, &mask);
 	rt_enter();
 	if (!runtime_active() || runtime_config()->resume == RESUME_OFF) {

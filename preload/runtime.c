@@ -156,6 +156,7 @@ static void
 init_locked(void)
 {
 	char err[CONFIG_MSG_MAX], warn[CONFIG_MSG_MAX];
+	int rc;
 
 	atomic_store(&rt.pid, getpid());
 	if (getauxval(AT_SECURE) != 0) {
@@ -175,10 +176,17 @@ init_locked(void)
 		atomic_store(&rt.stage, STAGE_PASSTHROUGH);
 		return;
 	}
+	/* Without its fork handlers the library is not safe across fork. */
+	if ((rc = pthread_atfork(fork_prepare, fork_parent, fork_child)) !=
+	    0) {
+		log_error("pthread_atfork: %s; passing everything through",
+		    strerror(rc));
+		atomic_store(&rt.stage, STAGE_PASSTHROUGH);
+		return;
+	}
 	rt.floor = private_floor();
 	placement.floor = rt.floor;
 	sysio_place(&placement);
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	atomic_store_explicit(&rt.stage, STAGE_ACTIVE, memory_order_release);
 }
 

@@ -83,6 +83,7 @@ struct spool_stream {
 	 * loss the stream could come back as `.new`, which the sweep
 	 * deletes (FORMAT.md §1). */
 	bool parent_unsynced;
+	bool parent_synced;	/* that fsync was made and succeeded */
 
 	/* Budget checked ahead (budget.c): appends up to this many bytes
 	 * need no look at the dir's limits. */
@@ -487,6 +488,8 @@ sync_policy(struct spool_stream *s, bool force)
 		return -errno;
 	if (s->parent_unsynced && sysio_fsync(s->dir->fd) == -1)
 		return -errno;
+	if (s->parent_unsynced)
+		s->parent_synced = true;
 	s->parent_unsynced = false;
 	s->last_sync_ns = now;
 	s->unsynced = false;
@@ -1123,10 +1126,19 @@ close_keep(struct spool_stream *s, const char *reason, struct spool_err *err)
 	/* The last thing this writer does to the stream: it lets go. */
 	if (status_write(s, &st, true, rc < 0 ? NULL : err) < 0 && rc == 0)
 		rc = -EIO;
-	/* A kept stream's name is as durable as its sealed segments (a
-	 * deferred one's: sync_owed_now, after this). */
-	if (s->parent_unsynced && !deferred(s) && sysio_fsync(s->dir->fd) == 0)
-		s->parent_unsynced = false;
+	/* A kept stream's name is as durable as its sealed segments: synced
+	 * here unless a sync of it is known to have succeeded (one owed, or
+	 * taken by a job that may still be running, is made here too). */
+	if (s->opt.fsync != SPOOL_FSYNC_NEVER && !s->parent_synced) {
+		if (sysio_fsync(s->dir->fd) == 0) {
+			s->parent_synced = true;
+			s->parent_unsynced = false;
+		} else if (rc == 0) {
+			rc = -errno;
+			spool_seterr(err, "%s: fsync: %s", s->dir->path,
+			    strerror(errno));
+		}
+	}
 	return rc;
 }
 
@@ -1178,13 +1190,17 @@ sync_dir_by_name(int dirfd, const char *name)
 
 /* The syncs a deferred stream still owes, made now (an orphan is kept:
  * it is as durable as any sealed segment when the close returns). */
-static void
+static int
 sync_owed_now(struct spool_stream *s)
 {
 	struct spool_sync_job j;
+	int rc = 0;
 
-	if (spool_stream_sync_take(s, &j))
-		spool_stream_sync_done(s, &j, spool_sync_run(&j));
+	if (spool_stream_sync_take(s, &j)) {
+		rc = spool_sync_run(&j);
+		spool_stream_sync_done(s, &j, rc);
+	}
+	return rc;
 }
 
 int
@@ -1254,6 +1270,8 @@ spool_stream_sync_done(struct spool_stream *s, const struct spool_sync_job *j,
 		s->parent_unsynced = s->parent_unsynced || j->parent;
 		return;
 	}
+	if (j->parent)
+		s->parent_synced = true;
 	if (j->cur && j->seg_seq == s->seg_seq && j->seg_end == s->seg_end)
 		s->unsynced = false;
 	s->last_sync_ns = j->at_ns;
@@ -1282,8 +1300,17 @@ spool_stream_close(struct spool_stream *s, enum spool_close_how how,
 		return 0;
 	if (how == SPOOL_CLOSE_KEEP)
 		rc = close_keep(s, reason, err);
-	if (how == SPOOL_CLOSE_KEEP && deferred(s))
-		sync_owed_now(s);
+	if (how == SPOOL_CLOSE_KEEP && deferred(s)) {
+		int r = sync_owed_now(s);
+
+		/* Reported, not retried: after a failed fdatasync the pages
+		 * may be gone (spool_stream_sync_done). */
+		if (r < 0 && rc == 0) {
+			rc = r;
+			spool_seterr(err, "%s/%s: sync at close: %s",
+			    s->dir->path, s->name, strerror(-r));
+		}
+	}
 	if (s->seg_fd != -1)
 		sysio_close(s->seg_fd);
 	s->seg_fd = -1;

@@ -155,3 +155,34 @@ Test(durable, fsync_never_never_syncs_the_spool_dir)
 	cr_assert_eq(atomic_load(&parent_syncs), 0);
 	teardown(d);
 }
+
+/* The spool dir's fsync fails (EIO): the close of a kept stream says so,
+ * it is never lost silently. */
+static int
+failing_hook(int fd, bool data)
+{
+	struct stat st;
+
+	if (!data && fstat(fd, &st) == 0 && st.st_ino == spool_ino) {
+		atomic_fetch_add(&parent_syncs, 1);
+		errno = EIO;
+		return -1;
+	}
+	return sysio_sync_real(fd, data);
+}
+
+Test(durable, a_failed_spool_dir_sync_at_close_is_reported)
+{
+	struct spool_dir *d = setup();
+	struct spool_options o = opts(SPOOL_FSYNC_INTERVAL, false);
+	struct spool_err e = { "" };
+	struct spool_stream *s = new_stream(d, &o);
+
+	sysio_sync_hook(failing_hook);
+	append1(s, "one record", 10, 1);
+	cr_assert_lt(spool_stream_close(s, SPOOL_CLOSE_KEEP, "exit", &e), 0,
+	    "the close reported no failure");
+	cr_assert(strstr(e.msg, "fsync") != NULL, "%s", e.msg);
+	cr_assert_geq(atomic_load(&parent_syncs), 1);
+	teardown(d);
+}
