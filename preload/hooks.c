@@ -623,76 +623,59 @@ fexecve(int fd, char *const argv[], char *const envp[])
  * The list forms as glibc makes them (posix/execl.c): the arguments up to
  * the NULL after arg, counted, then copied into an argv on the stack
  * (execle: the environment follows the NULL). Each va_list is used only
- * in the function that started it.
+ * in the function that started it (a macro, not a function taking it).
  */
-#define LIST_COUNT(argc, arg, ap) do {				\
-	va_start(ap, arg);					\
-	for (argc = 1; va_arg(ap, const char *) != NULL; argc++)	\
-		if (argc == INT_MAX - 1) {			\
-			va_end(ap);				\
-			errno = E2BIG;				\
-			return -1;				\
-		}						\
-	va_end(ap);						\
-} while (0)
+/* Declares argv (argc + 1 entries, the last NULL) and fills it; leaves ap
+ * started, after the list's NULL, for the caller to read on and end. */
+#define LIST_ARGV(argv, arg, ap)					\
+	int argc_ = 1, i_;						\
+									\
+	va_start(ap, arg);						\
+	while (va_arg(ap, const char *) != NULL)			\
+		if (++argc_ == INT_MAX - 1) {				\
+			va_end(ap);					\
+			errno = E2BIG;					\
+			return -1;					\
+		}							\
+	va_end(ap);							\
+	char *argv[argc_ + 1];						\
+									\
+	va_start(ap, arg);						\
+	argv[0] = (char *)arg;						\
+	for (i_ = 1; i_ <= argc_; i_++)					\
+		argv[i_] = va_arg(ap, char *)
 
 TCPSPOOL_EXPORT int
 execl(const char *path, const char *arg, ...)
 {
 	va_list ap;
-	int argc, i;
+	LIST_ARGV(argv, arg, ap);
 
-	LIST_COUNT(argc, arg, ap);
-	{
-		char *argv[argc + 1];
-
-		va_start(ap, arg);
-		argv[0] = (char *)arg;
-		for (i = 1; i <= argc; i++)
-			argv[i] = va_arg(ap, char *);
-		va_end(ap);
-		return exec_ve(path, argv, environ);
-	}
+	va_end(ap);
+	return exec_ve(path, argv, environ);
 }
 
 TCPSPOOL_EXPORT int
 execlp(const char *file, const char *arg, ...)
 {
 	va_list ap;
-	int argc, i;
+	LIST_ARGV(argv, arg, ap);
 
-	LIST_COUNT(argc, arg, ap);
-	{
-		char *argv[argc + 1];
-
-		va_start(ap, arg);
-		argv[0] = (char *)arg;
-		for (i = 1; i <= argc; i++)
-			argv[i] = va_arg(ap, char *);
-		va_end(ap);
-		return exec_vpe(file, argv, environ);
-	}
+	va_end(ap);
+	return exec_vpe(file, argv, environ);
 }
 
+/* execle: the environment follows the list's NULL. */
 TCPSPOOL_EXPORT int
 execle(const char *path, const char *arg, ...)
 {
 	char **envp;
 	va_list ap;
-	int argc, i;
+	LIST_ARGV(argv, arg, ap);
 
-	LIST_COUNT(argc, arg, ap);
-	{
-		char *argv[argc + 1];
-
-		va_start(ap, arg);
-		argv[0] = (char *)arg;
-		for (i = 1; i <= argc; i++)
-			argv[i] = va_arg(ap, char *);
-		envp = va_arg(ap, char **);
-		va_end(ap);
-		return exec_ve(path, argv, envp);
-	}
+	envp = va_arg(ap, char **);
+	va_end(ap);
+	return exec_ve(path, argv, envp);
 }
 
 /* exit() and return from main: after the host's own atexit handlers. */
