@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handover.h"
 #include "log.h"
 #include "orphans.h"
 #include "real.h"
@@ -73,13 +74,39 @@ pay_edge(struct stream *s)
 		replay_poke(s->dup);
 }
 
-/* The spool is empty: back to DIRECT, or on to LINGER after a close. */
+/*
+ * SPOOLING -> LINGER: the application closed and every byte is the
+ * kernel's. The spool holds nothing left to deliver or recover, so it goes
+ * now, before the FIN: a peer that has seen EOF (and a process killed
+ * after it did) never finds a stream dir left behind, and the peer's close
+ * later costs this thread no disk work while other streams wait for it.
+ * A stream tcpspool daemon was asked to hold keeps its spool until the
+ * peer closes: the daemon lingers from it if the process dies first.
+ */
 static void
-drained(struct stream *s, int64_t now)
+to_linger(struct stream *s, int64_t now)
 {
 	const struct tcpspool_config *cfg = runtime_config();
 	struct spool_err e;
 
+	atomic_store(&s->shut_wr_pending, false);
+	if (atomic_load(&s->ho) == HO_NONE)
+		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
+	else if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
+		log_warn("spool %s: trim: %s", s->name, e.msg);
+	replay_room_changed(s);
+	real.shutdown(s->dup, SHUT_WR);
+	set_state(s, STREAM_LINGER);
+	publish(s, now);
+	atomic_store(&s->linger_due, now + (int64_t)cfg->linger_ms * NS_PER_MS);
+	replay_watch_input(s);
+	discard_input(s, now);
+}
+
+/* The spool is empty: back to DIRECT, or on to LINGER after a close. */
+static void
+drained(struct stream *s, int64_t now)
+{
 	struct spool_counts c;
 
 	/* The cursor found nothing more; the spool must agree, or the
@@ -92,37 +119,28 @@ drained(struct stream *s, int64_t now)
 	atomic_store(&s->flush_due, 0);
 	/* Everything was delivered: nothing left on disk needs a sync. */
 	atomic_store(&s->sync_due, 0);
-	if (atomic_exchange(&s->shut_wr_pending, false) || s->app_gone)
-		real.shutdown(s->dup, SHUT_WR);
-	if (!s->app_gone) {
-		/* Back to the direct path holding nothing: the spool files,
-		 * fds and buffers go (the next EAGAIN makes a new spool). */
-		set_state(s, STREAM_DIRECT);
-		/* A nested shutdown that noted SHUT_WR after our look above
-		 * saw SPOOLING and left it to us. */
-		atomic_thread_fence(memory_order_seq_cst);
-		if (atomic_exchange(&s->shut_wr_pending, false))
-			real.shutdown(s->dup, SHUT_WR);
-		/* Its files go once mu is released (stream_service): the
-		 * application's next write, direct now, never waits for the
-		 * unlinks (no trim first: the whole dir goes). No status is
-		 * written for a dir about to go. */
-		spool_detach(s, &s->gone);
-		pay_edge(s);
-		replay_unregister(s);
-		wake_waiters(s);
+	if (s->app_gone) {
+		to_linger(s, now);
 		return;
 	}
-	/* Lingering, the spool stays until the peer closes: the delivered
-	 * segments go now. */
-	if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
-		log_warn("spool %s: trim: %s", s->name, e.msg);
-	replay_room_changed(s);
-	set_state(s, STREAM_LINGER);
-	publish(s, now);
-	atomic_store(&s->linger_due, now + (int64_t)cfg->linger_ms * NS_PER_MS);
-	replay_watch_input(s);
-	discard_input(s, now);
+	if (atomic_exchange(&s->shut_wr_pending, false))
+		real.shutdown(s->dup, SHUT_WR);
+	/* Back to the direct path holding nothing: the spool files, fds and
+	 * buffers go (the next EAGAIN makes a new spool). */
+	set_state(s, STREAM_DIRECT);
+	/* A nested shutdown that noted SHUT_WR after our look above saw
+	 * SPOOLING and left it to us. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_exchange(&s->shut_wr_pending, false))
+		real.shutdown(s->dup, SHUT_WR);
+	/* Its files go once mu is released (stream_service): the
+	 * application's next write, direct now, never waits for the unlinks
+	 * (no trim first: the whole dir goes). No status is written for a
+	 * dir about to go. */
+	spool_detach(s, &s->gone);
+	pay_edge(s);
+	replay_unregister(s);
+	wake_waiters(s);
 }
 
 /*

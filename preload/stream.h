@@ -17,7 +17,10 @@
  *             to the socket); the replay thread sends records through the
  *             private duplicate dup.
  *   LINGER    the application closed its last fd and everything was
- *             delivered: the write side is shut down, input is read and
+ *             delivered: the spool was released (files removed) before
+ *             the write side was shut down, so no peer sees EOF while a
+ *             stream dir is left (kept only for tcpspool daemon, which
+ *             lingers from it if the process dies); input is read and
  *             discarded until the peer closes or the linger time ends.
  *   FAILED    the peer went away during replay, or the spool could not be
  *             read: the spool is kept on disk as an orphan with the reason,
@@ -30,7 +33,8 @@
  *   SPOOLING -> DIRECT    spool empty, an app fd still open (replay);
  *                         a deferred shutdown(SHUT_WR) is done first, the
  *                         spool is released, an owed EPOLLOUT edge given
- *   SPOOLING -> LINGER    spool empty, no app fd left (replay)
+ *   SPOOLING -> LINGER    spool empty, no app fd left (replay); the
+ *                         spool goes first, then SHUT_WR
  *   SPOOLING -> FAILED    send error other than EAGAIN, or spool read error
  *                         (replay)
  *   SPOOLING -> DONE      last app fd closed with SO_LINGER {1, 0}: the

@@ -15,7 +15,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -53,6 +57,71 @@ Test(lifecycle, close_with_pending_spool_delivers_then_fins)
 	h_gate_open(&hold);
 	h_story_wait_server(&st);
 	h_story_assert_delivered(&st, BYTES);
+}
+
+/* Connects to port with a small receive window; the socket, blocking. */
+static int
+small_window_connect(unsigned short port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_port = htons(port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd, rcvbuf = 4096;
+
+	cr_assert((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	cr_assert(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+	    sizeof(rcvbuf)) == 0);
+	cr_assert(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+	    "connect: %s", strerror(errno));
+	return fd;
+}
+
+/*
+ * The peer has every byte and EOF, and keeps its end open: the stream
+ * lingers, and its stream dir is already gone. It went before the FIN, so
+ * a process that is killed once its peer saw EOF leaves nothing on disk
+ * (review: the dir stayed until the replay thread handled the peer's
+ * close, which a slow unlink of another stream's dir held up for half a
+ * second; a SIGTERM then left it forever, status "lingering").
+ */
+Test(lifecycle, lingering_stream_holds_no_spool_once_the_peer_has_eof)
+{
+	struct h_spawn o = { .preload = true, .env = linger_env, .nfds = 1 };
+	static char buf[65536];
+	struct h_proc *server;
+	unsigned short port;
+	struct h_gate hold;
+	long long got = 0;
+	char files[1024];
+	ssize_t n;
+	int fd;
+
+	h_gate_init(&hold);
+	o.fds[0].child = 5;
+	o.fds[0].parent = hold.rfd;
+	server = h_server_a(&o, &port, "--sndbuf=4096", "--count=" COUNT,
+	    "--end=close-hold", "--resume-fd=5", NULL);
+	fd = small_window_connect(port);
+	/* Nothing read until server_a wrote it all and closed: it spooled. */
+	cr_assert_not_null(h_status_line(server, "done ", 0, H_DEADLINE_MS),
+	    "server_a did not finish writing: %s", h_describe(server));
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0 ||
+	    (n < 0 && errno == EINTR))
+		got += n > 0 ? n : 0;
+	cr_assert_eq(n, 0, "recv: %s", strerror(errno));
+	cr_assert_eq(got, BYTES);
+	/* EOF seen, our end still open: no wait, the dir must be gone. */
+	cr_expect_eq(h_spool_files(files, sizeof(files)), 0, "the peer saw "
+	    "EOF, yet the lingering stream still holds files: %s", files);
+	cr_expect_eq(h_exit_code(server), -1, "server_a ended before its "
+	    "reader closed: %s", h_describe(server));
+	close(fd);
+	h_gate_open(&hold);
+	cr_assert(h_wait(server, H_DEADLINE_MS), "server_a did not exit: %s",
+	    h_describe(server));
+	cr_expect_eq(h_exit_code(server), 0, "%s", h_describe(server));
+	cr_expect(h_spool_wait_empty(10000), "spool dir not empty at the "
+	    "end: %d files", h_spool_files(NULL, 0));
 }
 
 Test(lifecycle, shutdown_wr_with_pending_spool_is_deferred)
