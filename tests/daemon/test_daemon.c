@@ -274,6 +274,7 @@ kill_9_run(const char *const *env, int msgs, bool small_buffers,
 	struct h_story st;
 	struct h_proc *dmn;
 	char names[4][32], sdir[PATH_MAX], count[64], pause[64], seg0[PATH_MAX];
+	char pace[64];
 	uint64_t seq = 0, off = 0;
 	int64_t until;
 	long long told;
@@ -284,10 +285,17 @@ kill_9_run(const char *const *env, int msgs, bool small_buffers,
 	o.fds[0].parent = resume.rfd;
 	h_fmt(count, sizeof(count), "--count=%d", msgs);
 	h_fmt(pause, sizeof(pause), "--pause-at=%d", msgs);
+	/* The process must still be delivering when the test looks at its
+	 * progress (persisted every 200 ms; the stream dir goes once all is
+	 * delivered): a small spool (140 KB at fsync=always) read at 20 MB/s
+	 * drained within a tick now and then, and the look never came. At
+	 * 4 KiB every 20 ms it takes over half a second. */
+	h_fmt(pace, sizeof(pace), "--pause-us=%d", msgs < 100000 ? 20000 :
+	    200);
 	h_story_start(&st, &o, 1,
 	    (const char *[]){ "--count=0", pause, "--resume-fd=5",
 	        small_buffers ? "--sndbuf=4096" : "--batch=8", NULL },
-	    (const char *[]){ count, "--read-size=4096", "--pause-us=200",
+	    (const char *[]){ count, "--read-size=4096", pace,
 	        small_buffers ? "--rcvbuf=4096" : "--read-size=4096", NULL });
 	h_story_wait_status(&st, "paused ", 1);
 	told = h_field(h_status_line(st.server, "paused ", 0, 0), "bytes");
