@@ -75,8 +75,10 @@ static _Atomic uint32_t exit_done;	/* a futex word: the thread is done */
 static _Atomic pid_t exit_tid;		/* the thread that called it */
 static _Atomic bool exit_immediate;	/* from _exit or _Exit */
 static _Atomic bool thread_running;	/* the thread exists and will answer */
-/* Streams in state SPOOLING (set_state), a futex word for an exec that
- * waits for them to drain (replay_wait_unspooled). */
+/* Streams in state SPOOLING (set_state), and spools detached from a
+ * stream and not yet closed (spool_detach, stream_service): a futex word
+ * for an exec that waits for them to drain and their files to go
+ * (replay_wait_unspooled). */
 static _Atomic uint32_t spooling_now;
 static _Atomic bool spooling_watched;	/* an exec waits: wake at 0 */
 /* An exec is under way: no stream starts spooling (rp.mu). */

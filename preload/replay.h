@@ -63,9 +63,11 @@ void replay_poke(int fd);
 void replay_drain(int64_t deadline_ns, bool now, bool immediate);
 /*
  * exec (runtime_exec): set_state tells every change into or out of
- * SPOOLING; an exec refuses new spools while it is pending (as the
- * process end does) and waits, lock-free, until no stream spools or
- * deadline_ns (true if none does); replay_spooling says how many do.
+ * SPOOLING, and spool_detach and stream_service a detached spool's life
+ * until its files are gone; an exec refuses new spools while it is
+ * pending (as the process end does) and waits, lock-free, until none of
+ * either is left or deadline_ns (true if none is); replay_spooling says
+ * how many are.
  */
 void replay_spooling_changed(bool was, bool is);
 void replay_exec_pending(bool pending);

@@ -143,6 +143,10 @@ spool_detach(struct stream *s, struct spool_detached *d)
 		publish(s, mono_ns());
 	d->cur = s->cur;
 	d->spool = s->spool;
+	/* Counted with the spooling streams until stream_service has closed
+	 * it: an exec waits for its files to go too (replay.h). */
+	if (d->cur != NULL || d->spool != NULL)
+		replay_spooling_changed(false, true);
 	strlcpy(d->name, s->name, sizeof(d->name));
 	s->cur = NULL;
 	s->spool = NULL;
