@@ -918,15 +918,3 @@ op_exit(bool immediate)
 {
 	runtime_exit(immediate);
 }
-
-bool
-op_exec(void)
-{
-	return runtime_exec();
-}
-
-void
-op_exec_failed(void)
-{
-	runtime_exec_failed();
-}

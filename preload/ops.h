@@ -60,7 +60,5 @@ int op_new_epoll(int fd);
 /* Process end; immediate: _exit or _Exit (no code of the host runs after
  * it on this thread), else exit or return from main. */
 void op_exit(bool immediate);
-bool op_exec(void);
-void op_exec_failed(void);
 
 #endif

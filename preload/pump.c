@@ -562,7 +562,6 @@ out:
 	pthread_mutex_unlock(&s->mu);
 	if (gone.spool != NULL || gone.cur != NULL) {
 		spool_detached_close(&gone);	/* the disk's time: no lock */
-		replay_spooling_changed(true, false);	/* spool_detach's */
 		/* Its files no longer count in the dir's quota: writers
 		 * waiting for room (overflow=block) look again. */
 		pthread_mutex_lock(&s->mu);

@@ -75,14 +75,6 @@ static _Atomic uint32_t exit_done;	/* a futex word: the thread is done */
 static _Atomic pid_t exit_tid;		/* the thread that called it */
 static _Atomic bool exit_immediate;	/* from _exit or _Exit */
 static _Atomic bool thread_running;	/* the thread exists and will answer */
-/* Streams in state SPOOLING (set_state), and spools detached from a
- * stream and not yet closed (spool_detach, stream_service): a futex word
- * for an exec that waits for them to drain and their files to go
- * (replay_wait_unspooled). */
-static _Atomic uint32_t spooling_now;
-static _Atomic bool spooling_watched;	/* an exec waits: wake at 0 */
-/* An exec is under way: no stream starts spooling (rp.mu). */
-static bool exec_pending;
 
 /*
  * The replay's own fds go the way of the spool's (sysio): placed in the
@@ -625,7 +617,7 @@ replay_register(struct stream *s, int fd)
 	bool g;
 
 	pthread_mutex_lock(&rp.mu);
-	if (atomic_load(&exiting) || exec_pending) {
+	if (atomic_load(&exiting)) {
 		rc = -ESHUTDOWN;
 		goto out;
 	}
@@ -742,51 +734,6 @@ replay_drain(int64_t deadline_ns, bool now, bool immediate)
 	}
 }
 
-void
-replay_spooling_changed(bool was, bool is)
-{
-	if (is && !was)
-		atomic_fetch_add(&spooling_now, 1);
-	else if (was && !is && atomic_fetch_sub(&spooling_now, 1) == 1 &&
-	    atomic_load(&spooling_watched))
-		(void)syscall(SYS_futex, &spooling_now, FUTEX_WAKE_PRIVATE,
-		    INT_MAX, NULL, NULL, 0);
-}
-
-void
-replay_exec_pending(bool pending)
-{
-	pthread_mutex_lock(&rp.mu);
-	exec_pending = pending;
-	pthread_mutex_unlock(&rp.mu);
-}
-
-bool
-replay_wait_unspooled(int64_t deadline_ns)
-{
-	struct timespec ts;
-	uint32_t n;
-	int64_t t;
-	bool done;
-
-	atomic_store(&spooling_watched, true);
-	while ((n = atomic_load(&spooling_now)) != 0 &&
-	    (t = mono_ns()) < deadline_ns) {
-		ts = ts_of(deadline_ns - t);	/* relative */
-		(void)syscall(SYS_futex, &spooling_now, FUTEX_WAIT_PRIVATE, n,
-		    &ts, NULL, 0);
-	}
-	done = atomic_load(&spooling_now) == 0;
-	atomic_store(&spooling_watched, false);
-	return done;
-}
-
-uint32_t
-replay_spooling(void)
-{
-	return atomic_load(&spooling_now);
-}
-
 bool
 replay_exiting(void)
 {
@@ -844,11 +791,6 @@ replay_fork_child(bool consistent)
 	}
 	rp.list = NULL;
 	rp.n = rp.cap = rp.registered = 0;
-	/* The parent's streams are not this child's (an exec here waits for
-	 * none of them). */
-	atomic_store(&spooling_now, 0);
-	atomic_store(&spooling_watched, false);
-	exec_pending = false;
 	/* The parent's waiters do not exist here. */
 	rp.blocked = NULL;
 	rp.nblocked = rp.capblocked = 0;

@@ -61,18 +61,6 @@ void replay_poke(int fd);
  * interrupted anything. Once called, no stream registers any more.
  */
 void replay_drain(int64_t deadline_ns, bool now, bool immediate);
-/*
- * exec (runtime_exec): set_state tells every change into or out of
- * SPOOLING, and spool_detach and stream_service a detached spool's life
- * until its files are gone; an exec refuses new spools while it is
- * pending (as the process end does) and waits, lock-free, until none of
- * either is left or deadline_ns (true if none is); replay_spooling says
- * how many are.
- */
-void replay_spooling_changed(bool was, bool is);
-void replay_exec_pending(bool pending);
-bool replay_wait_unspooled(int64_t deadline_ns);
-uint32_t replay_spooling(void);
 /* replay_drain was called (lock-free). */
 bool replay_exiting(void);
 /* It was called by _exit or _Exit, and not on this thread: a write to a

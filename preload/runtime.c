@@ -7,7 +7,6 @@
 #include <sys/syscall.h>
 
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdatomic.h>
@@ -287,51 +286,6 @@ runtime_exit(bool immediate)
 	 * takes over when we are gone (linger.c, stream_orphan_at_exit). */
 	replay_drain(mono_ns() + (handover_covers_all() ? 0 :
 	    (int64_t)rt.cfg.linger_ms * 1000000LL), rt_nested(), immediate);
-	errno = saved;
-}
-
-/*
- * exec: the image that holds the spools ends, not the process nor the
- * connections it does not close on exec; what was spooled would be lost,
- * and the new program's bytes would follow a gap in the stream. So, for
- * an exec that can succeed (its file is there and executable: hooks.c),
- * no stream starts spooling any more and the exec waits, up to
- * TCPSPOOL_LINGER, until every spooling stream has drained back to the
- * direct path, delivered by the replay thread as usual (even with
- * tcpspool daemon: it delivers only for a process that is gone). Nothing
- * is torn down: should the exec fail after all, runtime_exec_failed lets
- * streams spool again and the program goes on as before. Past the linger
- * time the exec goes on with what is left (one log line): the gap the
- * library cannot close. Not from a signal handler that interrupted the
- * library (its locks may be held below): no wait there.
- */
-bool
-runtime_exec(void)
-{
-	int saved = errno;
-	int64_t deadline;
-	uint32_t left;
-
-	if (atomic_load(&rt.stage) != STAGE_ACTIVE || !runtime_own_process() ||
-	    rt_nested())
-		return false;
-	replay_exec_pending(true);
-	deadline = mono_ns() + (int64_t)rt.cfg.linger_ms * 1000000LL;
-	if (!replay_wait_unspooled(deadline) &&
-	    (left = replay_spooling()) > 0)
-		log_warn("exec: %" PRIu32 " connection%s still spooling after "
-		    "TCPSPOOL_LINGER (%" PRIu32 " ms); what they hold is not "
-		    "delivered", left, left == 1 ? "" : "s", rt.cfg.linger_ms);
-	errno = saved;
-	return true;
-}
-
-void
-runtime_exec_failed(void)
-{
-	int saved = errno;
-
-	replay_exec_pending(false);
 	errno = saved;
 }
 

@@ -40,10 +40,6 @@ pid_t runtime_pid(void);
  * orphan spools. Returns at once in a vfork child and when nothing spools.
  */
 void runtime_exit(bool immediate);
-/* exec: every spool delivered first, up to TCPSPOOL_LINGER (runtime.c);
- * true if it began (then runtime_exec_failed after a failed exec). */
-bool runtime_exec(void);
-void runtime_exec_failed(void);
 
 /*
  * False in a vfork child, which shares this process's memory (and so the

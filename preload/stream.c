@@ -35,8 +35,6 @@ set_state(struct stream *s, enum stream_state st)
 	enum stream_state from = s->state;
 
 	__atomic_store_n(&s->state, st, __ATOMIC_RELEASE);
-	replay_spooling_changed(from == STREAM_SPOOLING,
-	    st == STREAM_SPOOLING);
 	handover_transition(s, from, st);
 }
 
@@ -143,10 +141,6 @@ spool_detach(struct stream *s, struct spool_detached *d)
 		publish(s, mono_ns());
 	d->cur = s->cur;
 	d->spool = s->spool;
-	/* Counted with the spooling streams until stream_service has closed
-	 * it: an exec waits for its files to go too (replay.h). */
-	if (d->cur != NULL || d->spool != NULL)
-		replay_spooling_changed(false, true);
 	strlcpy(d->name, s->name, sizeof(d->name));
 	s->cur = NULL;
 	s->spool = NULL;

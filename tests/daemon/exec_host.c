@@ -7,11 +7,6 @@
  * buffer, writes --bytes of the pattern byte i = i % 253 (the library
  * spools what the kernel does not take), waits on the gate, makes fd 3
  * blocking again and execs /bin/sh -c SCRIPT (fd 3 still the socket).
- *
- * SCRIPT "!PROG" execs PROG itself instead (execv if it has a '/', else
- * execvp), for an exec meant to fail: with AFTER given, the host then
- * goes on writing AFTER more bytes of the pattern, non-blocking again,
- * and exits 0 (1 if a write fails or comes back short).
  */
 #include <sys/socket.h>
 
@@ -30,8 +25,8 @@ main(int argc, char **argv)
 	ssize_t n;
 	size_t i;
 
-	if ((argc != 3 && argc != 4) || bytes <= 0) {
-		fprintf(stderr, "usage: exec_host BYTES SCRIPT [AFTER]\n");
+	if (argc != 3 || bytes <= 0) {
+		fprintf(stderr, "usage: exec_host BYTES SCRIPT\n");
 		return 64;
 	}
 	(void)setsockopt(3, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
@@ -52,31 +47,6 @@ main(int argc, char **argv)
 	}
 	(void)read(4, &b, 1);
 	close(4);
-	if (argv[2][0] == '!') {
-		char *prog[] = { argv[2] + 1, NULL };
-
-		if (strchr(prog[0], '/') != NULL)
-			execv(prog[0], prog);
-		else
-			execvp(prog[0], prog);
-		if (argc != 4)
-			return 127;
-		/* The exec failed, as meant: the program goes on. */
-		for (long long end = bytes + atoll(argv[3]); at < end; at += n) {
-			size_t len = sizeof(buf);
-
-			if ((long long)len > end - at)
-				len = (size_t)(end - at);
-			for (i = 0; i < len; i++)
-				buf[i] = (char)((at + (long long)i) % 253);
-			if ((n = write(3, buf, len)) != (ssize_t)len) {
-				perror("exec_host: write after the exec");
-				return 1;
-			}
-		}
-		close(3);
-		return 0;
-	}
 	(void)fcntl(3, F_SETFL, fl & ~O_NONBLOCK);
 	execl("/bin/sh", "sh", "-c", argv[2], (char *)NULL);
 	perror("exec_host: exec");
