@@ -80,8 +80,11 @@ pay_edge(struct stream *s)
  * now, before the FIN: a peer that has seen EOF (and a process killed
  * after it did) never finds a stream dir left behind, and the peer's close
  * later costs this thread no disk work while other streams wait for it.
- * A stream tcpspool daemon was asked to hold keeps its spool until the
- * peer closes: the daemon lingers from it if the process dies first.
+ * A stream tcpspool daemon holds keeps its spool until the peer closes:
+ * the daemon lingers from it if the process dies first. One whose take
+ * is only queued (or was refused) does not: should the daemon take it
+ * later, it finds no spool and closes as the library would (cmd_daemon.c,
+ * deliver_main: nothing left to deliver).
  */
 static void
 to_linger(struct stream *s, int64_t now)
@@ -90,7 +93,7 @@ to_linger(struct stream *s, int64_t now)
 	struct spool_err e;
 
 	atomic_store(&s->shut_wr_pending, false);
-	if (atomic_load(&s->ho) == HO_NONE)
+	if (atomic_load(&s->ho) != HO_HELD)
 		spool_release(s, SPOOL_CLOSE_REMOVE, NULL);
 	else if (spool_stream_trim(s->spool, &e) < 0 && s->errors++ == 0)
 		log_warn("spool %s: trim: %s", s->name, e.msg);
