@@ -135,13 +135,8 @@ wait_held(int n)
 void
 wait_stderr(struct h_proc *p, const char *needle)
 {
-	int64_t until = now_ms() + DEADLINE_MS;
-
-	while (h_stderr_lines_with(p, needle) == 0) {
-		cr_assert(now_ms() < until, "never said \"%s\": %s", needle,
-		    h_stderr(p));
-		tick();
-	}
+	cr_assert(h_said(p, needle, DEADLINE_MS), "never said \"%s\": %s",
+	    needle, h_stderr(p));
 }
 
 /* No stream left, nor one being removed (a .del dir): a SIGTERM now
