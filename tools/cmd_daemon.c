@@ -1008,10 +1008,11 @@ next_timeout(void)
  * waiting for their peer, §11) are deleted by whoever uses the dir after
  * the expiry. The library's processes sweep while they run; the daemon
  * does too, or a dir where no library process spools any more keeps them
- * until `tcpspool rm --expired`: at its start, then every minute, from a
- * thread of its own (a sweep of a large dir must not hold up the loop
- * that takes handovers). A stream is deleted only under its lock (a
- * delivery holds it) and only if its writer's status says released.
+ * until `tcpspool rm --expired`: at its start, before it listens, then
+ * every minute from a thread of its own (a sweep of a large dir must not
+ * hold up the loop that takes handovers). A stream is deleted only under
+ * its lock (a delivery holds it) and only if its writer's status says
+ * released.
  */
 #define SWEEP_EVERY_S	60
 
@@ -1028,24 +1029,30 @@ swept(void *arg, const struct spool_expired *x)
 		    x->err);
 }
 
+/* One sweep; a failure is said once (the thread's next ones are quiet). */
+static void
+sweep_once(void)
+{
+	static bool said;
+	struct timespec now;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	rc = spool_dir_expire(dm.dir, (int64_t)now.tv_sec * 1000000000LL +
+	    now.tv_nsec, SPOOL_EXPIRE_SKIP_IF_BUSY, swept, NULL);
+	if (rc < 0 && !said)
+		dlog("warn", "sweep of %s: %s (said once)",
+		    spool_dir_path(dm.dir), strerror(-rc));
+	said = said || rc < 0;
+}
+
 static void *
 sweep_main(void *arg)
 {
-	struct timespec now;
-	int rc;
-	bool said = false;
-
 	(void)arg;
 	for (;;) {
-		clock_gettime(CLOCK_REALTIME, &now);
-		rc = spool_dir_expire(dm.dir, (int64_t)now.tv_sec *
-		    1000000000LL + now.tv_nsec, SPOOL_EXPIRE_SKIP_IF_BUSY,
-		    swept, NULL);
-		if (rc < 0 && !said)
-			dlog("warn", "sweep of %s: %s (said once)",
-			    spool_dir_path(dm.dir), strerror(-rc));
-		said = said || rc < 0;
 		sleep(SWEEP_EVERY_S);
+		sweep_once();
 	}
 	return NULL;
 }
@@ -1380,10 +1387,14 @@ cmd_daemon(int argc, char **argv)
 		warn("signalfd");
 		return EXIT_ERR;
 	}
+	/* The first sweep before the socket answers: a large dir delays the
+	 * start, never a hand-over, and the daemon's fds are settled once it
+	 * listens. */
+	sweep_once();
+	sweeps_start();
 	if ((ls = listen_on(dm.sock)) < 0)
 		return EXIT_ERR;
 	dlog("info", "daemon listening on %s", dm.sock);
-	sweeps_start();
 	rc = serve(ls, sfd);
 	unlink(dm.sock);
 	dlog("info", "daemon stopped (SIGTERM); %zu processes' connections "
