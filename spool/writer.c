@@ -486,11 +486,12 @@ sync_policy(struct spool_stream *s, bool force)
 		return 0;
 	if (sysio_fdatasync(s->seg_fd) == -1)
 		return -errno;
-	if (s->parent_unsynced && sysio_fsync(s->dir->fd) == -1)
-		return -errno;
-	if (s->parent_unsynced)
+	if (s->parent_unsynced) {
+		if (sysio_fsync(s->dir->fd) == -1)
+			return -errno;
 		s->parent_synced = true;
-	s->parent_unsynced = false;
+		s->parent_unsynced = false;
+	}
 	s->last_sync_ns = now;
 	s->unsynced = false;
 	return 0;
