@@ -1008,9 +1008,10 @@ next_timeout(void)
  * waiting for their peer, §11) are deleted by whoever uses the dir after
  * the expiry. The library's processes sweep while they run; the daemon
  * does too, or a dir where no library process spools any more keeps them
- * until `tcpspool rm --expired`: at its start, before it listens, then
- * every minute from a thread of its own (a sweep of a large dir must not
- * hold up the loop that takes handovers). A stream is deleted only under
+ * until `tcpspool rm --expired`: from a thread of its own (a sweep of a
+ * large dir must hold up neither the start nor the loop that takes
+ * handovers), once it listens, then every minute; the first one's end is
+ * logged. A stream is deleted only under
  * its lock (a delivery holds it) and only if its writer's status says
  * released.
  */
@@ -1050,6 +1051,8 @@ static void *
 sweep_main(void *arg)
 {
 	(void)arg;
+	sweep_once();
+	dlog("info", "first sweep of %s done", spool_dir_path(dm.dir));
 	for (;;) {
 		sleep(SWEEP_EVERY_S);
 		sweep_once();
@@ -1387,14 +1390,10 @@ cmd_daemon(int argc, char **argv)
 		warn("signalfd");
 		return EXIT_ERR;
 	}
-	/* The first sweep before the socket answers: a large dir delays the
-	 * start, never a hand-over, and the daemon's fds are settled once it
-	 * listens. */
-	sweep_once();
-	sweeps_start();
 	if ((ls = listen_on(dm.sock)) < 0)
 		return EXIT_ERR;
 	dlog("info", "daemon listening on %s", dm.sock);
+	sweeps_start();
 	rc = serve(ls, sfd);
 	unlink(dm.sock);
 	dlog("info", "daemon stopped (SIGTERM); %zu processes' connections "

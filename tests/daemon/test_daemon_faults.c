@@ -118,6 +118,9 @@ Test(daemon_faults, take_the_daemon_cannot_keep_stays_the_process_s)
 
 	dmn = daemon_start();
 	(void)daemon_status();	/* its probe connection is closed */
+	/* Its start sweep's fds (the sweep lock, a dir listing) closed too:
+	 * the count below is of the fds it keeps. */
+	wait_stderr(dmn, "first sweep of");
 	cr_assert_eq(prlimit(h_pid(dmn), RLIMIT_NOFILE, NULL, &was), 0);
 	low.rlim_cur = low.rlim_max = limit_leaving(h_pid(dmn), 2);
 	/* Two fds: the library's connection, the passed duplicate. */
