@@ -181,7 +181,11 @@ closed_fd_in_epoll(bool et)
 	const char *line;
 
 	/* The reader sends a request the server never reads (so EPOLLIN
-	 * stays ready) and reads nothing until the server closed. */
+	 * stays ready) and reads nothing until the server closed: the close
+	 * finds the bytes spooled, the deferred close this test is about.
+	 * (Were the reader let go before the close, the replay could drain
+	 * the spool first, and the close, a plain one with the request
+	 * unread, would reset the connection.) */
 	h_gate_init(&g);
 	h_gate_init(&stop);
 	o.fds[0].child = 5;
@@ -194,7 +198,8 @@ closed_fd_in_epoll(bool et)
 		    "--count=" COUNT, "closed-fd", NULL);
 	rd = h_reader(0, port, &g, "--rcvbuf=4096", "--send=1000",
 	    "--read-size=65536", "--count=" COUNT, NULL);
-	dropin_expect(p, "closed ", H_DEADLINE_MS, "the writes (spooled)");
+	dropin_expect(p, "closed ", H_DEADLINE_MS, "the writes (spooled) "
+	    "and the close");
 	h_gate_open(&g);
 	dropin_reader_done(rd, &r);
 	h_gate_open(&stop);
