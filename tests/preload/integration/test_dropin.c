@@ -200,6 +200,8 @@ closed_fd_in_epoll(bool et)
 	    "--read-size=65536", "--count=" COUNT, NULL);
 	dropin_expect(p, "closed ", H_DEADLINE_MS, "the writes (spooled) "
 	    "and the close");
+	cr_expect_gt(h_spool_files(NULL, 0), 0, "the close found nothing "
+	    "spooled, the test proves less: %s", h_status_text(p));
 	h_gate_open(&g);
 	dropin_reader_done(rd, &r);
 	h_gate_open(&stop);
