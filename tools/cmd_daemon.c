@@ -584,6 +584,29 @@ take_refused(struct conn *c, const struct spool_ho_msg *m, int fd,
 	return true;
 }
 
+/* A stream's name as the library makes them: 16 hex digits. */
+static bool
+stream_name(const char *name)
+{
+	return strspn(name, "0123456789abcdef") == 16 && name[16] == '\0';
+}
+
+/*
+ * The take of a stream whose dir is gone: the process delivered it and
+ * removed it before its take was read (common for a short spool). The
+ * answer is a refusal, which the process's log reports as "refused (its
+ * log says why)": said here, at info.
+ */
+static bool
+take_gone(struct conn *c, const struct spool_ho_msg *m, int fd)
+{
+	dlog("info", "pid %d: hand-over of %.16s not taken: delivered and "
+	    "removed before its hand-over was read", (int)c->pid, m->name);
+	close(fd);
+	answer(c, false);
+	return true;
+}
+
 /* One whole message from c; false: drop the connection. */
 static bool
 handle(struct conn *c, const struct spool_ho_msg *m, int fd)
@@ -634,18 +657,19 @@ handle(struct conn *c, const struct spool_ho_msg *m, int fd)
 	}
 	if (faccessat(spool_dir_fd(dm.dir), m->name, F_OK,
 	    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT &&
-	    strspn(m->name, "0123456789abcdef") == 16 && m->name[16] == '\0') {
-		/* Delivered and removed before its take was read. */
-		close(fd);
-		answer(c, false);
-		return true;
-	}
+	    stream_name(m->name))
+		return take_gone(c, m, fd);
 	switch (stream_of(m->name, c->pid, &e)) {
 	case 0:
 		break;
 	case 1:
 		return take_refused(c, m, fd, "not a stream of this pid");
 	default:
+		/* Removed between the look above and this read. */
+		if (errno == ENOENT && stream_name(m->name) &&
+		    faccessat(spool_dir_fd(dm.dir), m->name, F_OK,
+		    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
+			return take_gone(c, m, fd);
 		snprintf(why, sizeof(why), "its segment header: %s",
 		    e.msg[0] ? e.msg : strerror(errno));
 		return take_refused(c, m, fd, why);

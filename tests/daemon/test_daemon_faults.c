@@ -498,6 +498,33 @@ Test(daemon_faults, forged_takes_with_a_real_descriptor_hold_nothing)
 }
 
 /*
+ * A take for a stream whose dir is gone (its process delivered and
+ * removed it before the daemon read the take: common for a short
+ * spool). Refused, answered, the fd closed; and the daemon's log says
+ * why, as the process's log line ("refused (its log says why)") tells
+ * the reader to look there.
+ */
+Test(daemon_faults, take_of_a_removed_stream_is_refused_and_said)
+{
+	struct h_proc *dmn;
+	int sp[2], conn;
+
+	dmn = daemon_start();
+	wait_stderr(dmn, "first sweep of");
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp),
+	    0);
+	conn = send_take((int32_t)getpid(), "00000000deadbeef", sp[0]);
+	close(sp[0]);
+	cr_expect_eq(answer_of(conn), SPOOL_HO_REFUSED);
+	cr_expect(copy_closed(sp[1]), "the daemon kept a removed stream's fd");
+	close(sp[1]);
+	close(conn);
+	wait_stderr(dmn, "00000000deadbeef not taken: delivered and removed");
+	cr_expect_null(strstr(h_stderr(dmn), "warn:"), "%s", h_stderr(dmn));
+	daemon_stop(dmn);
+}
+
+/*
  * The daemon out of fds. A take whose descriptor the kernel could not
  * install (MSG_CTRUNC) is refused and answered, the connection kept;
  * then, with no fd left at all, a new peer is accepted and closed at
