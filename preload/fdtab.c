@@ -31,10 +31,13 @@
  * no record (out of memory, or of thread keys) reads under the read lock
  * instead, for good.
  */
+#include <sys/syscall.h>
+
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "fdtab.h"
 #include "runtime.h"
@@ -399,7 +402,7 @@ keep_forgotten(struct stream *s)
 }
 
 void
-fdtab_reset_after_fork(void)
+fdtab_reset_after_fork(bool close_private)
 {
 	struct reader *r;
 	int i, j;
@@ -426,6 +429,12 @@ fdtab_reset_after_fork(void)
 
 			if (FDTAB_IS_STREAM(p))
 				keep_forgotten(p);
+			/* The parent's fds of ours (spool files, locks,
+			 * sockets): tagged only while open (made, then
+			 * tagged; untagged, then closed), never the host's. */
+			if (p == FDTAB_PRIVATE && close_private)
+				(void)syscall(SYS_close,
+				    i * FDTAB_CHUNK + j);
 			/* Tags of the child's own files stay true; a claim
 			 * in flight was another thread's. */
 			if (FDTAB_IS_STREAM(p) || p == FDTAB_PRIVATE ||

@@ -124,9 +124,14 @@ void fdtab_each(int lo, int hi, void (*fn)(void *arg, int fd,
  * In the child of fork (no lock is taken across fork): the table lock made
  * new; stream and private slots emptied, the parent's streams forgotten
  * (leaked on purpose: their locks may be held by threads that are gone);
- * ignored and epoll tags kept, they describe the child's files too.
+ * ignored and epoll tags kept, they describe the child's files too. With
+ * close_private (the fork's prepare handler held our locks), the fds the
+ * private slots name are closed: the child's copies of the parent's spool
+ * files, stream and sweep locks (an flock the child's copy holds outlives
+ * the parent's unlock) and sockets; they are the parent's, and a child
+ * that lives on would keep them, and the disk space of removed spools.
  */
-void fdtab_reset_after_fork(void);
+void fdtab_reset_after_fork(bool close_private);
 
 /*
  * For the tests: this thread's read-window record (NULL if none could be

@@ -89,7 +89,7 @@ fork_child(void)
 {
 	log_fork_child();
 	sysio_gate_reset();
-	fdtab_reset_after_fork();
+	fdtab_reset_after_fork(fork_locked);
 	replay_fork_child(fork_locked);
 	syncer_fork_child(fork_locked);
 	handover_fork_child(fork_locked);

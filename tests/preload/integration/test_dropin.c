@@ -100,6 +100,41 @@ Test(dropin, forked_child_spools_and_delivers_after_activation)
 }
 
 /*
+ * fork while the parent spools: the child has no copy of the parent's
+ * spool files, dir or locks (a copy of a stream's or the sweep's flock
+ * fd kept the lock after the parent let go, for as long as a child that
+ * does not exec lives; a copy of a segment kept a removed spool's disk
+ * space). The parent's stream is delivered whole.
+ */
+Test(dropin, a_fork_child_holds_none_of_the_parents_spool_fds)
+{
+	struct h_spawn o = { .preload = true, .env = linger_env };
+	struct h_proc *p, *rd;
+	struct h_result r;
+	struct h_gate g;
+	unsigned short port;
+	const char *line;
+
+	h_gate_init(&g);
+	p = dropin_host("fork_host", &o, &port, "spool-fork", NULL);
+	rd = h_reader(0, port, &g, "--rcvbuf=4096", "--read-size=65536",
+	    "--count=" COUNT, NULL);
+	line = dropin_expect(p, "child ", DROPIN_STEP_MS, "the fork child's "
+	    "count of its fds");
+	cr_expect_eq(h_field(line, "fds"), 0, "the fork child holds copies of "
+	    "the parent's spool fds: %s", line);
+	line = dropin_expect(p, "parent ", DROPIN_STEP_MS, "the parent's "
+	    "count of its fds");
+	cr_expect_gt(h_field(line, "fds"), 0, "the parent had no spool fd "
+	    "open when it forked: the test proves nothing (%s)", line);
+	cr_expect_eq(h_field(line, "code"), 0, "%s", line);
+	h_gate_open(&g);
+	dropin_reader_done(rd, &r);
+	dropin_expect_exit(p, H_DEADLINE_MS, 0, "fork_host spool-fork");
+	dropin_expect_stream(rd, &r, 40000 * MSG);
+}
+
+/*
  * pthread_atfork prepare handlers run in reverse order of registration;
  * the library registers its own when it starts. A handler registered
  * after that runs before the library's, outside it: its write, the first

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -309,7 +310,7 @@ Test(fdtab, a_fork_child_does_not_wait_for_the_parents_other_threads)
 	pid = fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
-		fdtab_reset_after_fork();
+		fdtab_reset_after_fork(false);
 		s = new_stream(23);
 		if (!fdtab_install(23, NULL, s, &old))
 			_exit(2);
@@ -321,4 +322,46 @@ Test(fdtab, a_fork_child_does_not_wait_for_the_parents_other_threads)
 	cr_assert_eq(pthread_join(th, NULL), 0);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	    "child status %#x", status);
+}
+
+/*
+ * A fork child whose prepare handler held our locks closes the fds the
+ * private slots name (the parent's spool files and locks: a copy of an
+ * flock fd would hold the lock after the parent let go); the host's fds,
+ * and an ignored file, stay open; without the locks held nothing is
+ * closed (the slots may be changing under another thread).
+ */
+Test(fdtab, a_fork_child_closes_the_parents_private_fds)
+{
+	struct stream *old;
+	int ours[2], host[2], status;
+	pid_t pid;
+
+	cr_assert_eq(pipe(ours), 0);
+	cr_assert_eq(pipe(host), 0);
+	cr_assert(fdtab_install(ours[0], NULL, FDTAB_PRIVATE, &old));
+	cr_assert(fdtab_install(ours[1], NULL, FDTAB_PRIVATE, &old));
+	cr_assert(fdtab_install(host[1], NULL, FDTAB_IGNORED, &old));
+	for (int locked = 0; locked < 2; locked++) {
+		pid = fork();
+		cr_assert_neq(pid, -1);
+		if (pid == 0) {
+			bool ours_open, host_open;
+
+			fdtab_reset_after_fork(locked);
+			ours_open = fcntl(ours[0], F_GETFD) != -1 &&
+			    fcntl(ours[1], F_GETFD) != -1;
+			host_open = fcntl(host[0], F_GETFD) != -1 &&
+			    fcntl(host[1], F_GETFD) != -1;
+			_exit(host_open && ours_open == !locked ? 0 :
+			    ours_open ? 2 : 3);
+		}
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "child (locks held %d) exit %d: 2 kept ours, 3 closed "
+		    "wrongly", locked, WEXITSTATUS(status));
+	}
+	/* The parent's own are untouched. */
+	cr_assert_neq(fcntl(ours[0], F_GETFD), -1);
+	cr_assert_eq(fdtab_peek(ours[0]), FDTAB_PRIVATE);
 }
