@@ -721,6 +721,35 @@ h_spool_files(char *list, size_t len)
 	return walk.n;
 }
 
+static int
+count_not_removal(const char *path, const struct stat *st, int flag,
+    struct FTW *ftw)
+{
+	const char *rel = path + walk.base, *slash;
+
+	(void)st;
+	if (flag != FTW_F || (ftw->level == 1 &&
+	    (strcmp(rel, "ledger") == 0 || strcmp(rel, "sweep.lock") == 0)))
+		return 0;
+	/* The top-level dir it is in: a removal under way is "<name>.del". */
+	slash = strchr(rel, '/');
+	if (slash == NULL || slash - rel < 4 || strncmp(slash - 4, ".del",
+	    4) != 0)
+		walk.n++;
+	return 0;
+}
+
+bool
+h_spool_only_removals(void)
+{
+	walk.list = NULL;
+	walk.len = walk.used = 0;
+	walk.n = 0;
+	walk.base = strlen(h.spool) + 1;
+	nftw(h.spool, count_not_removal, 16, FTW_PHYS);
+	return walk.n == 0;
+}
+
 bool
 h_spool_wait_empty(int timeout_ms)
 {

@@ -154,6 +154,10 @@ int h_spool_files(char *list, size_t len);
 /* Waits (bounded retry on the condition) until the spool dir holds no
  * regular file; true if it got there. */
 bool h_spool_wait_empty(int timeout_ms);
+/* Whether every file the spool dir still holds is in a stream removal
+ * under way (`<name>.del/`, FORMAT.md §1): one a process began and did
+ * not finish because it was killed; the next sweep deletes it. */
+bool h_spool_only_removals(void);
 
 /* Sends sig to p's whole process group (p and the children it forked). */
 void h_kill_group(struct h_proc *p, int sig);
