@@ -31,7 +31,7 @@ admit(struct stream *s, uint64_t len, bool *waited)
 	struct timespec ts;
 	int64_t deadline;
 	bool noted;
-	int rc;
+	int rc, cancel;
 
 	if ((rc = spool_budget_check(s->spool, len, &which)) == 0)
 		return ADMIT;
@@ -51,6 +51,9 @@ admit(struct stream *s, uint64_t len, bool *waited)
 	deadline = mono_ns() + (int64_t)cfg->block_timeout_ms * NS_PER_MS;
 	ts = ts_of(deadline);
 	*waited = true;
+	/* Not cancellable while it waits with mu (stream.c,
+	 * wait_not_spooling, says why); bounded by the block timeout. */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
 	atomic_fetch_add(&s->waiters, 1);
 	noted = replay_blocked(s, 1);
 	while (rc != 0 && (s->state == STREAM_DIRECT ||
@@ -66,6 +69,7 @@ admit(struct stream *s, uint64_t len, bool *waited)
 	if (noted)
 		(void)replay_blocked(s, -1);
 	atomic_fetch_sub(&s->waiters, 1);
+	pthread_setcancelstate(cancel, NULL);
 	if (rc == 0 && s->spool != NULL &&
 	    (s->state == STREAM_DIRECT || s->state == STREAM_SPOOLING))
 		return ADMIT;

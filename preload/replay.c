@@ -159,8 +159,10 @@ replay_wake(void)
 	uint64_t one = 1;
 	int saved = errno, fd = atomic_load(&wake_fd);
 
+	/* A raw system call: libc's write is a cancellation point, and an
+	 * application thread calls this holding its stream's lock. */
 	if (fd >= 0 && !atomic_exchange(&wake_pending, true))
-		(void)real.write(fd, &one, sizeof(one));
+		(void)syscall(SYS_write, fd, &one, sizeof(one));
 	errno = saved;
 }
 

@@ -326,12 +326,20 @@ wait_not_spooling(struct stream *s)
 	int64_t deadline = mono_ns() +
 	    (int64_t)runtime_config()->block_timeout_ms * NS_PER_MS;
 	struct timespec ts = ts_of(deadline);
+	int cancel;
 
+	/* A condition wait is a cancellation point, and glibc takes mu
+	 * back before a cancel unwinds: the thread would die holding it
+	 * (and the replay thread wait for it for ever). The wait is bounded:
+	 * a cancel is acted on at the application's next cancellation
+	 * point. */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
 	atomic_fetch_add(&s->waiters, 1);
 	while (s->state == STREAM_SPOOLING)
 		if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)
 			break;
 	atomic_fetch_sub(&s->waiters, 1);
+	pthread_setcancelstate(cancel, NULL);
 	return s->state != STREAM_SPOOLING;
 }
 

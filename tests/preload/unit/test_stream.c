@@ -854,3 +854,73 @@ Test(overflow, the_ledger_counts_each_spools_drops_once)
 	close(fds[1]);
 	free(b);
 }
+
+struct cancellee {
+	int fd;
+	const unsigned char *buf;
+	_Atomic uint64_t done;
+};
+
+static void *
+cancellee_main(void *arg)
+{
+	struct cancellee *c = arg;
+
+	for (uint64_t off = 0; off < 4 * (uint64_t)BIG; off += 16384) {
+		if (op_write(c->fd, c->buf + off, 16384) != 16384)
+			break;
+		atomic_store(&c->done, off + 16384);
+		pthread_testcancel();
+	}
+	return NULL;
+}
+
+/*
+ * A writer waiting for room (overflow=block) is cancelled. The wait is a
+ * condition wait, a cancellation point, and glibc takes the stream's
+ * lock back before a cancel unwinds: the thread died holding it, and the
+ * replay thread (and every later writer) waited for it for ever. The
+ * cancel is now acted on once the write returned, at the application's
+ * next cancellation point; every byte written is delivered.
+ */
+Test(overflow, a_writer_cancelled_while_it_waits_for_room_keeps_the_stream)
+{
+	unsigned char *b = pattern_buf(4 * BIG, 0);
+	struct cancellee c = { .buf = b };
+	struct stream *s = NULL;
+	struct reader rd;
+	pthread_t t, r;
+	void *ret;
+	int fds[2], i;
+
+	unit_env("TCPSPOOL_MAX_STREAM=128K", "TCPSPOOL_OVERFLOW=block",
+	    "TCPSPOOL_BLOCK_TIMEOUT=60s", "TCPSPOOL_LINGER=1s", NULL);
+	unit_unix_pair(fds);
+	c.fd = fds[0];
+	cr_assert_eq(pthread_create(&t, NULL, cancellee_main, &c), 0);
+	/* Bounded retry on the condition: the writer waits for room. */
+	for (i = 0; i < 30000; i++) {
+		if (s == NULL)
+			s = unit_stream(fds[0]);
+		if (s != NULL && atomic_load(&s->waiters) > 0)
+			break;
+		poll(NULL, 0, 1);
+	}
+	cr_assert(s != NULL && atomic_load(&s->waiters) > 0,
+	    "the writer never waited for room");
+	cr_assert_eq(pthread_cancel(t), 0);
+	/* Room: the reader takes everything written so far, and on. */
+	rd = (struct reader){ fds[1], 0, false };
+	rd.n = atomic_load(&c.done) + 16384;
+	cr_assert_eq(pthread_create(&r, NULL, reader_main, &rd), 0);
+	cr_assert_eq(pthread_join(t, &ret), 0);
+	cr_assert_eq(ret, PTHREAD_CANCELED);
+	cr_assert(wait_state(s, STREAM_DIRECT), "the stream never drained: "
+	    "its lock was left held by the cancelled writer");
+	cr_assert_eq(atomic_load(&c.done), rd.n, "the write that waited "
+	    "returned whole before the cancel");
+	cr_assert_eq(pthread_join(r, NULL), 0);
+	cr_assert(rd.ok);
+	stream_unref(s);
+	free(b);
+}
