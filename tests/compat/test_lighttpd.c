@@ -152,6 +152,8 @@ lt_start(struct lt *l, const char *const *env)
 		    &a, &o);
 		if (scn_wait_listening(&l->s, l->port, START_MS))
 			return;
+		if (compat_lines_with(l->s.log, "in use") == 0)
+			scn_fail(&l->s, "lighttpd exited at start");
 	}
 }
 
