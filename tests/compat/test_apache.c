@@ -14,7 +14,10 @@
  * spool dir holds 8 MiB (under the library) or the connections' send
  * queues are full (without it), then they read as fast as they can.
  *
- * Scenarios: several concurrent gated clients; a graceful restart
+ * Scenarios: several concurrent gated clients; three pipelined requests
+ * on one keep-alive connection, the middle one a CGI run by mod_cgid (a
+ * daemon the parent forks, which forks and execs the script; its output
+ * reaches the child through a Unix socket); a graceful restart
  * (SIGUSR1: the parent starts new children; the old child exits once its
  * connection is over) while a response sits in the spool, then a new
  * connection, then the old client reads; SIGTERM while a response sits in
@@ -90,6 +93,19 @@ child_user(uid_t *uid, gid_t *gid)
 }
 
 static void
+cgi_script(const char *path, const char *d)
+{
+	FILE *f = fopen(path, "we");
+
+	cr_assert(f != NULL, "%s: %s", path, strerror(errno));
+	fprintf(f, "#!/bin/sh\n"
+	    "printf 'Content-Type: application/octet-stream\\r\\n\\r\\n'\n"
+	    "exec cat '%s/www/f1.bin'\n", d);
+	cr_assert(fclose(f) == 0);
+	cr_assert(chmod(path, 0755) == 0);
+}
+
+static void
 ap_files(struct ap *a, int nfiles)
 {
 	char path[PATH_MAX];
@@ -104,6 +120,13 @@ ap_files(struct ap *a, int nfiles)
 		compat_write_stream_file(a->file[i], FILE_BYTES,
 		    91 + (uint64_t)i);
 	}
+	/* The CGI (mod_cgid: a daemon forked by the parent forks and execs
+	 * it) writes f1.bin to apache through a socket, without a length:
+	 * apache sends it chunked. */
+	h_fmt(path, sizeof(path), "%s/cgi", d);
+	cr_assert(mkdir(path, 0755) == 0);
+	h_fmt(path, sizeof(path), "%s/cgi/body.cgi", d);
+	cgi_script(path, d);
 	h_fmt(a->conf, sizeof(a->conf), "%s/apache2.conf", d);
 	h_fmt(a->s.log, sizeof(a->s.log), "%s/apache-error.log", d);
 	h_fmt(a->access_log, sizeof(a->access_log), "%s/access.log", d);
@@ -132,6 +155,10 @@ ap_config(struct ap *a)
 	    "/usr/lib/apache2/modules/mod_mpm_event.so\n"
 	    "LoadModule authz_core_module "
 	    "/usr/lib/apache2/modules/mod_authz_core.so\n"
+	    "LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so\n"
+	    "LoadModule cgid_module /usr/lib/apache2/modules/mod_cgid.so\n"
+	    "ScriptSock %s/cgid.sock\n"
+	    "ScriptAlias /cgi/ %s/cgi/\n"
 	    "LogFormat \"%%>s %%B %%r\" compat\n"
 	    "CustomLog %s/access.log compat\n"
 	    "PidFile %s/apache.pid\n"
@@ -147,7 +174,7 @@ ap_config(struct ap *a)
 	    "<Directory %s/www>\n"
 	    "  Require all granted\n"
 	    "</Directory>\n",
-	    d, a->port, d, d, d, d, d, d);
+	    d, a->port, d, d, d, d, d, d, d, d);
 	cr_assert(fclose(f) == 0);
 }
 
@@ -186,13 +213,14 @@ request(char *path, const char *name, const char *text)
 	cr_assert(fclose(f) == 0);
 }
 
-/* A gated client with a small receive buffer, the body to its file. */
+/* A gated client with a small receive buffer; body: only the body of
+ * one response to its file. */
 static int
-ap_client(struct ap *a, const char *label, const char *req)
+ap_client(struct ap *a, const char *label, const char *req, bool body)
 {
 	return scn_client(&a->s, label, a->port, true,
 	    (const char *const[]){ "--send", req, "--rcvbuf", "16384",
-	    "--body", NULL });
+	    body ? "--body" : NULL, NULL });
 }
 
 /* Under the library: the spool dir holds SPOOLED_BYTES; without: the send
@@ -220,17 +248,18 @@ open_gate_when_backlogged(struct ap *a, int n)
 }
 
 /*
- * One gated client's response is pending. Under the library: apache has
- * logged it (the child wrote all of it: every byte is in the kernel or the
- * spool, and the child is done with it). Without: the connection's send
+ * A gated client's responses are pending. Under the library: apache has
+ * logged them (the child wrote all of them: every byte is in the kernel or
+ * the spool, and the child is done with them). Without: the connection's send
  * queue is full (the child waits in poll() for the client).
  */
 static void
-wait_pending(struct ap *a, const char *before)
+wait_pending(struct ap *a, int responses, const char *before)
 {
 	long long deadline = compat_now_ms() + FULL_MS;
 
-	while (!(a->s.preload ? compat_lines_with(a->access_log, "200 ") >= 1 :
+	while (!(a->s.preload ?
+	    compat_lines_with(a->access_log, "200 ") >= responses :
 	    scn_send_queue(a->port) >= FULL_QUEUE)) {
 		scn_look(&a->s);
 		if (h_wait(a->s.server, COMPAT_POLL_MS))
@@ -284,7 +313,7 @@ concurrent_static(bool preload)
 		    i);
 		request(req, name, text);
 		snprintf(name, sizeof(name), "client%d", i);
-		ap_client(&a, name, req);
+		ap_client(&a, name, req, true);
 	}
 	open_gate_when_backlogged(&a, n);
 	for (int i = 0; i < n; i++) {
@@ -304,6 +333,52 @@ Test(apache, baseline_without_library_concurrent_static_files)
 Test(apache, concurrent_static_files_arrive_whole)
 {
 	concurrent_static(true);
+}
+
+/*
+ * Three requests pipelined on one keep-alive connection: a file, the CGI
+ * (its body chunked), a file. Under the library apache writes all three
+ * into the spool before the client reads a byte; they must arrive whole
+ * and in order.
+ */
+static void
+pipelined_with_cgi(bool preload)
+{
+	char req[PATH_MAX];
+	struct ap a;
+	int c;
+
+	scn_require("apache2", "apache2");
+	scn_init(&a.s, preload, "%s event MPM, three 16 MiB responses "
+	    "pipelined on one keep-alive connection (file, mod_cgid CGI "
+	    "chunked, file), gated client", apache_version());
+	ap_files(&a, 3);
+	request(req, "pipelined.req",
+	    "GET /f0.bin HTTP/1.1\r\nHost: localhost\r\n\r\n"
+	    "GET /cgi/body.cgi HTTP/1.1\r\nHost: localhost\r\n\r\n"
+	    "GET /f2.bin HTTP/1.1\r\nHost: localhost\r\n"
+	    "Connection: close\r\n\r\n");
+	ap_start(&a);
+	c = ap_client(&a, "client", req, false);
+	wait_pending(&a, 3, "its client read");
+	h_gate_open(&a.s.gate);
+	scn_wait_client(&a.s, c, CLIENT_MS, false);
+	/* The CGI's body is f1.bin. */
+	scn_expect_responses(&a.s, c, (const char *const[]){ a.file[0],
+	    a.file[1], a.file[2] }, 3);
+	stop(&a);
+	scn_finish(&a.s, "3 x %lld bytes intact and in order on one "
+	    "connection, then FIN", FILE_BYTES);
+}
+
+Test(apache, baseline_without_library_pipelined_keepalive_with_cgi)
+{
+	pipelined_with_cgi(false);
+}
+
+Test(apache, pipelined_keepalive_with_cgi_arrives_whole_in_order)
+{
+	pipelined_with_cgi(true);
 }
 
 /*
@@ -327,8 +402,8 @@ graceful_restart(bool preload)
 	ap_files(&a, 1);
 	request(req, "get.req", "GET /f0.bin HTTP/1.0\r\n\r\n");
 	ap_start(&a);
-	old = ap_client(&a, "before", req);
-	wait_pending(&a, "the restart");
+	old = ap_client(&a, "before", req, true);
+	wait_pending(&a, 1, "the restart");
 	kill(h_pid(a.s.server), SIGUSR1);
 	deadline = compat_now_ms() + START_MS;
 	while (compat_lines_with(a.s.log, "resuming normal operations") < 2) {
@@ -384,8 +459,8 @@ sigterm_pending(bool preload)
 	ap_files(&a, 1);
 	request(req, "get.req", "GET /f0.bin HTTP/1.0\r\n\r\n");
 	ap_start(&a);
-	c = ap_client(&a, "client", req);
-	wait_pending(&a, "SIGTERM");
+	c = ap_client(&a, "client", req, true);
+	wait_pending(&a, 1, "SIGTERM");
 	start = compat_now_ms();
 	kill(h_pid(a.s.server), SIGTERM);
 	h_gate_open(&a.s.gate);
