@@ -60,6 +60,7 @@ struct ap {
 	unsigned short port;
 	char conf[PATH_MAX], access_log[PATH_MAX];
 	char file[4][PATH_MAX];		/* www/f0.bin ... */
+	const char *const *env;		/* more of apache's environment */
 };
 
 static const char *
@@ -181,9 +182,14 @@ ap_config(struct ap *a)
 static void
 ap_start(struct ap *a)
 {
-	static const char *const env[] = {
-		"ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0", NULL };
+	const char *env[8] = {
+		"ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0" };
 	struct h_spawn o = { .preload = a->s.preload, .env = env };
+	int n = 1;
+
+	for (const char *const *e = a->env; e != NULL && *e != NULL; e++)
+		if (n < 7)
+			env[n++] = *e;
 
 	for (int attempt = 0;; attempt++) {
 		struct h_argv args = { .n = 0 };
@@ -299,7 +305,7 @@ static void
 concurrent_static(bool preload)
 {
 	char req[PATH_MAX], text[64], name[32];
-	struct ap a;
+	struct ap a = { .env = NULL };
 	int n = 3;
 
 	scn_require("apache2", "apache2");
@@ -345,7 +351,7 @@ static void
 pipelined_with_cgi(bool preload)
 {
 	char req[PATH_MAX];
-	struct ap a;
+	struct ap a = { .env = NULL };
 	int c;
 
 	scn_require("apache2", "apache2");
@@ -392,7 +398,7 @@ graceful_restart(bool preload)
 {
 	char req[PATH_MAX];
 	long long deadline;
-	struct ap a;
+	struct ap a = { .env = NULL };
 	int old, c;
 
 	scn_require("apache2", "apache2");
@@ -450,7 +456,7 @@ sigterm_pending(bool preload)
 {
 	char req[PATH_MAX], why[512];
 	long long start, stopped_ms;
-	struct ap a;
+	struct ap a = { .env = NULL };
 	int c;
 
 	scn_require("apache2", "apache2");
@@ -488,4 +494,60 @@ Test(apache, baseline_without_library_sigterm_with_pending_response)
 Test(apache, sigterm_with_pending_spool_delivers_all_then_exits)
 {
 	sigterm_pending(true);
+}
+
+/*
+ * KNOWN BUG, left out of the default runs (set TCPSPOOL_COMPAT_KNOWN_BUGS=1
+ * to run it): a graceful restart loses the end of a slow download.
+ *
+ * Under the library apache's child finished the response the moment it
+ * wrote it (every writev succeeded); on SIGUSR1 the old child has nothing
+ * in progress and exits at once. Its process end delivers the spool only
+ * for TCPSPOOL_LINGER (30 s by default; 2 s here), then keeps the rest as
+ * an orphan ("orphan (exit)") and the connection ends with a FIN: the
+ * client gets a prefix and cannot tell, but by Content-Length. Without the
+ * library the old child stays until its client has read everything
+ * (apache's Timeout bounds each wait for the socket, not the transfer).
+ * Daily `apache2ctl graceful` (logrotate) and apache's own reaping of
+ * spare children do this to every download slower than the linger time.
+ * The client reads 16 MiB at 2 MiB/s (8 s); the restart comes once the
+ * response is logged.
+ */
+static void
+graceful_restart_slow_client(bool preload)
+{
+	static const char *const env[] = { "TCPSPOOL_LINGER=2s", NULL };
+	char req[PATH_MAX];
+	struct ap a = { .env = NULL };
+	int c;
+
+	scn_require("apache2", "apache2");
+	if (getenv("TCPSPOOL_COMPAT_KNOWN_BUGS") == NULL)
+		cr_skip("a known bug, run with TCPSPOOL_COMPAT_KNOWN_BUGS=1");
+	scn_init(&a.s, preload, "%s event MPM, graceful restart (SIGUSR1) "
+	    "while a 2 MiB/s client reads 16 MiB, TCPSPOOL_LINGER=2s",
+	    apache_version());
+	ap_files(&a, 1);
+	request(req, "get.req", "GET /f0.bin HTTP/1.0\r\n\r\n");
+	a.env = env;
+	ap_start(&a);
+	c = scn_client(&a.s, "client", a.port, false,
+	    (const char *const[]){ "--send", req, "--rcvbuf", "16384",
+	    "--rate", "2097152", "--body", NULL });
+	wait_pending(&a, 1, "the restart");
+	kill(h_pid(a.s.server), SIGUSR1);
+	scn_wait_client(&a.s, c, CLIENT_MS, false);
+	scn_expect_delivered(&a.s, c, a.file[0]);
+	stop(&a);
+	scn_finish(&a.s, "%lld bytes intact, then FIN", FILE_BYTES);
+}
+
+Test(apache, baseline_without_library_graceful_restart_slow_client)
+{
+	graceful_restart_slow_client(false);
+}
+
+Test(apache, known_bug_graceful_restart_slow_client_outlasting_linger)
+{
+	graceful_restart_slow_client(true);
 }
