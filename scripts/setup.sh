@@ -8,7 +8,7 @@ TCPSPOOL_PACKAGES=(
 	zlib1g-dev libdeflate-dev libbsd-dev libcriterion-dev
 	libisal-dev	# ISA-L igzip headers; libisal2 is dlopened for level-1 frames
 	python3 procps iproute2 nginx-light socat mbuffer curl gdb
-	redis-server haproxy nodejs memcached lighttpd
+	redis-server haproxy nodejs memcached lighttpd apache2
 	tmux debhelper lintian prometheus
 )
 

@@ -15,6 +15,10 @@
  *   --out FILE          where the received bytes go (required)
  *   --send FILE         bytes to send right after connecting
  *   --rcvbuf N          SO_RCVBUF, set before connect (a small window)
+ *   --mss N             TCP_MAXSEG, set before connect: the server's send
+ *                       buffer, sized by the kernel from the MSS, stays
+ *                       small (a server that writes only on EPOLLOUT, a
+ *                       bounded amount at a time, meets short writes)
  *   --ready-bytes N     read the first N bytes (a subscription's
  *                       confirmation), then print "ready" on the status fd
  *   --gate-fd F         then read nothing more until fd F is readable or
@@ -42,6 +46,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -56,7 +61,7 @@
 static struct {
 	unsigned short port;
 	const char *out, *send, *then_send, *result_file;
-	int rcvbuf, gate_fd, status_fd, idle_ms;
+	int rcvbuf, mss, gate_fd, status_fd, idle_ms;
 	long long ready_bytes, rate, read_size, after_bytes;
 	bool body;
 } opt = {
@@ -104,6 +109,7 @@ parse_options(int argc, char **argv)
 		{ "out", required_argument, NULL, 'o' },
 		{ "send", required_argument, NULL, 's' },
 		{ "rcvbuf", required_argument, NULL, 'R' },
+		{ "mss", required_argument, NULL, 'M' },
 		{ "ready-bytes", required_argument, NULL, 'y' },
 		{ "gate-fd", required_argument, NULL, 'g' },
 		{ "rate", required_argument, NULL, 'r' },
@@ -128,6 +134,9 @@ parse_options(int argc, char **argv)
 		case 's': opt.send = optarg; break;
 		case 'R':
 			opt.rcvbuf = (int)number(optarg, 1, 1 << 30, "rcvbuf");
+			break;
+		case 'M':
+			opt.mss = (int)number(optarg, 88, 65535, "mss");
 			break;
 		case 'y':
 			opt.ready_bytes =
@@ -224,6 +233,9 @@ connect_to_server(void)
 	if (opt.rcvbuf > 0 && setsockopt(c.sock, SOL_SOCKET, SO_RCVBUF,
 	    &opt.rcvbuf, sizeof(opt.rcvbuf)) != 0)
 		err(2, "SO_RCVBUF");
+	if (opt.mss > 0 && setsockopt(c.sock, IPPROTO_TCP, TCP_MAXSEG,
+	    &opt.mss, sizeof(opt.mss)) != 0)
+		err(2, "TCP_MAXSEG");
 	sin.sin_port = htons(opt.port);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (connect(c.sock, (struct sockaddr *)&sin, sizeof(sin)) != 0)

@@ -200,6 +200,134 @@ scn_expect_delivered(struct scn *s, int i, const char *want)
 		    h_label(c->proc), c->r.valid ? c->r.end : "no result");
 }
 
+/* One response's reading: the received stream, the file its body must
+ * be, and where the body stands. */
+struct http_check {
+	struct scn *s;
+	FILE *got, *want;
+	int k, n;
+	long long body;
+};
+
+/* The next len bytes of the stream are the next len bytes of the file. */
+static void
+body_bytes(struct http_check *h, long long len)
+{
+	static char a[65536], b[65536];
+
+	while (len > 0) {
+		size_t k = (size_t)len < sizeof(a) ? (size_t)len : sizeof(a);
+		size_t r = fread(a, 1, k, h->got);
+
+		if (r != k)
+			scn_fail(h->s, "response %d of %d: the stream ends "
+			    "%lld bytes into its body", h->k + 1, h->n,
+			    h->body + (long long)r);
+		if (fread(b, 1, k, h->want) != k)
+			scn_fail(h->s, "response %d of %d: its body is longer "
+			    "than its file (%lld bytes or more)", h->k + 1,
+			    h->n, h->body + (long long)k);
+		if (memcmp(a, b, k) != 0)
+			scn_fail(h->s, "response %d of %d: its body differs "
+			    "from its file between bytes %lld and %lld",
+			    h->k + 1, h->n, h->body, h->body + (long long)k);
+		h->body += (long long)k;
+		len -= (long long)k;
+	}
+}
+
+/* A line of the stream ending in CRLF, without it, into out. */
+static void
+crlf_line(struct http_check *h, char *out, size_t len, const char *what)
+{
+	size_t n = 0;
+	int ch;
+
+	while ((ch = fgetc(h->got)) != EOF && n < len - 1) {
+		out[n++] = (char)ch;
+		if (n >= 2 && out[n - 2] == '\r' && out[n - 1] == '\n') {
+			out[n - 2] = '\0';
+			return;
+		}
+	}
+	out[n] = '\0';
+	scn_fail(h->s, "response %d of %d: %s: no CRLF after \"%.60s\"",
+	    h->k + 1, h->n, what, out);
+}
+
+/* The chunks of a chunked body, up to the last chunk and its CRLF. */
+static void
+chunked_body(struct http_check *h)
+{
+	char line[128];
+	long long size;
+
+	do {
+		crlf_line(h, line, sizeof(line), "chunk size");
+		size = strtoll(line, NULL, 16);
+		if (size < 0)
+			scn_fail(h->s, "response %d of %d: chunk size %s",
+			    h->k + 1, h->n, line);
+		body_bytes(h, size);
+		crlf_line(h, line, sizeof(line), "end of chunk");
+		if (line[0] != '\0')
+			scn_fail(h->s, "response %d of %d: bytes after a "
+			    "chunk", h->k + 1, h->n);
+	} while (size > 0);
+}
+
+void
+scn_expect_responses(struct scn *s, int i, const char *const *want, int n)
+{
+	struct http_check h = { .s = s, .n = n };
+	struct scn_client *c = &s->client[i];
+	char head[4096];
+
+	if ((h.got = fopen(c->out, "re")) == NULL)
+		scn_fail(s, "%s: %s", c->out, strerror(errno));
+	for (h.k = 0; h.k < n; h.k++) {
+		size_t len = 0;
+		const char *cl;
+
+		/* The header, up to its blank line. */
+		while (len < sizeof(head) - 1 && (len < 4 ||
+		    memcmp(head + len - 4, "\r\n\r\n", 4) != 0)) {
+			int ch = fgetc(h.got);
+
+			if (ch == EOF)
+				scn_fail(s, "response %d of %d: the stream "
+				    "ends in its header", h.k + 1, n);
+			head[len++] = (char)ch;
+		}
+		head[len] = '\0';
+		if (strncmp(head, "HTTP/1.1 200 OK\r\n", 17) != 0)
+			scn_fail(s, "response %d of %d: header %s", h.k + 1,
+			    n, head);
+		if ((h.want = fopen(want[h.k], "re")) == NULL)
+			scn_fail(s, "%s: %s", want[h.k], strerror(errno));
+		h.body = 0;
+		if ((cl = strcasestr(head, "\r\nContent-Length:")) != NULL)
+			body_bytes(&h, strtoll(cl + 17, NULL, 10));
+		else if (strcasestr(head, "\r\nTransfer-Encoding: chunked"))
+			chunked_body(&h);
+		else
+			scn_fail(s, "response %d of %d: neither a length nor "
+			    "chunks: %s", h.k + 1, n, head);
+		if (fgetc(h.want) != EOF)
+			scn_fail(s, "response %d of %d: its body ends after "
+			    "%lld bytes, before the end of its file",
+			    h.k + 1, n, h.body);
+		fclose(h.want);
+	}
+	if (fgetc(h.got) != EOF)
+		scn_fail(s, "bytes after the %d responses", n);
+	fclose(h.got);
+	if (strcmp(c->r.end, "EOF") != 0)
+		scn_fail(s, "%s received every response, but its connection "
+		    "ended with %s, not the server's FIN", h_label(c->proc),
+		    c->r.valid ? c->r.end : "no result");
+}
+
 /* The program's log: its own file, else its stderr. */
 static const char *
 program_log(struct scn *s)

@@ -101,6 +101,15 @@ void scn_wait_client(struct scn *s, int i, int timeout_ms,
  */
 void scn_expect_delivered(struct scn *s, int i, const char *want);
 
+/*
+ * Client i (run without --body) received n HTTP/1.1 responses, each
+ * "200 OK" whose body, sized by Content-Length or sent chunked, is the
+ * file want[k], nothing after them, then the server's FIN: else the test
+ * fails with the diagnosis. For pipelined requests on one connection.
+ */
+void scn_expect_responses(struct scn *s, int i, const char *const *want,
+    int n);
+
 /* Fails the test: why, then the whole diagnosis. Never returns. */
 void scn_fail(struct scn *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
