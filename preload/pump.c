@@ -82,9 +82,11 @@ pay_edge(struct stream *s)
  * later costs this thread no disk work while other streams wait for it.
  * A stream tcpspool daemon holds keeps its spool until the peer closes:
  * the daemon lingers from it if the process dies first. One whose take
- * is only queued (or was refused) does not: should the daemon take it
- * later, it finds no spool and closes as the library would (cmd_daemon.c,
- * deliver_main: nothing left to deliver).
+ * is only queued (or was refused) does not: should the daemon read its
+ * take later, it finds no stream dir and refuses it, saying so in its log
+ * (cmd_daemon.c, handle: take_gone); a take it had already answered, its
+ * dir removed before the daemon's delivery looked, ends there (deliver_main:
+ * nothing left to deliver).
  */
 static void
 to_linger(struct stream *s, int64_t now)
