@@ -7,6 +7,8 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
+#include <sys/syscall.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -124,12 +126,16 @@ read_input(const struct wreq *w, void *buf, size_t want)
 	size_t got = 0;
 	ssize_t n;
 
+	/* Raw system calls: libc's are cancellation points, and this runs
+	 * with the stream's lock held (sendfile and splice are not
+	 * cancellation points: a pending cancel must not act here). */
 	while (got < want) {
 		if (w->src == WSRC_FILE && w->offp != NULL)
-			n = pread(w->in_fd, (char *)buf + got, want - got,
-			    *w->offp + (off_t)got);
+			n = syscall(SYS_pread64, w->in_fd, (char *)buf + got,
+			    want - got, *w->offp + (off_t)got);
 		else
-			n = read(w->in_fd, (char *)buf + got, want - got);
+			n = syscall(SYS_read, w->in_fd, (char *)buf + got,
+			    want - got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)

@@ -158,7 +158,9 @@ sink_set(struct sink *s, int fd)
 	struct stat st;
 	mode_t mode;
 
-	if (old >= 0 && same_file(old, atomic_load(&s->dev),
+	/* Not fd itself: the number of an old sink closed behind our back
+	 * (a fork child closes ours) may be the one just opened. */
+	if (old >= 0 && old != fd && same_file(old, atomic_load(&s->dev),
 	    atomic_load(&s->ino), &mode))
 		sysio_close(old);
 	if (fd < 0)
@@ -310,9 +312,11 @@ write_line(int fd, const char *buf, size_t len, enum fd_kind kind)
 	do
 		n = sysio_write(fd, buf, len);
 	while (n == -1 && errno == EINTR);
+	/* Raw: libc's sigtimedwait is a cancellation point, and a line may
+	 * be written with a stream's lock held. */
 	if (n == -1 && errno == EPIPE && !was_pending)
-		while (sigtimedwait(&pipe_set, NULL, &zero) == -1 &&
-		    errno == EINTR)
+		while (syscall(SYS_rt_sigtimedwait, &pipe_set, NULL, &zero,
+		    (size_t)(_NSIG / 8)) == -1 && errno == EINTR)
 			continue;
 	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
 }
@@ -477,9 +481,17 @@ log_fork_parent(void)
 }
 
 /* The child has one thread: the lock is made new, never unlocked by a
- * thread that may not own it. */
+ * thread that may not own it. A sink whose fd closing(fd) says the child
+ * is about to close (runtime.c: the fd table's private fds) is forgotten,
+ * opened again by the child's first line. closing may be NULL. */
 void
-log_fork_child(void)
+log_fork_child(bool (*closing)(int fd))
 {
+	struct sink *sinks[] = { &file_sink, &syslog_sink };
+	int fd;
+
 	pthread_mutex_init(&log_lock, NULL);
+	for (size_t i = 0; closing != NULL && i < 2; i++)
+		if ((fd = atomic_load(&sinks[i]->fd)) >= 0 && closing(fd))
+			atomic_store(&sinks[i]->fd, -1);
 }

@@ -252,10 +252,13 @@ void
 replay_poke(int fd)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	struct timespec zero = { 0, 0 };
 	socklen_t len = sizeof(int);
 	int saved = errno, v;
 
-	(void)poll(&pfd, 1, 0);
+	/* Raw: libc's poll is a cancellation point, and this runs with the
+	 * stream's lock held (admit.c, refused). */
+	(void)syscall(SYS_ppoll, &pfd, 1, &zero, NULL, 0);
 	if (getsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, &len) == 0)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, len);
 	else if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &len) == 0) {
