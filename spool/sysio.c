@@ -121,8 +121,10 @@ place(int fd)
 
 	if (fd < 0 || p == NULL)
 		return fd;
+	/* Below the floor, or a number the caller cannot take: the lowest
+	 * free one past it (floor moves on only to skip the unusable). */
 	floor = p->floor;
-	for (tries = 0; tries < 64 && (fd < floor || (p->usable != NULL &&
+	for (tries = 0; tries < 64 && (fd < p->floor || (p->usable != NULL &&
 	    !p->usable(fd))); tries++) {
 		if ((nfd = sysio_dupfd_cloexec(fd, floor)) < 0)
 			break;

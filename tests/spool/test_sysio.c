@@ -21,6 +21,7 @@
 #include <sys/uio.h>
 
 #include "helpers.h"
+#include "sysio.h"
 
 /* The fd symbols of preload/hooks.def that make, close or write an fd,
  * with glibc's fortified and 64-bit names for them. */
@@ -278,4 +279,33 @@ Test(spool, store_operations_enter_no_fd_hook)
 	expect_none("inspecting, repairing, reading, removing");
 	cr_assert_eq(rc, 0, "%d %s", rc, err.msg);
 	cr_assert_eq(n, 1);
+}
+
+static bool
+not_200_201(int fd)
+{
+	return fd != 200 && fd != 201;
+}
+
+/*
+ * A placed fd is the lowest free number at or above the floor that the
+ * caller can take: one dup, not a walk of 64 numbers past it (every fd the
+ * library made cost 64 dup and close pairs, and landed 63 above the
+ * floor).
+ */
+Test(spool, placed_fds_take_the_lowest_usable_number_past_the_floor)
+{
+	struct sysio_placement p = { .floor = 100 };
+	struct sysio_placement q = { .floor = 200, .usable = not_200_201 };
+	int a, b;
+
+	sysio_place(&p);
+	a = sysio_dup(0);
+	b = sysio_dup(0);
+	cr_expect_eq(a, 100, "first placed fd: %d", a);
+	cr_expect_eq(b, 101, "second placed fd: %d", b);
+	sysio_place(&q);
+	a = sysio_dup(0);
+	cr_expect_eq(a, 202, "placed past two unusable numbers: %d", a);
+	sysio_place(NULL);
 }
