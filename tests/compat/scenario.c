@@ -386,6 +386,26 @@ scn_stop(struct scn *s, struct h_proc *p, int sig, int timeout_ms)
 	return h_exit_code(p);
 }
 
+/*
+ * The next sweep deletes a `.del` at once (FORMAT.md §1): tcpspool
+ * daemon's first sweep of the spool dir, run here, must leave it empty
+ * once the daemon has gone with its socket.
+ */
+static bool
+swept_clean(void)
+{
+	struct h_spawn o = { .preload = false };
+	struct h_argv a = { 0 };
+	struct h_proc *d;
+	bool swept;
+
+	h_args(&a, "daemon", "--dir", h_spool_dir(), NULL);
+	d = h_spawn("sweeper", getenv("TCPSPOOL_TEST_CLI"), &a, &o);
+	swept = h_said(d, "first sweep of", 10000);
+	kill(h_pid(d), SIGTERM);
+	return h_wait(d, 10000) && swept && h_spool_wait_empty(10000);
+}
+
 void
 scn_finish(struct scn *s, const char *fmt, ...)
 {
@@ -400,11 +420,11 @@ scn_finish(struct scn *s, const char *fmt, ...)
 		/* A process killed by a signal (a worker SIGTERMed by its
 		 * master) runs none of our code: a removal it had begun
 		 * stays `.del`, which is transient by contract (FORMAT.md
-		 * §1) and the next sweep deletes. Anything else is a
-		 * spool left behind. */
-		if (h_spool_only_removals())
+		 * §1) and the next sweep deletes: one is run to see it.
+		 * Anything else is a spool left behind. */
+		if (h_spool_only_removals() && swept_clean())
 			compat_report("%s: a stream removal cut short by the "
-			    "process's end, left for the next sweep: %s",
+			    "process's end, deleted by the next sweep: %s",
 			    s->what, files);
 		else
 			scn_fail(s, "the spool dir is not empty after "
