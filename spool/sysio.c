@@ -173,10 +173,12 @@ sysio_dup(int fd)
 	return nfd;
 }
 
+/* Raw, as every call of ours: libc's are cancellation points, and a
+ * spool is synced with its stream's lock held (TCPSPOOL_FSYNC=always). */
 int
 sysio_sync_real(int fd, bool data)
 {
-	return data ? fdatasync(fd) : fsync(fd);
+	return (int)syscall(data ? SYS_fdatasync : SYS_fsync, fd);
 }
 
 void
@@ -190,7 +192,7 @@ sysio_fdatasync(int fd)
 {
 	int (*hook)(int, bool) = atomic_load(&sync_hook);
 
-	return hook != NULL ? hook(fd, true) : fdatasync(fd);
+	return hook != NULL ? hook(fd, true) : sysio_sync_real(fd, true);
 }
 
 int
@@ -198,7 +200,7 @@ sysio_fsync(int fd)
 {
 	int (*hook)(int, bool) = atomic_load(&sync_hook);
 
-	return hook != NULL ? hook(fd, false) : fsync(fd);
+	return hook != NULL ? hook(fd, false) : sysio_sync_real(fd, false);
 }
 
 static _Atomic(ssize_t (*)(int, void *, size_t, off_t)) read_hook;
