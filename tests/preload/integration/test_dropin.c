@@ -73,22 +73,38 @@ Test(dropin, bash_command_substitution_after_a_redirect_does_not_hang)
 	cr_expect_str_eq(h_stdout(p), "hi\n", "bash's output");
 }
 
+/*
+ * fork_host SCENARIO (with --count count unless NULL) under the library,
+ * and its connection's reader, gated on g (*rd): it reads nothing until
+ * g opens, so the host's writes spool.
+ */
+static struct h_proc *
+fork_host_gated(const char *scenario, const char *count, struct h_gate *g,
+    struct h_proc **rd)
+{
+	struct h_spawn o = { .preload = true, .env = linger_env };
+	unsigned short port;
+	struct h_proc *p;
+
+	h_gate_init(g);
+	p = dropin_host("fork_host", &o, &port, scenario,
+	    count != NULL ? "--count" : NULL, count, NULL);
+	*rd = h_reader(0, port, g, "--rcvbuf=4096", "--read-size=65536",
+	    "--count=" COUNT, NULL);
+	return p;
+}
+
 /* After a dup and a fork, the child writes a connection whose reader does
  * not read yet: the child's first spool must not hang, and every byte
  * arrives. */
 Test(dropin, forked_child_spools_and_delivers_after_activation)
 {
-	struct h_spawn o = { .preload = true, .env = linger_env };
 	struct h_proc *p, *rd;
 	struct h_result r;
 	struct h_gate g;
-	unsigned short port;
 	const char *line;
 
-	h_gate_init(&g);
-	p = dropin_host("fork_host", &o, &port, "child-spool", NULL);
-	rd = h_reader(0, port, &g, "--rcvbuf=4096", "--read-size=65536",
-	    "--count=" COUNT, NULL);
+	p = fork_host_gated("child-spool", NULL, &g, &rd);
 	dropin_expect(p, "written ", DROPIN_STEP_MS, "the forked child's "
 	    "writes (spooled)");
 	h_gate_open(&g);
@@ -108,17 +124,12 @@ Test(dropin, forked_child_spools_and_delivers_after_activation)
  */
 Test(dropin, a_fork_child_holds_none_of_the_parents_spool_fds)
 {
-	struct h_spawn o = { .preload = true, .env = linger_env };
 	struct h_proc *p, *rd;
 	struct h_result r;
 	struct h_gate g;
-	unsigned short port;
 	const char *line;
 
-	h_gate_init(&g);
-	p = dropin_host("fork_host", &o, &port, "spool-fork", NULL);
-	rd = h_reader(0, port, &g, "--rcvbuf=4096", "--read-size=65536",
-	    "--count=" COUNT, NULL);
+	p = fork_host_gated("spool-fork", NULL, &g, &rd);
 	line = dropin_expect(p, "child ", DROPIN_STEP_MS, "the fork child's "
 	    "count of its fds");
 	cr_expect_eq(h_field(line, "fds"), 0, "the fork child holds copies of "
@@ -169,17 +180,11 @@ Test(dropin, fork_handlers_registered_before_and_after_the_library_do_not_hang)
 static void
 vfork_then_write(const char *scenario)
 {
-	struct h_spawn o = { .preload = true, .env = linger_env };
 	struct h_proc *p, *rd;
 	struct h_result r;
 	struct h_gate g;
-	unsigned short port;
 
-	h_gate_init(&g);
-	p = dropin_host("fork_host", &o, &port, scenario, "--count", "20000",
-	    NULL);
-	rd = h_reader(0, port, &g, "--rcvbuf=4096", "--read-size=65536",
-	    "--count=" COUNT, NULL);
+	p = fork_host_gated(scenario, "20000", &g, &rd);
 	dropin_expect(p, "written ", DROPIN_STEP_MS, "the parent's writes "
 	    "after a vfork child's dup2 + exec");
 	h_gate_open(&g);
