@@ -277,6 +277,17 @@ chunked_body(struct http_check *h)
 }
 
 void
+scn_expect_ok_head(struct scn *s, int i)
+{
+	char head[PATH_MAX + 8];
+
+	snprintf(head, sizeof(head), "%s.head", s->client[i].out);
+	if (strstr(compat_tail(head, 20), " 200 OK") == NULL)
+		scn_fail(s, "%s: response header: %s",
+		    h_label(s->client[i].proc), compat_tail(head, 20));
+}
+
+void
 scn_expect_responses(struct scn *s, int i, const char *const *want, int n)
 {
 	struct http_check h = { .s = s, .n = n };

@@ -101,6 +101,10 @@ void scn_wait_client(struct scn *s, int i, int timeout_ms,
  */
 void scn_expect_delivered(struct scn *s, int i, const char *want);
 
+/* Client i (run with --body) got a "200 OK" response header (its
+ * output's .head file): else the test fails, with the header. */
+void scn_expect_ok_head(struct scn *s, int i);
+
 /*
  * Client i (run without --body) received n HTTP/1.1 responses, each
  * "200 OK" whose body, sized by Content-Length or sent chunked, is the

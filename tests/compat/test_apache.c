@@ -280,17 +280,6 @@ wait_pending(struct ap *a, int responses, const char *before)
 	scn_look(&a->s);
 }
 
-static void
-expect_ok_head(struct ap *a, int i)
-{
-	char head[PATH_MAX + 8];
-
-	snprintf(head, sizeof(head), "%s.head", a->s.client[i].out);
-	if (strstr(compat_tail(head, 20), " 200 OK") == NULL)
-		scn_fail(&a->s, "%s: response header: %s",
-		    h_label(a->s.client[i].proc), compat_tail(head, 20));
-}
-
 /* apache stopped by SIGTERM to its parent: exit 0, nothing on stdout. */
 static void
 stop(struct ap *a)
@@ -326,7 +315,7 @@ concurrent_static(bool preload)
 	for (int i = 0; i < n; i++) {
 		scn_wait_client(&a.s, i, CLIENT_MS, false);
 		scn_expect_delivered(&a.s, i, a.file[i]);
-		expect_ok_head(&a, i);
+		scn_expect_ok_head(&a.s, i);
 	}
 	stop(&a);
 	scn_finish(&a.s, "%d x %lld bytes intact, then FIN", n, FILE_BYTES);
@@ -428,7 +417,7 @@ graceful_restart(bool preload)
 	h_gate_open(&a.s.gate);
 	scn_wait_client(&a.s, old, CLIENT_MS, false);
 	scn_expect_delivered(&a.s, old, a.file[0]);
-	expect_ok_head(&a, old);
+	scn_expect_ok_head(&a.s, old);
 	stop(&a);
 	scn_finish(&a.s, "the response pending across the restart and the "
 	    "one after it: %lld bytes each intact, then FIN", FILE_BYTES);
