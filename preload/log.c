@@ -481,17 +481,11 @@ log_fork_parent(void)
 }
 
 /* The child has one thread: the lock is made new, never unlocked by a
- * thread that may not own it. A sink whose fd closing(fd) says the child
- * is about to close (runtime.c: the fd table's private fds) is forgotten,
- * opened again by the child's first line. closing may be NULL. */
+ * thread that may not own it. A sink the child closed (its copies of our
+ * fds: runtime.c) fails sink_fd's check and is opened again by the
+ * child's first line. */
 void
-log_fork_child(bool (*closing)(int fd))
+log_fork_child(void)
 {
-	struct sink *sinks[] = { &file_sink, &syslog_sink };
-	int fd;
-
 	pthread_mutex_init(&log_lock, NULL);
-	for (size_t i = 0; closing != NULL && i < 2; i++)
-		if ((fd = atomic_load(&sinks[i]->fd)) >= 0 && closing(fd))
-			atomic_store(&sinks[i]->fd, -1);
 }

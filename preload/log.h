@@ -30,7 +30,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
  */
 void log_fork_prepare(void);
 void log_fork_parent(void);
-void log_fork_child(bool (*closing)(int fd));
+void log_fork_child(void);
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)

@@ -84,17 +84,10 @@ fork_parent(void)
  * own spool dir and thread when it first spools. It has one thread: every
  * lock is made new, never unlocked (see fdtab_reset_after_fork).
  */
-/* In the child: is fd one that fdtab_reset_after_fork closes? */
-static bool
-closed_in_child(int fd)
-{
-	return fdtab_peek(fd) == FDTAB_PRIVATE;
-}
-
 static void
 fork_child(void)
 {
-	log_fork_child(fork_locked ? closed_in_child : NULL);
+	log_fork_child();
 	sysio_gate_reset();
 	fdtab_reset_after_fork(fork_locked);
 	replay_fork_child(fork_locked);

@@ -493,7 +493,7 @@ Test(log, fork_handlers_leave_the_child_able_to_log)
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		log_fork_child(NULL);
+		log_fork_child();
 		log_warn("child");
 		_exit(0);
 	}
