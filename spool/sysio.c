@@ -208,7 +208,7 @@ static _Atomic(ssize_t (*)(int, void *, size_t, off_t)) read_hook;
 ssize_t
 sysio_pread_real(int fd, void *buf, size_t len, off_t off)
 {
-	return pread(fd, buf, len, off);
+	return (ssize_t)syscall(SYS_pread64, fd, buf, len, off);
 }
 
 void
@@ -222,8 +222,8 @@ sysio_pread(int fd, void *buf, size_t len, off_t off)
 {
 	ssize_t (*hook)(int, void *, size_t, off_t) = atomic_load(&read_hook);
 
-	return hook != NULL ? hook(fd, buf, len, off) : pread(fd, buf, len,
-	    off);
+	return hook != NULL ? hook(fd, buf, len, off) :
+	    sysio_pread_real(fd, buf, len, off);
 }
 
 void
