@@ -100,6 +100,27 @@ refused(struct stream *s, const struct wreq *w, size_t done, bool waited)
 }
 
 /*
+ * The usual spooled write, in fewer steps: a SPOOLING stream's whole
+ * one-buffer write, within the budget, staged behind records already
+ * staged (no frame formed; the flush timer their first record armed
+ * still stands; not parked). Returns the bytes taken, or -1 having changed nothing: the
+ * general path below then decides, as it would have alone.
+ */
+static ssize_t
+spool_quick(struct stream *s, const struct wreq *w)
+{
+	if (s->state != STREAM_SPOOLING || w->src != WSRC_IOV ||
+	    w->iovcnt != 1 || w->len != w->iov[0].iov_len ||
+	    s->spool == NULL || s->parked ||
+	    atomic_load_explicit(&s->flush_due, memory_order_relaxed) == 0 ||
+	    spool_stream_append_quick(s->spool, w->iov[0].iov_base, w->len,
+	    real_coarse_ns()) < 0)
+		return -1;
+	s->rest_owed = false;
+	return (ssize_t)w->len;
+}
+
+/*
  * Spools what follows the first done bytes of w. State DIRECT or
  * SPOOLING, mu held. Returns what the application gets. Nothing starts
  * spooling once the process end began (the replay thread takes no new
@@ -111,7 +132,10 @@ spool_rest_locked(struct stream *s, struct wreq *w, size_t done)
 	size_t want, took;
 	enum admission a;
 	bool waited = false;
+	ssize_t quick;
 
+	if (done == 0 && (quick = spool_quick(s, w)) >= 0)
+		return quick;
 	if ((want = input_available(w, done)) == 0)
 		return w->src == WSRC_FILE ? (ssize_t)done : result(done,
 		    EAGAIN);

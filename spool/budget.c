@@ -124,14 +124,14 @@ spool_budget_check(struct spool_stream *s, uint64_t len, const char **which)
 	int rc = 0;
 
 	*which = NULL;
+	if (budget_covered(d, l, *credit, len))
+		return 0;
 	if (d->lim.stream_max != 0 &&
 	    live_pending_bytes(l) + len > d->lim.stream_max) {
 		*which = "stream_max";
 		return -EDQUOT;
 	}
 	if (d->lim.total_max == 0 && d->lim.min_free == 0)
-		return 0;
-	if (len <= *credit)
 		return 0;
 	now = now_mono_ns();
 	pthread_mutex_lock(&d->mu);

@@ -283,6 +283,20 @@ live_pending_bytes(struct stream_live *l)
 	    atomic_load_explicit(&l->acked_bytes, memory_order_relaxed);
 }
 void live_unref(struct stream_live *l);
+
+/*
+ * The budget admits len more bytes without the dir's lock (budget.c):
+ * within stream_max, and the dir has no limit or the credit covers them.
+ */
+static inline bool
+budget_covered(const struct spool_dir *d, struct stream_live *l,
+    uint64_t credit, uint64_t len)
+{
+	return (d->lim.stream_max == 0 ||
+	    live_pending_bytes(l) + len <= d->lim.stream_max) &&
+	    ((d->lim.total_max == 0 && d->lim.min_free == 0) || len <= credit);
+}
+
 struct spool_dir *stream_dir(const struct spool_stream *s);
 struct stream_live *stream_live(const struct spool_stream *s);
 struct stream_live *stream_live_ref(struct spool_stream *s);

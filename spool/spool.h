@@ -223,6 +223,19 @@ int64_t spool_stream_append(struct spool_stream *s, const struct iovec *iov,
     int iovcnt, int64_t ts_ns, struct spool_err *err);
 
 /*
+ * The usual append, in fewer steps (the application's thread, once per
+ * spooled write): one buffer of len bytes (1..SPOOL_RECORD_MAX) staged
+ * behind records already staged, when that forms no frame, grows no
+ * buffer, the writer is not stalled and the budget admits it without the
+ * dir's lock (within stream_max and the stream's credit: what
+ * spool_budget_check would pass at once). Returns the record's sequence
+ * number, or -1 having changed nothing: spool_budget_check and
+ * spool_stream_append then.
+ */
+int64_t spool_stream_append_quick(struct spool_stream *s, const void *p,
+    size_t len, int64_t ts_ns);
+
+/*
  * Forms a frame of whatever is staged and writes it; fsync per policy.
  * If every staged record is already acknowledged (delivered from memory
  * while stalled), they are dropped instead, with the segments, which then
