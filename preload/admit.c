@@ -102,8 +102,8 @@ refused(struct stream *s, const struct wreq *w, size_t done, bool waited)
 /*
  * The usual spooled write, in fewer steps: a SPOOLING stream's whole
  * one-buffer write, within the budget, staged behind records already
- * staged (no frame formed; the flush timer their first record armed
- * still stands; not parked). Returns the bytes taken, or -1 having changed nothing: the
+ * staged (no frame formed; the flush deadline their first record set
+ * still stands, as replay_note_staged would leave it; not parked). Returns the bytes taken, or -1 having changed nothing: the
  * general path below then decides, as it would have alone.
  */
 static ssize_t
@@ -112,7 +112,7 @@ spool_quick(struct stream *s, const struct wreq *w)
 	if (s->state != STREAM_SPOOLING || w->src != WSRC_IOV ||
 	    w->iovcnt != 1 || w->len != w->iov[0].iov_len ||
 	    s->spool == NULL || s->parked ||
-	    atomic_load_explicit(&s->flush_due, memory_order_relaxed) == 0 ||
+	    !replay_staged_noted(s, spool_stream_staged_since(s->spool)) ||
 	    spool_stream_append_quick(s->spool, w->iov[0].iov_base, w->len,
 	    real_coarse_ns()) < 0)
 		return -1;

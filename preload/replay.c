@@ -166,14 +166,27 @@ replay_wake(void)
 	errno = saved;
 }
 
+/* The flush deadline of records staged since since_ns (0: none). */
+static int64_t
+flush_due_of(int64_t since_ns)
+{
+	if (since_ns == 0)
+		return 0;
+	return since_ns + (int64_t)runtime_config()->flush_ms * NS_PER_MS;
+}
+
+bool
+replay_staged_noted(struct stream *s, int64_t since_ns)
+{
+	return since_ns != 0 && atomic_load_explicit(&s->flush_due,
+	    memory_order_relaxed) == flush_due_of(since_ns);
+}
+
 void
 replay_note_staged(struct stream *s, int64_t since_ns)
 {
-	int64_t due = 0, old;
+	int64_t due = flush_due_of(since_ns), old;
 
-	if (since_ns != 0)
-		due = since_ns +
-		    (int64_t)runtime_config()->flush_ms * 1000000LL;
 	old = atomic_exchange(&s->flush_due, due);
 	if (old == 0 && due != 0)
 		replay_wake();

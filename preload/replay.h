@@ -37,6 +37,10 @@ void replay_watch_input(struct stream *s);
 void replay_wake(void);
 /* Notes the flush deadline of s after an append; wakes if it is new. */
 void replay_note_staged(struct stream *s, int64_t since_ns);
+/* Would replay_note_staged(s, since_ns) change nothing, records being
+ * staged (since_ns != 0)? Under s->mu, which every change of the
+ * deadline holds. */
+bool replay_staged_noted(struct stream *s, int64_t since_ns);
 /* Room was made in the spool dir (delivery, a spool deleted): wake the
  * threads blocked for room (overflow=block) on s and on every other
  * stream, listed or not: the quota of the whole dir is shared. s may be

@@ -383,15 +383,17 @@ seg_seal(struct spool_stream *s, struct spool_err *err)
 }
 
 /*
- * The buffer goes; refill: its size is the next one's first (the frame
- * was formed because it was full: the writer fills the next as fast, and
- * growing it again from 256 bytes cost about 60 instructions per 28-byte
- * record in reallocs and their copies).
+ * The buffer goes. Its size is the next one's first if it was at most
+ * keep (a frame formed because it was full: the writer fills the next as
+ * fast, and growing it again from 256 bytes cost about 60 instructions
+ * per 28-byte record in reallocs and their copies). keep is what a frame
+ * needs, not what a large record took: one 16 MiB record must not make
+ * every later frame of the stream ask for 16 MiB.
  */
 static void
-stage_free(struct stage_buf *b, bool refill)
+stage_free(struct stage_buf *b, size_t keep)
 {
-	b->hint = refill ? b->cap : 0;
+	b->hint = b->cap <= keep ? b->cap : 0;
 	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
@@ -401,13 +403,16 @@ stage_free(struct stage_buf *b, bool refill)
 static void
 stage_clear(struct spool_stream *s)
 {
+	/* Doubling from 256 gives a frame's bytes at most twice that. */
+	size_t keep = s->refill ? 2 * (size_t)s->opt.frame_target : 0;
+
 	s->st_count = 0;
 	s->st_since = 0;
 	s->c_lens = s->c_tss = s->c_data = 0;
 	s->c_count = 0;
-	stage_free(&s->lens, s->refill);
-	stage_free(&s->tss, s->refill);
-	stage_free(&s->data, s->refill);
+	stage_free(&s->lens, keep);
+	stage_free(&s->tss, keep);
+	stage_free(&s->data, keep);
 }
 
 /* The records staged so far are committed: the cursor may read them. */
@@ -466,6 +471,7 @@ stage_reserve(struct stage_buf *b, size_t more)
 	if (b->len + more <= b->cap)
 		return 0;
 	cap = b->cap ? b->cap : b->hint ? b->hint : 256;
+	b->hint = 0;	/* once: a failed allocation asks for less next */
 	while (cap < b->len + more)
 		cap *= 2;
 	if ((p = realloc(b->p, cap)) == NULL)
@@ -1379,9 +1385,9 @@ spool_stream_close(struct spool_stream *s, enum spool_close_how how,
 		(void)ledger_append(s->dir, s->name, s->pub_drops,
 		    s->pub_errors, how == SPOOL_CLOSE_KEEP);
 	live_unref(s->live);
-	stage_free(&s->lens, false);
-	stage_free(&s->tss, false);
-	stage_free(&s->data, false);
+	stage_free(&s->lens, 0);
+	stage_free(&s->tss, 0);
+	stage_free(&s->data, 0);
 	free(s);
 	return rc;
 }

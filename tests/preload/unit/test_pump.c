@@ -839,3 +839,41 @@ Test(pump, a_stream_parked_in_the_middle_of_a_run_goes_on_at_the_byte)
 	close(fds[1]);
 	free(b);
 }
+
+static bool
+nothing_staged(struct stream *s)
+{
+	return s->state != STREAM_SPOOLING || s->spool == NULL ||
+	    spool_stream_staged_since(s->spool) == 0;
+}
+
+/*
+ * Small writes behind records already staged take the quick path
+ * (admit.c, spool_quick), which leaves the flush deadline to the first
+ * record's: with the reader stalled (no turn of the replay thread ever
+ * flushes them), the flush timer alone must still write them as a frame.
+ */
+Test(pump, small_writes_behind_staged_records_reach_a_frame_on_the_timer)
+{
+	enum { SMALL = 28, NSMALL = 300 };
+	unsigned char *b = pattern_bytes(BEFORE + SMALL * NSMALL);
+	struct stream *s;
+	int a[2], i;
+
+	unit_env("TCPSPOOL_FLUSH=20ms", NULL);
+	unit_unix_pair(a);
+	cr_assert_eq(op_write(a[0], b, BEFORE), (ssize_t)BEFORE);
+	for (i = 0; i < NSMALL; i++)
+		cr_assert_eq(op_write(a[0], b + BEFORE + i * SMALL, SMALL),
+		    SMALL);
+	cr_assert_not_null(s = unit_stream(a[0]));
+	cr_assert_eq(stream_state_of(s), STREAM_SPOOLING);
+	cr_assert(wait_locked(s, nothing_staged), "records staged behind the "
+	    "first small write were never written: no flush timer");
+	cr_assert(read_pattern(a[1], 0, BEFORE + SMALL * NSMALL));
+	cr_assert(wait_state(s, STREAM_DIRECT));
+	stream_unref(s);
+	op_close(a[0]);
+	close(a[1]);
+	free(b);
+}
