@@ -103,8 +103,9 @@ refused(struct stream *s, const struct wreq *w, size_t done, bool waited)
  * The usual spooled write, in fewer steps: a SPOOLING stream's whole
  * one-buffer write, within the budget, staged behind records already
  * staged (no frame formed; the flush deadline their first record set
- * still stands, as replay_note_staged would leave it; not parked). Returns the bytes taken, or -1 having changed nothing: the
- * general path below then decides, as it would have alone.
+ * still stands, as replay_note_staged would leave it; not parked).
+ * Returns the bytes taken, or -1 having changed nothing: the general
+ * path below then decides, as it would have alone.
  */
 static ssize_t
 spool_quick(struct stream *s, const struct wreq *w)

@@ -403,8 +403,9 @@ stage_free(struct stage_buf *b, size_t keep)
 static void
 stage_clear(struct spool_stream *s)
 {
-	/* Doubling from 256 gives a frame's bytes at most twice that. */
-	size_t keep = s->refill ? 2 * (size_t)s->opt.frame_target : 0;
+	/* Doubling from 256 gives a frame's bytes less than four times
+	 * frame_target (twice, when it is 256 times a power of two). */
+	size_t keep = s->refill ? 4 * (size_t)s->opt.frame_target : 0;
 
 	s->st_count = 0;
 	s->st_since = 0;

@@ -40,6 +40,7 @@
 #include "stream.h"
 #include "sysio.h"
 #include "unit.h"
+#include "util.h"
 
 #define CHUNK		16384
 #define BEFORE		(2u << 20)	/* spooled before the read is held */
@@ -871,6 +872,49 @@ Test(pump, small_writes_behind_staged_records_reach_a_frame_on_the_timer)
 	cr_assert(wait_locked(s, nothing_staged), "records staged behind the "
 	    "first small write were never written: no flush timer");
 	cr_assert(read_pattern(a[1], 0, BEFORE + SMALL * NSMALL));
+	cr_assert(wait_state(s, STREAM_DIRECT));
+	stream_unref(s);
+	op_close(a[0]);
+	close(a[1]);
+	free(b);
+}
+
+/*
+ * A flush deadline the replay thread moved (a refused read, PUMP_RETRY,
+ * puts it RETRY_NS out) is set back by the next write to what the first
+ * staged record's flush interval gives, as before the quick path: that
+ * path takes a write only when the deadline is what replay_note_staged
+ * would store.
+ */
+Test(pump, a_write_sets_a_moved_flush_deadline_back)
+{
+	enum { SMALL = 28 };
+	unsigned char *b = pattern_bytes(BEFORE + 2 * SMALL);
+	const int64_t flush = 30000 * NS_PER_MS;	/* never due here */
+	int64_t since, due;
+	struct stream *s;
+	int a[2];
+
+	unit_env("TCPSPOOL_FLUSH=30s", NULL);
+	unit_unix_pair(a);
+	cr_assert_eq(op_write(a[0], b, BEFORE), (ssize_t)BEFORE);
+	cr_assert_eq(op_write(a[0], b + BEFORE, SMALL), SMALL);
+	cr_assert_not_null(s = unit_stream(a[0]));
+	pthread_mutex_lock(&s->mu);
+	cr_assert_eq(s->state, STREAM_SPOOLING);
+	since = spool_stream_staged_since(s->spool);
+	cr_assert_neq(since, 0, "the small write was not staged");
+	cr_assert_eq(atomic_load(&s->flush_due), since + flush);
+	/* Moved 10 s later, as a retry moves it. */
+	atomic_store(&s->flush_due, since + flush + 10000 * NS_PER_MS);
+	pthread_mutex_unlock(&s->mu);
+	cr_assert_eq(op_write(a[0], b + BEFORE + SMALL, SMALL), SMALL);
+	pthread_mutex_lock(&s->mu);
+	due = atomic_load(&s->flush_due);
+	pthread_mutex_unlock(&s->mu);
+	cr_assert_eq(due, since + flush, "the write left the moved deadline "
+	    "(%lld ns late)", (long long)(due - since - flush));
+	cr_assert(read_pattern(a[1], 0, BEFORE + 2 * SMALL));
 	cr_assert(wait_state(s, STREAM_DIRECT));
 	stream_unref(s);
 	op_close(a[0]);
