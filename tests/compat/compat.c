@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -532,4 +533,21 @@ compat_story_start(struct h_story *st, struct h_proc *server, int n,
 		ro.fds[0].parent = st->gate.rfd;
 		st->reader[i] = h_spawn(label, prog, &a, &ro);
 	}
+}
+
+bool
+compat_worker_user(const char *server, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw;
+
+	*uid = geteuid();
+	*gid = getegid();
+	if (*uid != 0)
+		return false;
+	pw = getpwnam("nobody");
+	cr_assert(pw != NULL, "%s runs its workers as nobody, which this "
+	    "machine lacks", server);
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	return true;
 }

@@ -92,6 +92,14 @@ void compat_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void compat_share_dir_with(uid_t uid, gid_t gid);
 
 /*
+ * The user a server started by the test runs its workers (children) as:
+ * "nobody" when the test is root (nginx's and apache's default), else the
+ * test's own user. Fails the test if it is root and nobody is missing.
+ * Returns true for nobody.
+ */
+bool compat_worker_user(const char *server, uid_t *uid, gid_t *gid);
+
+/*
  * The runtime part of $TCPSPOOL_TEST_PRELOAD (the sanitizer runtime that
  * must come first in LD_PRELOAD in sanitizer builds), "" in a normal build.
  */

@@ -36,7 +36,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,23 +76,6 @@ apache_version(void)
 	return out;
 }
 
-/* The user the children run as: nobody when the parent is root. */
-static void
-child_user(uid_t *uid, gid_t *gid)
-{
-	struct passwd *pw;
-
-	*uid = geteuid();
-	*gid = getegid();
-	if (*uid != 0)
-		return;
-	pw = getpwnam("nobody");
-	cr_assert(pw != NULL, "apache runs its children as nobody, which "
-	    "this machine lacks");
-	*uid = pw->pw_uid;
-	*gid = pw->pw_gid;
-}
-
 static void
 cgi_script(const char *path, const char *d)
 {
@@ -132,7 +114,7 @@ ap_files(struct ap *a, int nfiles)
 	h_fmt(a->conf, sizeof(a->conf), "%s/apache2.conf", d);
 	h_fmt(a->s.log, sizeof(a->s.log), "%s/apache-error.log", d);
 	h_fmt(a->access_log, sizeof(a->access_log), "%s/access.log", d);
-	child_user(&uid, &gid);
+	(void)compat_worker_user("apache", &uid, &gid);
 	compat_share_dir_with(uid, gid);
 }
 
@@ -145,7 +127,7 @@ ap_config(struct ap *a)
 	FILE *f = fopen(a->conf, "we");
 
 	cr_assert(f != NULL, "%s: %s", a->conf, strerror(errno));
-	child_user(&uid, &gid);
+	(void)compat_worker_user("apache", &uid, &gid);
 	if (uid != geteuid())
 		fprintf(f, "User #%u\nGroup #%u\n", (unsigned)uid,
 		    (unsigned)gid);
@@ -519,7 +501,7 @@ daemon_as_children(void)
 	uid_t uid;
 	gid_t gid;
 
-	child_user(&uid, &gid);
+	(void)compat_worker_user("apache", &uid, &gid);
 	h_fmt(u, sizeof(u), "--reuid=%u", (unsigned)uid);
 	h_fmt(g, sizeof(g), "--regid=%u", (unsigned)gid);
 	h_args(&av, u, g, "--clear-groups", getenv("TCPSPOOL_TEST_CLI"),

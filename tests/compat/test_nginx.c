@@ -32,7 +32,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <limits.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,26 +79,6 @@ require(const char *program, const char *package)
 	if (compat_which(program) == NULL)
 		cr_skip("%s is not installed (apt-get install %s; "
 		    "scripts/setup.sh installs it)", program, package);
-}
-
-/* The user nginx runs its workers as: its default when the master is
- * root (no `user` line), else the master's own. */
-static void
-worker_user(uid_t *uid, gid_t *gid, const char **name)
-{
-	struct passwd *pw;
-
-	*uid = geteuid();
-	*gid = getegid();
-	*name = "the test's user";
-	if (*uid != 0)
-		return;
-	pw = getpwnam("nobody");
-	cr_assert(pw != NULL, "nginx runs its workers as nobody, which this "
-	    "machine lacks");
-	*uid = pw->pw_uid;
-	*gid = pw->pw_gid;
-	*name = "nobody";
 }
 
 /* The configuration keeps the library's variables for the workers, as
@@ -188,7 +167,8 @@ ngx_start(struct ngx *ng, bool preload, bool sendfile, int workers)
 	h_fmt(ng->access_log, sizeof(ng->access_log), "%s/access.log",
 	    h_dir());
 	write_site();
-	worker_user(&uid, &gid, &user);
+	user = compat_worker_user("nginx", &uid, &gid) ? "nobody" :
+	    "the test's user";
 	compat_share_dir_with(uid, gid);
 	snprintf(ng->what, sizeof(ng->what), "nginx master + %d worker%s "
 	    "(%s), sendfile %s, %s", workers, workers > 1 ? "s" : "", user,
