@@ -551,3 +551,22 @@ compat_worker_user(const char *server, uid_t *uid, gid_t *gid)
 	*gid = pw->pw_gid;
 	return true;
 }
+
+void
+compat_lighttpd_config(const char *path, unsigned short port,
+    const char *extra)
+{
+	const char *d = h_dir();
+	FILE *f = fopen(path, "we");
+
+	cr_assert(f != NULL, "%s: %s", path, strerror(errno));
+	fprintf(f,
+	    "server.document-root = \"%s/www\"\n"
+	    "server.bind = \"127.0.0.1\"\n"
+	    "server.port = %u\n"
+	    "server.errorlog = \"%s/lighttpd-error.log\"\n"
+	    "server.upload-dirs = ( \"%s/tmp\" )\n"
+	    "mimetype.assign = ( \"\" => \"application/octet-stream\" )\n"
+	    "%s", d, port, d, d, extra);
+	cr_assert(fclose(f) == 0);
+}

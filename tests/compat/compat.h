@@ -100,6 +100,14 @@ void compat_share_dir_with(uid_t uid, gid_t gid);
 bool compat_worker_user(const char *server, uid_t *uid, gid_t *gid);
 
 /*
+ * Writes a lighttpd configuration at path: the test dir's www/ served on
+ * 127.0.0.1:port, its log and upload dirs in the test dir, every file
+ * application/octet-stream; then extra (more lines, or "").
+ */
+void compat_lighttpd_config(const char *path, unsigned short port,
+    const char *extra);
+
+/*
  * The runtime part of $TCPSPOOL_TEST_PRELOAD (the sanitizer runtime that
  * must come first in LD_PRELOAD in sanitizer builds), "" in a normal build.
  */

@@ -109,23 +109,11 @@ lt_files(struct lt *l, int nfiles, long long size)
 static void
 lt_config(struct lt *l)
 {
-	const char *d = h_dir();
-	FILE *f = fopen(l->conf, "we");
-
-	cr_assert(f != NULL, "%s: %s", l->conf, strerror(errno));
-	fprintf(f,
-	    "server.document-root = \"%s/www\"\n"
-	    "server.bind = \"127.0.0.1\"\n"
-	    "server.port = %u\n"
-	    "server.errorlog = \"%s/lighttpd-error.log\"\n"
-	    "server.upload-dirs = ( \"%s/tmp\" )\n"
+	compat_lighttpd_config(l->conf, l->port,
 	    "server.modules += ( \"mod_cgi\" )\n"
 	    "cgi.assign = ( \".cgi\" => \"\" )\n"
 	    "server.feature-flags += ( "
-	    "\"server.graceful-shutdown-timeout\" => 60 )\n"
-	    "mimetype.assign = ( \"\" => \"application/octet-stream\" )\n",
-	    d, l->port, d, d);
-	cr_assert(fclose(f) == 0);
+	    "\"server.graceful-shutdown-timeout\" => 60 )\n");
 }
 
 static void

@@ -151,24 +151,6 @@ Test(passthrough, socat_blocking_writer_never_spools_delivers_all)
 }
 
 static void
-lighttpd_config(const char *path, unsigned short port)
-{
-	const char *d = h_dir();
-	FILE *f = fopen(path, "we");
-
-	cr_assert(f != NULL, "%s: %s", path, strerror(errno));
-	fprintf(f,
-	    "server.document-root = \"%s/www\"\n"
-	    "server.bind = \"127.0.0.1\"\n"
-	    "server.port = %u\n"
-	    "server.errorlog = \"%s/lighttpd-error.log\"\n"
-	    "server.upload-dirs = ( \"%s/tmp\" )\n"
-	    "mimetype.assign = ( \"\" => \"application/octet-stream\" )\n",
-	    d, port, d, d);
-	cr_assert(fclose(f) == 0);
-}
-
-static void
 lighttpd_fast_client(bool preload)
 {
 	static const char *const env[] = {
@@ -200,7 +182,7 @@ lighttpd_fast_client(bool preload)
 
 		cr_assert(attempt < 5, "lighttpd lost its port five times");
 		port = compat_free_port();
-		lighttpd_config(conf, port);
+		compat_lighttpd_config(conf, port, "");
 		h_args(&a, "-D", "-f", conf, NULL);
 		s.server = h_spawn("lighttpd", compat_which("lighttpd"), &a,
 		    &o);
