@@ -6,7 +6,6 @@
  */
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-
 #include <sys/syscall.h>
 
 #include <errno.h>

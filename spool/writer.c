@@ -463,13 +463,20 @@ live_staged_copy(struct stream_live *l, struct frame_header *fh,
 	return 1;
 }
 
+/* Is there room in b for more bytes without growing it? */
+static inline bool
+stage_fits(const struct stage_buf *b, size_t more)
+{
+	return b->len + more <= b->cap;
+}
+
 static int
 stage_reserve(struct stage_buf *b, size_t more)
 {
 	size_t cap;
 	uint8_t *p;
 
-	if (b->len + more <= b->cap)
+	if (stage_fits(b, more))
 		return 0;
 	cap = b->cap ? b->cap : b->hint ? b->hint : 256;
 	b->hint = 0;	/* once: a failed allocation asks for less next */
@@ -991,13 +998,6 @@ spool_stream_append(struct spool_stream *s, const struct iovec *iov,
 	}
 	stage_commit(s);
 	return (int64_t)s->next_seq++;
-}
-
-/* Is there room in b for more bytes without growing it? */
-static inline bool
-stage_fits(const struct stage_buf *b, size_t more)
-{
-	return b->len + more <= b->cap;
 }
 
 int64_t
