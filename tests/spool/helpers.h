@@ -78,6 +78,16 @@ new_stream(struct spool_dir *d, const struct spool_options *o)
 	return s;
 }
 
+/*
+ * Suite "spool" with a private temp dir per test: t, made before each
+ * test and removed after it (what most spool test files start with).
+ */
+#define SPOOL_TEST_SUITE()						\
+	static struct tdir t;						\
+	static void setup(void) { tdir_make(&t); }			\
+	static void teardown(void) { tdir_rm(&t); }			\
+	TestSuite(spool, .init = setup, .fini = teardown)
+
 static inline int64_t
 append1(struct spool_stream *s, const void *p, size_t len, int64_t ts)
 {

@@ -11,21 +11,7 @@
 #define TOTAL_MAX	(64u << 20)
 #define CREDIT		(64u << 10)	/* budget.c's CREDIT_MAX */
 
-static struct tdir t;
-
-static void
-setup(void)
-{
-	tdir_make(&t);
-}
-
-static void
-teardown(void)
-{
-	tdir_rm(&t);
-}
-
-TestSuite(spool, .init = setup, .fini = teardown);
+SPOOL_TEST_SUITE();
 
 /* Another stream of d can take exactly room more bytes (checked at the
  * edge first: a refused check changes nothing, a granted one reserves). */

@@ -6,21 +6,7 @@
 
 #include "helpers.h"
 
-static struct tdir t;
-
-static void
-setup(void)
-{
-	tdir_make(&t);
-}
-
-static void
-teardown(void)
-{
-	tdir_rm(&t);
-}
-
-TestSuite(spool, .init = setup, .fini = teardown);
+SPOOL_TEST_SUITE();
 
 /* A closed stream of n records "rec-<seq>" padded to 100 bytes. */
 static void

@@ -7,21 +7,7 @@
 
 #include "helpers.h"
 
-static struct tdir t;
-
-static void
-setup(void)
-{
-	tdir_make(&t);
-}
-
-static void
-teardown(void)
-{
-	tdir_rm(&t);
-}
-
-TestSuite(spool, .init = setup, .fini = teardown);
+SPOOL_TEST_SUITE();
 
 Test(spool, dir_open_creates_0700_with_parents)
 {

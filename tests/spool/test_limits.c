@@ -12,21 +12,7 @@
 #include "helpers.h"
 #include "internal.h"
 
-static struct tdir t;
-
-static void
-setup(void)
-{
-	tdir_make(&t);
-}
-
-static void
-teardown(void)
-{
-	tdir_rm(&t);
-}
-
-TestSuite(spool, .init = setup, .fini = teardown);
+SPOOL_TEST_SUITE();
 
 /* Sum of the sizes of a stream's segment files, by stat. */
 static uint64_t

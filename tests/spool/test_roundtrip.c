@@ -4,21 +4,7 @@
  */
 #include "helpers.h"
 
-static struct tdir t;
-
-static void
-setup(void)
-{
-	tdir_make(&t);
-}
-
-static void
-teardown(void)
-{
-	tdir_rm(&t);
-}
-
-TestSuite(spool, .init = setup, .fini = teardown);
+SPOOL_TEST_SUITE();
 
 /* Reads every record of the stream (dead-stream cursor) and checks them. */
 static uint64_t

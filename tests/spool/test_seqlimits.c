@@ -11,21 +11,7 @@
 
 #include "helpers.h"
 
-static struct tdir t;
-
-static void
-setup(void)
-{
-	tdir_make(&t);
-}
-
-static void
-teardown(void)
-{
-	tdir_rm(&t);
-}
-
-TestSuite(spool, .init = setup, .fini = teardown);
+SPOOL_TEST_SUITE();
 
 /* CRC-32C bit by bit, as FORMAT.md defines it: independent of spool/. */
 static uint32_t
